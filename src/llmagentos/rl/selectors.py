@@ -1,0 +1,179 @@
+"""Action selectors over action values: random, greedy, epsilon-greedy, softmax.
+
+Each returns a :class:`~llmagentos.types.Decision` carrying the scores it chose from
+and a one-line reason, so every choice in a trace explains itself. Randomness comes
+from a private :class:`random.Random`, reseeded by ``reset(seed=...)``; greedy ties
+are broken at random, which matters while a table is still all zeros.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Protocol, runtime_checkable
+
+from llmagentos.exceptions import ConfigError
+from llmagentos.modules.base import Component
+from llmagentos.rl.schedules import Schedule, ScheduleLike, as_schedule
+from llmagentos.types import Decision, Features
+
+__all__ = [
+    "ActionValues",
+    "EpsilonGreedySelector",
+    "GreedySelector",
+    "RandomSelector",
+    "SoftmaxSelector",
+]
+
+
+@runtime_checkable
+class ActionValues(Protocol):
+    """Anything that scores every action of a state (a :class:`~llmagentos.rl.QTable`)."""
+
+    n_actions: int
+
+    def values(self, state: Any) -> list[float]: ...
+
+
+class _Selector(Component):
+    """Shared seeding and step/episode counting for schedules."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.rng = random.Random(seed)
+        self.steps = 0
+        self.episodes = 0
+        self._started = False
+
+    def reset(self, *, seed: int | None = None) -> None:
+        if seed is not None:
+            self.rng.seed(seed)
+        # The first reset starts episode 0; every later one moves to the next episode.
+        if self._started:
+            self.episodes += 1
+        self._started = True
+
+    def _time(self, schedule: Schedule) -> int:
+        return self.steps if schedule.per == "step" else self.episodes
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "episodes": self.episodes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = int(state.get("steps", 0))
+        self.episodes = int(state.get("episodes", 0))
+
+    def greedy(self, scores: list[float]) -> tuple[int, int]:
+        """The best action (random among ties) and how many actions tie for best."""
+        best = max(scores)
+        ties = scores.count(best)
+        if ties == 1:
+            return scores.index(best), 1
+        candidates = [i for i, v in enumerate(scores) if v == best]
+        return candidates[self.rng.randrange(ties)], ties
+
+
+class RandomSelector(_Selector):
+    """Uniformly random actions: the baseline and the default explorer.
+
+    Args:
+        n_actions: number of discrete actions.
+        seed: seed of the private random generator.
+    """
+
+    def __init__(self, n_actions: int, *, seed: int | None = None) -> None:
+        super().__init__(seed)
+        if n_actions < 1:
+            raise ConfigError("n_actions", f"must be at least 1 (got {n_actions})")
+        self.n_actions = n_actions
+
+    def select(self, features: Features, task: Any = None, *, explore: bool = True) -> Decision:
+        self.steps += explore
+        return Decision(self.rng.randrange(self.n_actions), f"random of {self.n_actions}")
+
+
+class GreedySelector(_Selector):
+    """Always the highest-valued action.
+
+    Args:
+        values: the action values to choose from (a Q-table).
+        seed: seed of the tie-breaking random generator.
+    """
+
+    def __init__(self, values: ActionValues, *, seed: int | None = None) -> None:
+        super().__init__(seed)
+        self.q = values
+
+    def select(self, features: Features, task: Any = None, *, explore: bool = True) -> Decision:
+        scores = self.q.values(features)
+        action, ties = self.greedy(scores)
+        reason = f"greedy: Q={scores[action]:.3f} is the best of {len(scores)}"
+        if ties > 1:
+            reason += f" (tie among {ties}, broken at random)"
+        return Decision(action, reason, list(scores))
+
+
+class EpsilonGreedySelector(GreedySelector):
+    """Random with probability epsilon, greedy otherwise (greedy always in evaluation).
+
+    Args:
+        values: the action values to choose from.
+        epsilon: exploration probability: a number or a schedule.
+        seed: seed of the private random generator.
+    """
+
+    def __init__(
+        self, values: ActionValues, *, epsilon: ScheduleLike = 0.1, seed: int | None = None
+    ) -> None:
+        super().__init__(values, seed=seed)
+        self.epsilon = as_schedule(epsilon, field="epsilon")
+
+    def current_epsilon(self) -> float:
+        return self.epsilon.value(self._time(self.epsilon))
+
+    def select(self, features: Features, task: Any = None, *, explore: bool = True) -> Decision:
+        if not explore:
+            return super().select(features, task, explore=False)
+        epsilon = self.current_epsilon()
+        self.steps += 1
+        scores = self.q.values(features)
+        if self.rng.random() < epsilon:
+            action = self.rng.randrange(len(scores))
+            return Decision(action, f"explore: random action (epsilon={epsilon:.3f})", list(scores))
+        action, ties = self.greedy(scores)
+        reason = f"exploit: Q={scores[action]:.3f} is the best of {len(scores)}"
+        if ties > 1:
+            reason += f" (tie among {ties}, broken at random)"
+        return Decision(action, reason, list(scores))
+
+
+class SoftmaxSelector(GreedySelector):
+    """Boltzmann exploration: P(a) proportional to exp(Q(s, a) / temperature).
+
+    Args:
+        values: the action values to choose from.
+        temperature: a positive number or a schedule.
+        seed: seed of the private random generator.
+    """
+
+    def __init__(
+        self, values: ActionValues, *, temperature: ScheduleLike = 1.0, seed: int | None = None
+    ) -> None:
+        super().__init__(values, seed=seed)
+        self.temperature = as_schedule(temperature, field="temperature")
+
+    def probabilities(self, scores: list[float], temperature: float) -> list[float]:
+        top = max(scores)
+        weights = [math.exp((v - top) / temperature) for v in scores]
+        total = sum(weights)
+        return [w / total for w in weights]
+
+    def select(self, features: Features, task: Any = None, *, explore: bool = True) -> Decision:
+        if not explore:
+            return super().select(features, task, explore=False)
+        temperature = max(self.temperature.value(self._time(self.temperature)), 1e-8)
+        self.steps += 1
+        scores = self.q.values(features)
+        probs = self.probabilities(scores, temperature)
+        action = self.rng.choices(range(len(scores)), weights=probs)[0]
+        reason = f"softmax: p={probs[action]:.3f} at temperature {temperature:.3f}"
+        return Decision(action, reason, list(scores))

@@ -1,0 +1,160 @@
+"""Temporal-difference control: Q-learning (the seed's rule), SARSA and Expected SARSA.
+
+All three move Q(s, a) toward a target by a step size alpha::
+
+    Q(s, a) <- Q(s, a) + alpha * [target - Q(s, a)]
+
+and differ only in the target. Q-learning's is the seed's (section 4.3)::
+
+    target = r + gamma * max_a' Q(s', a')
+
+A *terminated* transition does not bootstrap (target = r): there is no future after a
+terminal state. A *truncated* one (a time limit) does, because the state it stopped
+in still has a future.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmagentos.exceptions import ConfigError
+from llmagentos.modules.base import Component
+from llmagentos.rl.qtable import QTable
+from llmagentos.rl.schedules import Schedule, ScheduleLike, as_schedule
+from llmagentos.types import Transition
+
+__all__ = ["ExpectedSarsa", "QLearning", "Sarsa", "TemporalDifference"]
+
+
+class TemporalDifference(Component):
+    """The shared machinery: step-size and discount, counters, and the update itself.
+
+    Args:
+        q: the Q-table to learn (shared with the planner's selector).
+        alpha: step size: a number in (0, 1] or a schedule.
+        gamma: discount factor in [0, 1].
+    """
+
+    algorithm = "td"
+
+    def __init__(self, q: QTable, *, alpha: ScheduleLike = 0.1, gamma: float = 0.99) -> None:
+        if not 0.0 <= gamma <= 1.0:
+            raise ConfigError("gamma", f"must be in [0, 1] (got {gamma})")
+        self.q = q
+        self.alpha: Schedule = as_schedule(alpha, field="alpha")
+        self.gamma = float(gamma)
+        self.steps = 0
+        self.episodes = 0
+
+    def current_alpha(self) -> float:
+        return self.alpha.value(self.steps if self.alpha.per == "step" else self.episodes)
+
+    def bootstrap(self, transition: Transition) -> float:
+        """The value of the next state the target discounts (0 after a terminal state)."""
+        return self.q.max_value(transition.next_features)
+
+    def _apply(self, transition: Transition, next_value: float) -> dict[str, Any]:
+        alpha = self.current_alpha()
+        target = transition.reward
+        if not transition.terminated:
+            target += self.gamma * next_value
+        old, new = self.q.update(transition.features, transition.action, target, alpha)
+        self.steps += 1
+        if transition.terminated or transition.truncated:
+            self.episodes += 1
+        return {
+            "state": transition.features,
+            "action": transition.action,
+            "target": target,
+            "td_error": target - old,
+            "q_old": old,
+            "q_new": new,
+            "alpha": alpha,
+        }
+
+    def update(self, transition: Transition) -> dict[str, Any] | None:
+        next_value = 0.0 if transition.terminated else self.bootstrap(transition)
+        return self._apply(transition, next_value)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "episodes": self.episodes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = int(state.get("steps", 0))
+        self.episodes = int(state.get("episodes", 0))
+
+
+class QLearning(TemporalDifference):
+    """Off-policy TD control with the seed's update: the target takes max_a' Q(s', a')."""
+
+    algorithm = "q_learning"
+
+
+class ExpectedSarsa(TemporalDifference):
+    """The target takes the expectation of Q(s', .) under the epsilon-greedy policy.
+
+    Args:
+        epsilon: the exploration rate of the policy being followed (number or schedule);
+            use the same schedule as the planner's epsilon-greedy selector.
+    """
+
+    algorithm = "expected_sarsa"
+
+    def __init__(
+        self,
+        q: QTable,
+        *,
+        alpha: ScheduleLike = 0.1,
+        gamma: float = 0.99,
+        epsilon: ScheduleLike = 0.1,
+    ) -> None:
+        super().__init__(q, alpha=alpha, gamma=gamma)
+        self.epsilon = as_schedule(epsilon, field="epsilon")
+
+    def bootstrap(self, transition: Transition) -> float:
+        scores = self.q.values(transition.next_features)
+        epsilon = self.epsilon.value(self.steps if self.epsilon.per == "step" else self.episodes)
+        # Every action gets epsilon/|A|; the greedy share (1 - epsilon) goes to the best
+        # actions, which all have the value max(scores) however many tie.
+        return epsilon / len(scores) * sum(scores) + (1.0 - epsilon) * max(scores)
+
+
+class Sarsa(TemporalDifference):
+    """On-policy TD control: the target uses the action actually taken next.
+
+    That action is known only at the next step, so each update waits one step: the
+    report of step t describes the update of step t - 1. A terminated step updates at
+    once (no next action needed); a truncated step, having no next action, bootstraps
+    with max_a' Q(s', a') as Q-learning does.
+    """
+
+    algorithm = "sarsa"
+
+    def __init__(self, q: QTable, *, alpha: ScheduleLike = 0.1, gamma: float = 0.99) -> None:
+        super().__init__(q, alpha=alpha, gamma=gamma)
+        self._pending: Transition | None = None
+
+    def reset(self, *, seed: int | None = None) -> None:
+        # An episode abandoned mid-way leaves its last step pending: settle it greedily.
+        self._flush()
+
+    def _flush(self) -> dict[str, Any] | None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        return self._apply(pending, self.q.max_value(pending.next_features))
+
+    def update(self, transition: Transition) -> dict[str, Any] | None:
+        report = None
+        pending = self._pending
+        if pending is not None:
+            next_value = self.q.values(pending.next_features)[transition.action]
+            report = self._apply(pending, next_value)
+            self._pending = None
+        if transition.terminated:
+            report = self._apply(transition, 0.0)
+        elif transition.truncated:
+            report = self._apply(transition, self.q.max_value(transition.next_features))
+        else:
+            self._pending = transition
+        return report
