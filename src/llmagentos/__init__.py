@@ -23,7 +23,7 @@ from llmagentos.modules.planning import PlanningModule
 if TYPE_CHECKING:
     from llmagentos.checks import check_env, check_module
     from llmagentos.envs import make_env
-    from llmagentos.registry import register, registry
+    from llmagentos.registration import register, registry
     from llmagentos.rl import ExpectedSarsa, QLearning, QTable, Sarsa
     from llmagentos.trace import TraceWriter
     from llmagentos.types import (
@@ -75,8 +75,8 @@ _LAZY = {
     "check_env": "llmagentos.checks",
     "check_module": "llmagentos.checks",
     "make_env": "llmagentos.envs",
-    "register": "llmagentos.registry",
-    "registry": "llmagentos.registry",
+    "register": "llmagentos.registration",
+    "registry": "llmagentos.registration",
 }
 
 

@@ -291,7 +291,8 @@ class Agent:
         outcome = self._check_outcome(outcome)
         middle = _perf() if timings else 0.0
         report = None
-        if self.training:
+        learner = self.learning_module
+        if self.training and (learner.optimizer is not None or learner._overrides):
             if self._seed_learner:
                 try:
                     self.learning_module.learn(outcome.observation, outcome.reward)
@@ -516,7 +517,8 @@ class Agent:
         outcome = self._check_outcome(outcome)
         middle = _perf() if timings else 0.0
         report = None
-        if self.training:
+        learner = self.learning_module
+        if self.training and (learner.optimizer is not None or learner._overrides):
             if self._seed_learner:
                 try:
                     await self.learning_module.alearn(outcome.observation, outcome.reward)

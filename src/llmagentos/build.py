@@ -28,7 +28,7 @@ from llmagentos.modules.execution import ExecutionModule
 from llmagentos.modules.learning import LearningModule
 from llmagentos.modules.perception import PerceptionModule
 from llmagentos.modules.planning import PlanningModule
-from llmagentos.registry import registry
+from llmagentos.registration import registry
 from llmagentos.rl.qtable import QTable
 
 __all__ = ["BuiltAgent", "build_agent"]

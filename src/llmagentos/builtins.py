@@ -18,7 +18,7 @@ from llmagentos.modules.perception import (
     PerceptionModule,
 )
 from llmagentos.modules.planning import PlanningModule
-from llmagentos.registry import registry
+from llmagentos.registration import registry
 from llmagentos.rl.qtable import QTable
 from llmagentos.rl.schedules import ScheduleLike
 from llmagentos.rl.selectors import (

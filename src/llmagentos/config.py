@@ -167,19 +167,21 @@ def load_config(path: str | Path) -> RunConfig:
         ConfigError: unreadable file, syntax error, or invalid field (named).
     """
     source = Path(path)
+    suffix = source.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError("", f"{source}: use a .toml, .yaml or .yml file (got {suffix!r})")
     try:
         text = source.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise ConfigError("", f"{source}: no such file") from err
     except OSError as err:
         raise ConfigError("", f"{source}: cannot read ({err.strerror})") from err
-    suffix = source.suffix.lower()
     if suffix == ".toml":
         try:
             data: Any = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
             raise ConfigError("", f"{source}: invalid TOML: {err}") from err
-    elif suffix in (".yaml", ".yml"):
+    else:
         import yaml
 
         try:
@@ -187,6 +189,4 @@ def load_config(path: str | Path) -> RunConfig:
         except yaml.YAMLError as err:
             problem = str(err).replace("\n", " ")
             raise ConfigError("", f"{source}: invalid YAML: {problem}") from err
-    else:
-        raise ConfigError("", f"{source}: use a .toml, .yaml or .yml file (got {suffix!r})")
     return parse_config(data)

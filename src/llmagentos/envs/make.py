@@ -6,7 +6,7 @@ import difflib
 from typing import Any
 
 from llmagentos.exceptions import ConfigError, EnvError, RegistryError
-from llmagentos.registry import registry
+from llmagentos.registration import registry
 
 __all__ = ["env_ids", "make_env"]
 
@@ -56,5 +56,5 @@ def make_env(env: Any, *, max_episode_steps: int | None = None, **kwargs: Any) -
         raise RegistryError("environment", env, difflib.get_close_matches(env, pool, n=5))
     try:
         return gymnasium.make(env, max_episode_steps=max_episode_steps, **kwargs)
-    except (gymnasium.error.Error, TypeError, ValueError) as err:
+    except Exception as err:  # constructors raise anything (KeyError for a bad map name)
         raise EnvError(f"cannot make {env!r}: {err}") from err

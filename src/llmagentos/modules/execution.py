@@ -91,6 +91,7 @@ class ExecutionModule(Module):
         executor: the action executor (mutually exclusive with ``env``).
         state: the state manager (default :class:`EpisodeState`).
         feedback: the feedback collector (default: pass-through).
+        max_episode_steps: cut episodes after this many steps (with ``env`` as an id).
         env_kwargs: keyword arguments for making ``env`` from an id.
     """
 
@@ -108,6 +109,7 @@ class ExecutionModule(Module):
         executor: ActionExecutor | None = None,
         state: StateManager | None = None,
         feedback: FeedbackCollector | None = None,
+        max_episode_steps: int | None = None,
         env_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if env is not None and executor is not None:
@@ -115,7 +117,7 @@ class ExecutionModule(Module):
         if env is not None:
             from llmagentos.envs.executor import EnvExecutor
 
-            executor = EnvExecutor(env, **(env_kwargs or {}))
+            executor = EnvExecutor(env, max_episode_steps=max_episode_steps, **(env_kwargs or {}))
         if executor is not None:
             self.executor = executor
         if state is not None:

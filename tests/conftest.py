@@ -1,0 +1,68 @@
+"""Shared fixtures: small seed-style modules and a tabular agent factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llmagentos import Agent, ExecutionModule, LearningModule, PerceptionModule, PlanningModule
+from llmagentos.modules import DiscreteExtractor
+from llmagentos.rl import EpsilonGreedySelector, QLearning, QTable
+
+
+class CountingPerception(PerceptionModule):
+    """Seed-style perception that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    def perceive(self, observation: Any) -> Any:
+        self.calls.append(observation)
+        return {"position": 0 if observation is None else observation}
+
+
+class ForwardPlanning(PlanningModule):
+    def plan(self, features: Any) -> Any:
+        return 1
+
+
+class CorridorExecution(ExecutionModule):
+    """A corridor with no environment object: defines only the seed's execute()."""
+
+    position = 0
+
+    def execute(self, action: Any) -> tuple[Any, float]:
+        self.position += action
+        return self.position, float(action)
+
+
+class RecordingLearning(LearningModule):
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, float]] = []
+
+    def learn(self, observation: Any, reward: float) -> None:
+        self.seen.append((observation, reward))
+
+
+def tabular_agent(env: str = "Taxi-v4", *, seed: int = 0, epsilon: Any = 0.1, **kw: Any) -> Agent:
+    """A Q-learning agent on a discrete Gymnasium environment."""
+    execution = ExecutionModule(env, **kw)
+    space = execution.env
+    q = QTable(int(space.action_space.n), int(space.observation_space.n))
+    return Agent(
+        PerceptionModule(extractor=DiscreteExtractor()),
+        PlanningModule(EpsilonGreedySelector(q, epsilon=epsilon, seed=seed)),
+        execution,
+        LearningModule(QLearning(q, alpha=0.5, gamma=0.99)),
+    )
+
+
+@pytest.fixture
+def seed_agent() -> Agent:
+    return Agent(
+        perception_module=CountingPerception(),
+        planning_module=ForwardPlanning(),
+        execution_module=CorridorExecution(),
+        learning_module=RecordingLearning(),
+    )
