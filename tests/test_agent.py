@@ -183,10 +183,13 @@ def test_wrong_shapes_are_module_output_errors() -> None:
     agent.reset()
     with pytest.raises(ModuleOutputError, match="planning module at step 0: decide"):
         agent.act(None)
-    for module, pattern in ((ThreeTuple(), "unpack|values"), (TextReward(), "reward")):
+    for module, pattern in (
+        (ThreeTuple(), r"must return \(observation, reward\)"),
+        (TextReward(), "reward"),
+    ):
         agent = Agent(planning_module=PlanningModule(_Const()), execution_module=module)
         agent.reset()
-        with pytest.raises(ModuleError, match=pattern) as caught:
+        with pytest.raises(ModuleOutputError, match=pattern) as caught:
             agent.step(agent.act(None))
         assert caught.value.module == "execution" and caught.value.step == 0
 

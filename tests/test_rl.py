@@ -125,7 +125,9 @@ def test_greedy_breaks_ties_at_random_and_explains_itself() -> None:
     decision = selector.select(0)
     assert decision.action == 2
     assert decision.scores == [0.0, 0.0, 1.0, 0.0]
-    assert decision.reason is not None and "best of 4" in decision.reason
+    assert decision.reason == "greedy: highest Q-value"
+    q[0, 1] = 1.0
+    assert "tie among 2" in (selector.select(0).reason or "")
 
 
 def test_epsilon_greedy_explores_at_rate_epsilon_and_is_greedy_in_eval() -> None:

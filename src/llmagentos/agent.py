@@ -91,26 +91,27 @@ class Agent:
         on_step: Iterable[StepListener] = (),
         record_timings: bool = False,
     ) -> None:
-        self.perception_module: PerceptionModule = (
+        perception: PerceptionModule = (
             PerceptionModule()
             if perception_module is None
             else _checked(perception_module, PerceptionModule, "perception_module")
         )
-        self.execution_module: ExecutionModule = (
+        execution: ExecutionModule = (
             ExecutionModule()
             if execution_module is None
             else _checked(execution_module, ExecutionModule, "execution_module")
         )
-        self.planning_module: PlanningModule = (
-            _default_planning(self.execution_module)
+        planning: PlanningModule = (
+            _default_planning(execution)
             if planning_module is None
             else _checked(planning_module, PlanningModule, "planning_module")
         )
-        self.learning_module: LearningModule = (
+        learning: LearningModule = (
             LearningModule()
             if learning_module is None
             else _checked(learning_module, LearningModule, "learning_module")
         )
+        self._modules = (perception, planning, execution, learning)
         self.name = name
         self.listeners: list[StepListener] = list(on_step)
         self.record_timings = record_timings
@@ -120,39 +121,70 @@ class Agent:
         self.episode_return = 0.0
         self.terminated = False
         self.truncated = False
-        self.total_steps = 0
-        # Learners that only override the seed's learn() need no transition; skip building it.
-        learner = self.learning_module._overrides
-        self._seed_learner = bool(learner & {"learn", "alearn"}) and not (
-            learner & {"update", "aupdate"}
-        )
+        self._past_steps = 0
+        self._blocked = True  # no stepping before reset() or after the episode ends
         self._observation: Observation = None
-        self._acted: tuple[Observation, Features, Decision] | None = None
+        self._acted: tuple[Observation, Features, Action, Decision | None] | None = None
         self._next: tuple[Observation, Features] | None = None
         self._last: tuple[Any, ...] | None = None
-        self._act_timings = (0.0, 0.0)
-        self._timings: dict[str, float] | None = None
+        self._timings: dict[str, float] = {}
+        # Bound methods chosen once, so a step makes no more calls than it must. A planner
+        # or executor that overrides only the seed's method is called directly; learners
+        # that only override learn() get (observation, reward) and no transition is built.
+        self._perceive = perception.perceive
+        self._decide = planning.decide
+        self._plan_only = planning.plan if planning._overrides == {"plan"} else None
+        self._perform = execution.perform
+        self._execute_only = execution.execute if execution._overrides == {"execute"} else None
+        overrides = learning._overrides
+        seed_learner = bool(overrides & {"learn", "alearn"}) and not overrides & {
+            "update",
+            "aupdate",
+        }
+        self._learn_only = learning.learn if seed_learner else None
+        self._update = learning.update
 
     # -- modules and modes ----------------------------------------------------------------
 
     @property
+    def perception_module(self) -> PerceptionModule:
+        return self._modules[0]
+
+    @property
+    def planning_module(self) -> PlanningModule:
+        return self._modules[1]
+
+    @property
+    def execution_module(self) -> ExecutionModule:
+        return self._modules[2]
+
+    @property
+    def learning_module(self) -> LearningModule:
+        return self._modules[3]
+
+    @property
     def modules(self) -> tuple[PerceptionModule, PlanningModule, ExecutionModule, LearningModule]:
-        return (
-            self.perception_module,
-            self.planning_module,
-            self.execution_module,
-            self.learning_module,
-        )
+        """The four modules, in loop order."""
+        return self._modules
 
     @property
     def done(self) -> bool:
         """Whether the current episode has ended (terminated or truncated)."""
         return self.terminated or self.truncated
 
+    @property
+    def total_steps(self) -> int:
+        """Steps taken since the agent was created, over all episodes."""
+        return self._past_steps + self.step_index
+
+    def _learns(self) -> bool:
+        learner = self._modules[3]
+        return self.training and (learner.optimizer is not None or bool(learner._overrides))
+
     def train(self, mode: bool = True) -> Agent:
         """Switch training on (exploration and learning) or off (greedy, no learning)."""
         self.training = mode
-        for module in self.modules:
+        for module in self._modules:
             module.train(mode)
         return self
 
@@ -162,7 +194,7 @@ class Agent:
 
     def close(self) -> None:
         """Close every module (environments, connections)."""
-        for module in self.modules:
+        for module in self._modules:
             module.close()
 
     def __enter__(self) -> Agent:
@@ -171,7 +203,7 @@ class Agent:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- error handling -------------------------------------------------------------------
+    # -- errors ---------------------------------------------------------------------------
 
     def _fail(self, module: str, err: Exception, value: Any, *, in_step: bool = True) -> NoReturn:
         """Re-raise ``err`` as a ModuleError naming the module, the step and the value."""
@@ -184,13 +216,38 @@ class Agent:
             module, f"{type(err).__name__}: {err} (input {value!r:.80})", step=step, value=value
         ) from err
 
-    # -- the loop -------------------------------------------------------------------------
+    def _fail_output(self, module: str, message: str, value: Any) -> NoReturn:
+        raise ModuleOutputError(
+            module, f"{message}, got {value!r:.80}", step=self.step_index, value=value
+        )
+
+    def _refuse_step(self, action: Action) -> NoReturn:
+        if self.episode < 0:
+            raise ModuleError("execution", "step() before reset(): call agent.reset() first")
+        state = "terminated" if self.terminated else "truncated"
+        raise ModuleError(
+            "execution",
+            f"the episode has ended ({state} after {self.step_index} steps); "
+            "call agent.reset() before stepping again",
+            step=self.step_index,
+            value=action,
+        )
+
+    def _reward(self, reward: Any) -> float:
+        try:
+            return float(reward)
+        except (TypeError, ValueError):
+            self._fail_output("execution", "the reward must be a number", reward)
+
+    # -- reset ----------------------------------------------------------------------------
 
     def _begin_episode(self, observation: Observation) -> Observation:
         self.episode += 1
+        self._past_steps += self.step_index
         self.step_index = 0
         self.episode_return = 0.0
         self.terminated = self.truncated = False
+        self._blocked = False
         self._observation = observation
         self._acted = self._next = self._last = None
         return observation
@@ -201,79 +258,168 @@ class Agent:
         Args:
             seed: reseeds the environment and every module's randomness.
         """
-        for module in (self.perception_module, self.planning_module, self.learning_module):
+        perception, planning, execution, learning = self._modules
+        for module in (perception, planning, learning):
             try:
                 module.reset(seed=seed)
             except Exception as err:
                 self._fail(module.kind, err, seed, in_step=False)
         try:
-            observation = self.execution_module.reset(seed=seed)
+            observation = execution.reset(seed=seed)
         except Exception as err:
             self._fail("execution", err, seed, in_step=False)
         return self._begin_episode(observation)
+
+    # -- act ------------------------------------------------------------------------------
 
     def _features_for(self, observation: Observation) -> Features:
         cached = self._next
         if cached is not None and cached[0] is observation:
             return cached[1]
         try:
-            return self.perception_module.perceive(observation)
+            return self._perceive(observation)
         except Exception as err:
             self._fail("perception", err, observation)
 
-    def act(self, observation: Observation) -> Action:
-        """Perceive ``observation`` and plan: return the action to take."""
-        timings = self.record_timings
-        start = _perf() if timings else 0.0
-        features = self._features_for(observation)
-        middle = _perf() if timings else 0.0
+    def _choose(self, observation: Observation, features: Features) -> Action:
+        plan_only = self._plan_only
+        decision: Decision | None = None
         try:
-            decision = self.planning_module.decide(features)
+            if plan_only is not None:
+                action = plan_only(features)
+            else:
+                decision = self._decide(features)
         except Exception as err:
             self._fail("planning", err, features)
-        if type(decision) is not Decision:
-            self._fail_output("planning", "decide() must return a Decision", decision)
-        self._acted = (observation, features, decision)
-        if timings:
-            self._act_timings = (middle - start, _perf() - middle)
-        return decision.action
+        if decision is not None:
+            if type(decision) is not Decision and not isinstance(decision, Decision):
+                self._fail_output("planning", "decide() must return a Decision", decision)
+            action = decision.action
+        self._acted = (observation, features, action, decision)
+        return action
 
-    def _fail_output(self, module: str, message: str, value: Any) -> NoReturn:
-        raise ModuleOutputError(
-            module, f"{message}, got {value!r:.80}", step=self.step_index, value=value
-        )
-
-    def _check_outcome(self, outcome: Any) -> Outcome:
-        if type(outcome) is not Outcome:
-            if isinstance(outcome, Outcome):
-                return outcome
-            self._fail_output("execution", "perform() must return an Outcome", outcome)
-        reward = outcome.reward
-        if type(reward) is not float:
+    def act(self, observation: Observation) -> Action:
+        """Perceive ``observation`` and plan: return the action to take."""
+        if self.record_timings:
+            start = _perf()
+            features = self._features_for(observation)
+            middle = _perf()
+            action = self._choose(observation, features)
+            self._timings = {"perceive": middle - start, "plan": _perf() - middle}
+            return action
+        # The hot path: _features_for and _choose inlined (each call costs as much as the
+        # trivial module methods it wraps).
+        cached = self._next
+        if cached is not None and cached[0] is observation:
+            features = cached[1]
+        else:
             try:
-                outcome.reward = float(reward)
-            except (TypeError, ValueError):
-                self._fail_output("execution", "the reward must be a number", reward)
-        return outcome
+                features = self._perceive(observation)
+            except Exception as err:
+                self._fail("perception", err, observation)
+        plan_only = self._plan_only
+        if plan_only is None:
+            return self._choose(observation, features)
+        try:
+            action = plan_only(features)
+        except Exception as err:
+            self._fail("planning", err, features)
+        self._acted = (observation, features, action, None)
+        return action
 
-    def _before_step(self, action: Action) -> tuple[Observation, Features, Decision]:
-        if self.episode < 0:
-            raise ModuleError("execution", "step() before reset(): call agent.reset() first")
-        if self.terminated or self.truncated:
-            state = "terminated" if self.terminated else "truncated"
-            raise ModuleError(
-                "execution",
-                f"the episode has ended ({state} after {self.step_index} steps); "
-                "call agent.reset() before stepping again",
-                step=self.step_index,
-                value=action,
-            )
+    # -- step -----------------------------------------------------------------------------
+
+    def _acted_for(self, action: Action) -> tuple[Observation, Features, Action, Decision | None]:
         acted = self._acted
-        if acted is not None and acted[2].action is action:
+        if acted is not None and acted[2] is action:
             return acted
-        # step() without act(): perceive the current observation for the transition.
+        # step() without act(): the transition starts from the current observation.
         observation = self._observation
-        return observation, self._features_for(observation), Decision(action)
+        return (observation, self._features_for(observation), action, None)
+
+    def _execute(self, action: Action) -> tuple[Observation, float, Outcome | None]:
+        execute_only = self._execute_only
+        try:
+            result = execute_only(action) if execute_only is not None else self._perform(action)
+        except Exception as err:
+            self._fail("execution", err, action)
+        if execute_only is not None:
+            if type(result) is not tuple or len(result) != 2:
+                self._fail_output(
+                    "execution", "execute() must return (observation, reward)", result
+                )
+            observation, reward = result
+            outcome = None
+        else:
+            if not isinstance(result, Outcome):
+                self._fail_output("execution", "perform() must return an Outcome", result)
+            outcome = result
+            observation, reward = outcome.observation, outcome.reward
+        if type(reward) is not float:
+            reward = self._reward(reward)
+            if outcome is not None:
+                outcome.reward = reward
+        return observation, reward, outcome
+
+    def _transition(
+        self,
+        acted: tuple[Observation, Features, Action, Decision | None],
+        observation: Observation,
+        reward: float,
+        outcome: Outcome | None,
+        next_features: Features,
+    ) -> Transition:
+        self._next = (observation, next_features)
+        if outcome is None:
+            return Transition(acted[0], acted[1], acted[2], reward, observation, next_features)
+        return Transition(
+            acted[0], acted[1], acted[2], reward, observation, next_features,
+            outcome.terminated, outcome.truncated, outcome.info,
+        )  # fmt: skip
+
+    def _learn(
+        self,
+        acted: tuple[Any, ...],
+        observation: Observation,
+        reward: float,
+        outcome: Outcome | None,
+    ) -> dict[str, Any] | None:
+        learn_only = self._learn_only
+        if learn_only is not None:
+            try:
+                learn_only(observation, reward)
+            except Exception as err:
+                self._fail("learning", err, reward)
+            return None
+        transition = self._transition(
+            acted, observation, reward, outcome, self._features_for(observation)
+        )
+        try:
+            return self._update(transition)
+        except Exception as err:
+            self._fail("learning", err, transition.to_dict())
+
+    def _finish_step(
+        self,
+        acted: tuple[Any, ...],
+        observation: Observation,
+        reward: float,
+        outcome: Outcome | None,
+        report: dict[str, Any] | None,
+    ) -> None:
+        self._last = (self.step_index, acted, observation, reward, outcome, report, self.training)
+        self.step_index += 1
+        self.episode_return += reward
+        self._observation = observation
+        self._acted = None
+        if outcome is not None and (outcome.terminated or outcome.truncated):
+            self._end_episode(outcome)
+        if self.listeners:
+            self._notify()
+
+    def _end_episode(self, outcome: Outcome) -> None:
+        self.terminated, self.truncated = outcome.terminated, outcome.truncated
+        self._blocked = True
 
     def step(self, action: Action) -> tuple[Observation, float]:
         """Execute ``action`` and learn from it; return ``(observation, reward)``.
@@ -281,84 +427,58 @@ class Agent:
         The rest of the transition (``terminated``, ``truncated``, ``info``) is in
         :attr:`last_record` and :attr:`done`.
         """
-        observation, features, decision = self._before_step(action)
-        timings = self.record_timings
-        start = _perf() if timings else 0.0
-        try:
-            outcome = self.execution_module.perform(action)
-        except Exception as err:
-            self._fail("execution", err, action)
-        outcome = self._check_outcome(outcome)
-        middle = _perf() if timings else 0.0
+        if self._blocked:
+            self._refuse_step(action)
+        acted = self._acted
+        if acted is None or acted[2] is not action:
+            acted = self._acted_for(action)
+        if self.record_timings:
+            start = _perf()
+            observation, reward, outcome = self._execute(action)
+            middle = _perf()
+            report = self._learn(acted, observation, reward, outcome) if self._learns() else None
+            self._timings.update(execute=middle - start, learn=_perf() - middle)
+            self._finish_step(acted, observation, reward, outcome, report)
+            return observation, reward
+        # The hot path: seed-style execute() and learn() called directly, bookkeeping inline.
+        execute_only = self._execute_only
+        if execute_only is None:
+            observation, reward, outcome = self._execute(action)
+        else:
+            try:
+                result = execute_only(action)
+            except Exception as err:
+                self._fail("execution", err, action)
+            if type(result) is not tuple or len(result) != 2:
+                self._fail_output(
+                    "execution", "execute() must return (observation, reward)", result
+                )
+            observation, reward = result
+            if type(reward) is not float:
+                reward = self._reward(reward)
+            outcome = None
         report = None
-        learner = self.learning_module
-        if self.training and (learner.optimizer is not None or learner._overrides):
-            if self._seed_learner:
+        if self.training:
+            learn_only = self._learn_only
+            if learn_only is not None:
                 try:
-                    self.learning_module.learn(outcome.observation, outcome.reward)
+                    learn_only(observation, reward)
                 except Exception as err:
-                    self._fail("learning", err, outcome.reward)
-            else:
-                transition = self._transition(observation, features, action, outcome)
-                try:
-                    report = self.learning_module.update(transition)
-                except Exception as err:
-                    self._fail("learning", err, transition.to_dict())
-        end = _perf() if timings else 0.0
-        self._end_step(observation, features, decision, outcome, report)
-        if timings:
-            self._store_timings(middle - start, end - middle)
+                    self._fail("learning", err, reward)
+            elif self._learns():
+                report = self._learn(acted, observation, reward, outcome)
+        self._last = (self.step_index, acted, observation, reward, outcome, report, self.training)
+        self.step_index += 1
+        self.episode_return += reward
+        self._observation = observation
+        self._acted = None
+        if outcome is not None and (outcome.terminated or outcome.truncated):
+            self._end_episode(outcome)
         if self.listeners:
             self._notify()
-        return outcome.observation, outcome.reward
+        return observation, reward
 
-    def _transition(
-        self, observation: Observation, features: Features, action: Action, outcome: Outcome
-    ) -> Transition:
-        next_observation = outcome.observation
-        next_features = self._features_for(next_observation)
-        self._next = (next_observation, next_features)
-        return Transition(
-            observation,
-            features,
-            action,
-            outcome.reward,
-            next_observation,
-            next_features,
-            outcome.terminated,
-            outcome.truncated,
-            outcome.info,
-        )
-
-    def _end_step(
-        self,
-        observation: Observation,
-        features: Features,
-        decision: Decision,
-        outcome: Outcome,
-        report: dict[str, Any] | None,
-    ) -> None:
-        self._last = (
-            self.step_index,
-            observation,
-            features,
-            decision,
-            outcome,
-            report,
-            self.training,
-        )
-        self.step_index += 1
-        self.total_steps += 1
-        self.episode_return += outcome.reward
-        self.terminated = outcome.terminated
-        self.truncated = outcome.truncated
-        self._observation = outcome.observation
-        self._acted = None
-
-    def _store_timings(self, execute: float, learn: float) -> None:
-        perceive, plan = self._act_timings
-        self._timings = {"perceive": perceive, "plan": plan, "execute": execute, "learn": learn}
-        self._act_timings = (0.0, 0.0)
+    # -- records --------------------------------------------------------------------------
 
     def _notify(self) -> None:
         record = self.last_record
@@ -372,22 +492,23 @@ class Agent:
         last = self._last
         if last is None:
             return None
-        step, observation, features, decision, outcome, report, training = last
+        step, acted, observation, reward, outcome, report, training = last
+        decision: Decision | None = acted[3]
         return StepRecord(
             episode=self.episode,
             step=step,
-            observation=observation,
-            features=features,
-            action=decision.action,
-            reason=decision.reason,
-            scores=decision.scores,
-            reward=outcome.reward,
-            next_observation=outcome.observation,
-            terminated=outcome.terminated,
-            truncated=outcome.truncated,
-            info=outcome.info,
+            observation=acted[0],
+            features=acted[1],
+            action=acted[2],
+            reason=None if decision is None else decision.reason,
+            scores=None if decision is None else decision.scores,
+            reward=reward,
+            next_observation=observation,
+            terminated=False if outcome is None else outcome.terminated,
+            truncated=False if outcome is None else outcome.truncated,
+            info={} if outcome is None else outcome.info,
             learning=report,
-            timings=self._timings if self.record_timings else None,
+            timings=dict(self._timings) if self.record_timings else None,
             training=training,
         )
 
@@ -405,6 +526,11 @@ class Agent:
             training=self.training,
         )
 
+    def _cut(self) -> None:
+        """End the episode at the caller's step limit (counts as truncation)."""
+        self.truncated = True
+        self._blocked = True
+
     def run_episode(
         self, *, seed: int | None = None, max_steps: int | None = None
     ) -> EpisodeResult:
@@ -412,9 +538,10 @@ class Agent:
         started = _perf()
         observation = self.reset(seed=seed)
         act, step = self.act, self.step
-        while not (self.terminated or self.truncated):
-            if max_steps is not None and self.step_index >= max_steps:
-                self.truncated = True
+        limit = -1 if max_steps is None else max_steps
+        while not self._blocked:
+            if self.step_index == limit:
+                self._cut()
                 break
             observation, _ = step(act(observation))
         return self._episode_result(seed, started)
@@ -439,8 +566,7 @@ class Agent:
                 current mode. The previous mode is restored afterwards.
             on_episode: called with each episode's result as it finishes.
         """
-        if episodes < 0:
-            raise ConfigError("episodes", f"must be >= 0 (got {episodes})")
+        _check_run_args(episodes, max_steps)
         previous = self.training
         if train is not None:
             self.train(train)
@@ -460,13 +586,14 @@ class Agent:
 
     async def areset(self, *, seed: int | None = None) -> Observation:
         """Async twin of :meth:`reset`."""
-        for module in (self.perception_module, self.planning_module, self.learning_module):
+        perception, planning, execution, learning = self._modules
+        for module in (perception, planning, learning):
             try:
                 await module.areset(seed=seed)
             except Exception as err:
                 self._fail(module.kind, err, seed, in_step=False)
         try:
-            observation = await self.execution_module.areset(seed=seed)
+            observation = await execution.areset(seed=seed)
         except Exception as err:
             self._fail("execution", err, seed, in_step=False)
         return self._begin_episode(observation)
@@ -476,69 +603,65 @@ class Agent:
         if cached is not None and cached[0] is observation:
             return cached[1]
         try:
-            return await self.perception_module.aperceive(observation)
+            return await self._modules[0].aperceive(observation)
         except Exception as err:
             self._fail("perception", err, observation)
 
     async def aact(self, observation: Observation) -> Action:
         """Async twin of :meth:`act`."""
-        timings = self.record_timings
-        start = _perf() if timings else 0.0
+        start = _perf()
         features = await self._afeatures_for(observation)
-        middle = _perf() if timings else 0.0
+        middle = _perf()
         try:
-            decision = await self.planning_module.adecide(features)
+            decision = await self._modules[1].adecide(features)
         except Exception as err:
             self._fail("planning", err, features)
-        if type(decision) is not Decision:
+        if not isinstance(decision, Decision):
             self._fail_output("planning", "adecide() must return a Decision", decision)
-        self._acted = (observation, features, decision)
-        if timings:
-            self._act_timings = (middle - start, _perf() - middle)
+        self._acted = (observation, features, decision.action, decision)
+        if self.record_timings:
+            self._timings = {"perceive": middle - start, "plan": _perf() - middle}
         return decision.action
 
     async def astep(self, action: Action) -> tuple[Observation, float]:
         """Async twin of :meth:`step`."""
+        if self._blocked:
+            self._refuse_step(action)
         acted = self._acted
-        if acted is not None and acted[2].action is action and not self.done and self.episode >= 0:
-            observation, features, decision = acted
-        elif self.episode >= 0 and not self.done:
+        if acted is None or acted[2] is not action:
             observation = self._observation
-            features = await self._afeatures_for(observation)
-            decision = Decision(action)
-        else:
-            observation, features, decision = self._before_step(action)  # raises
-        timings = self.record_timings
-        start = _perf() if timings else 0.0
+            acted = (observation, await self._afeatures_for(observation), action, None)
+        start = _perf()
         try:
-            outcome = await self.execution_module.aperform(action)
+            outcome = await self._modules[2].aperform(action)
         except Exception as err:
             self._fail("execution", err, action)
-        outcome = self._check_outcome(outcome)
-        middle = _perf() if timings else 0.0
+        if not isinstance(outcome, Outcome):
+            self._fail_output("execution", "aperform() must return an Outcome", outcome)
+        if type(outcome.reward) is not float:
+            outcome.reward = self._reward(outcome.reward)
+        observation, reward = outcome.observation, outcome.reward
+        middle = _perf()
         report = None
-        learner = self.learning_module
-        if self.training and (learner.optimizer is not None or learner._overrides):
-            if self._seed_learner:
-                try:
-                    await self.learning_module.alearn(outcome.observation, outcome.reward)
-                except Exception as err:
-                    self._fail("learning", err, outcome.reward)
-            else:
-                next_features = await self._afeatures_for(outcome.observation)
-                self._next = (outcome.observation, next_features)
-                transition = self._transition(observation, features, action, outcome)
-                try:
-                    report = await self.learning_module.aupdate(transition)
-                except Exception as err:
-                    self._fail("learning", err, transition.to_dict())
-        end = _perf() if timings else 0.0
-        self._end_step(observation, features, decision, outcome, report)
-        if timings:
-            self._store_timings(middle - start, end - middle)
-        if self.listeners:
-            self._notify()
-        return outcome.observation, outcome.reward
+        if self._learns():
+            learning = self._modules[3]
+            try:
+                if self._learn_only is not None:
+                    await learning.alearn(observation, reward)
+                else:
+                    next_features = await self._afeatures_for(observation)
+                    transition = self._transition(
+                        acted, observation, reward, outcome, next_features
+                    )
+                    report = await learning.aupdate(transition)
+            except ModuleError:
+                raise
+            except Exception as err:
+                self._fail("learning", err, reward)
+        if self.record_timings:
+            self._timings.update(execute=middle - start, learn=_perf() - middle)
+        self._finish_step(acted, observation, reward, outcome, report)
+        return observation, reward
 
     async def arun_episode(
         self, *, seed: int | None = None, max_steps: int | None = None
@@ -546,9 +669,10 @@ class Agent:
         """Async twin of :meth:`run_episode`."""
         started = _perf()
         observation = await self.areset(seed=seed)
-        while not (self.terminated or self.truncated):
-            if max_steps is not None and self.step_index >= max_steps:
-                self.truncated = True
+        limit = -1 if max_steps is None else max_steps
+        while not self._blocked:
+            if self.step_index == limit:
+                self._cut()
                 break
             observation, _ = await self.astep(await self.aact(observation))
         return self._episode_result(seed, started)
@@ -563,8 +687,7 @@ class Agent:
         on_episode: EpisodeListener | None = None,
     ) -> RunResult:
         """Async twin of :meth:`run`."""
-        if episodes < 0:
-            raise ConfigError("episodes", f"must be >= 0 (got {episodes})")
+        _check_run_args(episodes, max_steps)
         previous = self.training
         if train is not None:
             self.train(train)
@@ -583,5 +706,12 @@ class Agent:
         return result
 
     def __repr__(self) -> str:
-        modules = ", ".join(repr(m) for m in self.modules)
+        modules = ", ".join(repr(m) for m in self._modules)
         return f"Agent(name={self.name!r}, {modules})"
+
+
+def _check_run_args(episodes: int, max_steps: int | None) -> None:
+    if episodes < 0:
+        raise ConfigError("episodes", f"must be >= 0 (got {episodes})")
+    if max_steps is not None and max_steps < 1:
+        raise ConfigError("max_steps", f"must be >= 1 (got {max_steps})")

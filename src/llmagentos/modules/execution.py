@@ -76,6 +76,9 @@ class PassThroughFeedback(Component):
         return outcome
 
 
+_PASS_THROUGH = PassThroughFeedback()
+
+
 class ExecutionModule(Module):
     """Carries out actions and reports what happened.
 
@@ -99,7 +102,7 @@ class ExecutionModule(Module):
     _twin_names = ("execute", "perform", "aexecute", "aperform")
 
     executor: ActionExecutor | None = None
-    feedback: FeedbackCollector = PassThroughFeedback()
+    feedback: FeedbackCollector = _PASS_THROUGH
     _state: StateManager | None = None
 
     def __init__(
@@ -162,7 +165,10 @@ class ExecutionModule(Module):
                 "or override execute()",
                 value=action,
             )
-        outcome = self.feedback.collect(action, executor.execute(action))
+        outcome = executor.execute(action)
+        feedback = self.feedback
+        if feedback is not _PASS_THROUGH:
+            outcome = feedback.collect(action, outcome)
         self.state.record(action, outcome)
         return outcome
 

@@ -91,6 +91,10 @@ class DirectTaskPlanner(Component):
         return goal
 
 
+_NO_GOAL = FixedGoal()
+_GOAL_AS_TASK = DirectTaskPlanner()
+
+
 class PlanningModule(Module):
     """Chooses actions from features.
 
@@ -108,8 +112,8 @@ class PlanningModule(Module):
     kind = "planning"
     _twin_names = ("plan", "decide", "aplan", "adecide")
 
-    goal_manager: GoalManager = FixedGoal()
-    task_planner: TaskPlanner = DirectTaskPlanner()
+    goal_manager: GoalManager = _NO_GOAL
+    task_planner: TaskPlanner = _GOAL_AS_TASK
     selector: ActionSelector | None = None
 
     def __init__(
@@ -137,8 +141,12 @@ class PlanningModule(Module):
                 f"{type(self).__name__} has no action selector: pass selector=... "
                 "or override plan()",
             )
-        task = self.task_planner.task(self.goal_manager.goal(features), features)
-        return selector.select(features, task, explore=self.training)
+        goals, tasks = self.goal_manager, self.task_planner
+        if goals is _NO_GOAL and tasks is _GOAL_AS_TASK:  # the defaults: no task to work out
+            return selector.select(features, None, explore=self.training)
+        return selector.select(
+            features, tasks.task(goals.goal(features), features), explore=self.training
+        )
 
     def plan(self, features: Features) -> Action:
         """Return the action to take for ``features`` (the seed's method)."""

@@ -62,6 +62,13 @@ class _Selector(Component):
         self.steps = int(state.get("steps", 0))
         self.episodes = int(state.get("episodes", 0))
 
+    def greedy_reason(self, prefix: str, ties: int) -> str:
+        # Plain strings: the scores ride along in the Decision, so the reason need not
+        # format numbers on the hot path.
+        if ties == 1:
+            return f"{prefix}: highest Q-value"
+        return f"{prefix}: highest Q-value (tie among {ties}, broken at random)"
+
     def greedy(self, scores: list[float]) -> tuple[int, int]:
         """The best action (random among ties) and how many actions tie for best."""
         best = max(scores)
@@ -106,10 +113,7 @@ class GreedySelector(_Selector):
     def select(self, features: Features, task: Any = None, *, explore: bool = True) -> Decision:
         scores = self.q.values(features)
         action, ties = self.greedy(scores)
-        reason = f"greedy: Q={scores[action]:.3f} is the best of {len(scores)}"
-        if ties > 1:
-            reason += f" (tie among {ties}, broken at random)"
-        return Decision(action, reason, list(scores))
+        return Decision(action, self.greedy_reason("greedy", ties), list(scores))
 
 
 class EpsilonGreedySelector(GreedySelector):
@@ -126,6 +130,8 @@ class EpsilonGreedySelector(GreedySelector):
     ) -> None:
         super().__init__(values, seed=seed)
         self.epsilon = as_schedule(epsilon, field="epsilon")
+        self._explained_epsilon = -1.0
+        self._explore_reason = ""
 
     def current_epsilon(self) -> float:
         return self.epsilon.value(self._time(self.epsilon))
@@ -137,13 +143,12 @@ class EpsilonGreedySelector(GreedySelector):
         self.steps += 1
         scores = self.q.values(features)
         if self.rng.random() < epsilon:
-            action = self.rng.randrange(len(scores))
-            return Decision(action, f"explore: random action (epsilon={epsilon:.3f})", list(scores))
+            if epsilon != self._explained_epsilon:  # format only when epsilon changes
+                self._explained_epsilon = epsilon
+                self._explore_reason = f"explore: random action (epsilon={epsilon:.3f})"
+            return Decision(self.rng.randrange(len(scores)), self._explore_reason, list(scores))
         action, ties = self.greedy(scores)
-        reason = f"exploit: Q={scores[action]:.3f} is the best of {len(scores)}"
-        if ties > 1:
-            reason += f" (tie among {ties}, broken at random)"
-        return Decision(action, reason, list(scores))
+        return Decision(action, self.greedy_reason("exploit", ties), list(scores))
 
 
 class SoftmaxSelector(GreedySelector):
