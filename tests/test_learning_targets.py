@@ -50,19 +50,41 @@ def test_frozenlake_slippery_success_rate_reaches_0_70_over_2000_episodes() -> N
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("algorithm", ["sarsa", "expected_sarsa"])
-def test_sarsa_variants_also_solve_cliffwalking(algorithm: str) -> None:
-    data = load_config(CONFIGS / "cliffwalking.toml").model_dump()
-    data["agent"]["learning"]["type"] = algorithm
-    # On-policy learners take the safe path while they explore: let epsilon fade to 0.
-    data["agent"]["planning"]["epsilon"] = {
-        "type": "linear",
-        "start": 0.2,
-        "end": 0.0,
-        "duration": 400,
-        "per": "episode",
-    }
-    data["train"]["episodes"] = 600
-    config = parse_config(data)
-    result = _train_and_evaluate(config, eval_episodes=1)
-    assert result.returns == [-13.0]
+@pytest.mark.parametrize(
+    ("name", "floor"), [("taxi_sarsa.toml", 7.5), ("taxi_expected_sarsa.yaml", 7.8)]
+)
+def test_sarsa_and_expected_sarsa_learn_taxi(name: str, floor: float) -> None:
+    config = load_config(CONFIGS / name)
+    assert config.agent.learning.type in ("sarsa", "expected_sarsa")
+    result = _train_and_evaluate(config, eval_episodes=1000)
+    assert result.mean_return >= floor, result.mean_return
+
+
+@pytest.mark.timeout(60)
+def test_cliff_q_learning_takes_the_edge_while_sarsa_learns_the_safe_path() -> None:
+    """Sutton and Barto's example 6.6: with constant exploration (epsilon = 0.1),
+    off-policy Q-learning learns the optimal path along the cliff but falls in while
+    exploring; on-policy SARSA learns a longer, safer path and earns more online."""
+    greedy: dict[str, float] = {}
+    online: dict[str, float] = {}
+    for algorithm in ("q_learning", "sarsa", "expected_sarsa"):
+        config = parse_config(
+            {
+                "env": {"id": "CliffWalking-v1", "max_episode_steps": 200},
+                "agent": {
+                    "planning": {"type": "epsilon_greedy", "epsilon": 0.1},
+                    "learning": {"type": algorithm, "alpha": 0.5, "gamma": 1.0},
+                },
+                "train": {"episodes": 500, "seed": 0},
+                "eval": {"episodes": 1, "seed": 0, "max_steps": 200},
+            }
+        )
+        agent = build_agent(config).agent
+        training = agent.run(500, seed=0)
+        online[algorithm] = sum(training.returns[-100:]) / 100
+        greedy[algorithm] = agent.run(1, seed=0, max_steps=200, train=False).returns[0]
+    assert greedy["q_learning"] == -13.0
+    assert greedy["sarsa"] < -13.0 and greedy["expected_sarsa"] < -13.0  # a safer detour
+    assert greedy["sarsa"] > -30.0 and greedy["expected_sarsa"] > -30.0  # still reaches goal
+    assert online["sarsa"] > online["q_learning"]
+    assert online["expected_sarsa"] > online["q_learning"]

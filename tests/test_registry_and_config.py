@@ -94,6 +94,20 @@ def test_builder_wires_one_q_table_into_planner_and_learner() -> None:
             "agent.planning.type: 'llmagentos.modules.learning:LearningModule' made a Learning",
         ),
         ({**_base(), "resume": "/nonexistent/q.json"}, "resume: /nonexistent/q.json: no such file"),
+        (
+            _base(learning={"type": "q_learning", "alpha": -1}),
+            "agent.learning.alpha: must be in (0, 1] (got -1)",
+        ),
+        (
+            _base(
+                planning={
+                    "type": "epsilon_greedy",
+                    "epsilon": {"type": "linear", "start": 1.5, "end": 0.1, "duration": 9},
+                }
+            ),
+            "agent.planning.epsilon.start: must be in [0, 1] (got 1.5)",
+        ),
+        ({"env": {"id": "CartPole-v1"}}, "agent.perception: the observation space Box(4,) is continuous"),
     ],
 )
 def test_bad_config_gives_one_line_naming_the_field(data: dict[str, Any], message: str) -> None:

@@ -95,6 +95,13 @@ def build_agent(config: RunConfig) -> BuiltAgent:
     }
     perception_spec = config.agent.perception
     if perception_spec.type == "auto":
+        if type(observation_space).__name__ == "Box":
+            shape = getattr(observation_space, "shape", ())
+            raise ConfigError(
+                "agent.perception",
+                f"the observation space Box{shape} is continuous: a Q-table needs discrete "
+                'states, so use perception = { type = "binning", bins = 10 }',
+            )
         kind = "discrete" if _space_size(observation_space) is not None else "identity"
         perception_spec = ModuleSpec(type=kind)
     perception = _make_module("perception", perception_spec, context, PerceptionModule)

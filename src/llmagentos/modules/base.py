@@ -53,7 +53,10 @@ class Component:
 
     Components are plain objects; ``reset`` is called at every episode start and
     ``state_dict``/``load_state_dict`` carry whatever must survive a save and resume.
+    ``training`` mirrors the owning module's mode.
     """
+
+    training: bool = True
 
     def reset(self, *, seed: int | None = None) -> None:
         """Prepare for a new episode. ``seed`` reseeds any randomness."""
@@ -114,8 +117,10 @@ class Module:
         return self.reset(seed=seed)
 
     def train(self, mode: bool = True) -> None:
-        """Switch training mode on (default) or off."""
+        """Switch training mode on (default) or off, for the module and its components."""
         self.training = mode
+        for component in self.components():
+            component.training = mode
 
     def close(self) -> None:
         """Release resources (environments, connections)."""

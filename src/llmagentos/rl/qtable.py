@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
+from llmagentos._files import write_atomic
 from llmagentos._json import jsonable
 from llmagentos.exceptions import QTableError
 
@@ -148,15 +148,8 @@ class QTable:
         """Write the table as JSON, atomically (a crash never leaves half a file)."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.to_dict(), handle, separators=(",", ":"))
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        text = json.dumps(self.to_dict(), separators=(",", ":"))
+        return write_atomic(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "Q-table") -> QTable:

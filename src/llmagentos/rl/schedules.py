@@ -7,14 +7,17 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from llmagentos.exceptions import ConfigError
+from llmagentos.modules.base import Component
 
 __all__ = [
+    "Clocked",
     "Constant",
     "Exponential",
     "Linear",
     "Schedule",
     "ScheduleLike",
     "as_schedule",
+    "check_range",
 ]
 
 Unit = Literal["step", "episode"]
@@ -87,6 +90,31 @@ _KINDS: dict[str, type[Constant] | type[Linear] | type[Exponential]] = {
 }
 
 
+def _endpoints(schedule: Schedule) -> dict[str, float]:
+    """The values a schedule starts and ends at, by parameter name."""
+    if isinstance(schedule, Constant):
+        return {"": schedule.level}
+    if isinstance(schedule, Linear | Exponential):
+        return {"start": schedule.start, "end": schedule.end}
+    return {}
+
+
+def check_range(
+    schedule: Schedule, field: str, *, low: float, high: float, low_open: bool = False
+) -> Schedule:
+    """Raise :class:`ConfigError` unless the schedule stays within ``[low, high]``.
+
+    ``low_open`` excludes ``low`` itself (a step size of 0 learns nothing).
+    """
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+    for name, value in _endpoints(schedule).items():
+        below = value <= low if low_open else value < low
+        if below or value > high or math.isnan(value):
+            where = f"{field}.{name}" if name else field
+            raise ConfigError(where, f"must be in {interval} (got {value:g})")
+    return schedule
+
+
 def as_schedule(spec: ScheduleLike, *, field: str = "schedule") -> Schedule:
     """Build a schedule from a number, a schedule, or a config dict.
 
@@ -119,3 +147,38 @@ def as_schedule(spec: ScheduleLike, *, field: str = "schedule") -> Schedule:
         raise ConfigError(f"{field}.{err.field}", err.problem) from err
     except TypeError as err:
         raise ConfigError(field, f"bad parameters for a {kind} schedule: {err}") from err
+
+
+class Clocked(Component):
+    """A component whose schedules run on its own training step and episode counters.
+
+    ``episodes`` is the index of the current training episode: the first training
+    ``reset`` starts episode 0, every later one the next. Evaluation resets do not count,
+    and subclasses count steps only while training. The counters are its
+    ``state_dict``, so a saved and resumed run continues its schedules where it stopped.
+    """
+
+    steps: int = 0
+    episodes: int = 0
+    _started: bool = False
+
+    def reset(self, *, seed: int | None = None) -> None:
+        if not self.training:
+            return
+        if self._started:
+            self.episodes += 1
+        self._started = True
+
+    def now(self, schedule: Schedule) -> float:
+        """The schedule's current value."""
+        return schedule.value(self.steps if schedule.per == "step" else self.episodes)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``episodes`` here counts the training episodes begun so far."""
+        return {"steps": self.steps, "episodes": self.episodes + self._started}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # The next training reset begins episode number `episodes`.
+        self.steps = int(state.get("steps", 0))
+        self.episodes = int(state.get("episodes", 0))
+        self._started = False

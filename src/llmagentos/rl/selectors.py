@@ -13,8 +13,7 @@ import random
 from typing import Any, Protocol, runtime_checkable
 
 from llmagentos.exceptions import ConfigError
-from llmagentos.modules.base import Component
-from llmagentos.rl.schedules import Schedule, ScheduleLike, as_schedule
+from llmagentos.rl.schedules import Clocked, ScheduleLike, as_schedule, check_range
 from llmagentos.types import Decision, Features
 
 __all__ = [
@@ -35,32 +34,16 @@ class ActionValues(Protocol):
     def values(self, state: Any) -> list[float]: ...
 
 
-class _Selector(Component):
-    """Shared seeding and step/episode counting for schedules."""
+class _Selector(Clocked):
+    """Shared seeding and tie-breaking; schedules run on the :class:`Clocked` counters."""
 
     def __init__(self, seed: int | None = None) -> None:
         self.rng = random.Random(seed)
-        self.steps = 0
-        self.episodes = 0
-        self._started = False
 
     def reset(self, *, seed: int | None = None) -> None:
         if seed is not None:
             self.rng.seed(seed)
-        # The first reset starts episode 0; every later one moves to the next episode.
-        if self._started:
-            self.episodes += 1
-        self._started = True
-
-    def _time(self, schedule: Schedule) -> int:
-        return self.steps if schedule.per == "step" else self.episodes
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "episodes": self.episodes}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.steps = int(state.get("steps", 0))
-        self.episodes = int(state.get("episodes", 0))
+        super().reset(seed=seed)
 
     def greedy_reason(self, prefix: str, ties: int) -> str:
         # Plain strings: the scores ride along in the Decision, so the reason need not
@@ -129,12 +112,12 @@ class EpsilonGreedySelector(GreedySelector):
         self, values: ActionValues, *, epsilon: ScheduleLike = 0.1, seed: int | None = None
     ) -> None:
         super().__init__(values, seed=seed)
-        self.epsilon = as_schedule(epsilon, field="epsilon")
+        self.epsilon = check_range(as_schedule(epsilon, field="epsilon"), "epsilon", low=0, high=1)
         self._explained_epsilon = -1.0
         self._explore_reason = ""
 
     def current_epsilon(self) -> float:
-        return self.epsilon.value(self._time(self.epsilon))
+        return self.now(self.epsilon)
 
     def select(self, features: Features, task: Any = None, *, explore: bool = True) -> Decision:
         if not explore:
@@ -164,7 +147,13 @@ class SoftmaxSelector(GreedySelector):
         self, values: ActionValues, *, temperature: ScheduleLike = 1.0, seed: int | None = None
     ) -> None:
         super().__init__(values, seed=seed)
-        self.temperature = as_schedule(temperature, field="temperature")
+        self.temperature = check_range(
+            as_schedule(temperature, field="temperature"),
+            "temperature",
+            low=0.0,
+            high=math.inf,
+            low_open=True,
+        )
 
     def probabilities(self, scores: list[float], temperature: float) -> list[float]:
         top = max(scores)
@@ -175,7 +164,7 @@ class SoftmaxSelector(GreedySelector):
     def select(self, features: Features, task: Any = None, *, explore: bool = True) -> Decision:
         if not explore:
             return super().select(features, task, explore=False)
-        temperature = max(self.temperature.value(self._time(self.temperature)), 1e-8)
+        temperature = self.now(self.temperature)
         self.steps += 1
         scores = self.q.values(features)
         probs = self.probabilities(scores, temperature)

@@ -18,15 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 from llmagentos.exceptions import ConfigError
-from llmagentos.modules.base import Component
 from llmagentos.rl.qtable import QTable
-from llmagentos.rl.schedules import Schedule, ScheduleLike, as_schedule
+from llmagentos.rl.schedules import Clocked, Schedule, ScheduleLike, as_schedule, check_range
 from llmagentos.types import Transition
 
 __all__ = ["ExpectedSarsa", "QLearning", "Sarsa", "TemporalDifference"]
 
 
-class TemporalDifference(Component):
+class TemporalDifference(Clocked):
     """The shared machinery: step-size and discount, counters, and the update itself.
 
     Args:
@@ -41,13 +40,13 @@ class TemporalDifference(Component):
         if not 0.0 <= gamma <= 1.0:
             raise ConfigError("gamma", f"must be in [0, 1] (got {gamma})")
         self.q = q
-        self.alpha: Schedule = as_schedule(alpha, field="alpha")
+        self.alpha: Schedule = check_range(
+            as_schedule(alpha, field="alpha"), "alpha", low=0.0, high=1.0, low_open=True
+        )
         self.gamma = float(gamma)
-        self.steps = 0
-        self.episodes = 0
 
     def current_alpha(self) -> float:
-        return self.alpha.value(self.steps if self.alpha.per == "step" else self.episodes)
+        return self.now(self.alpha)
 
     def bootstrap(self, transition: Transition) -> float:
         """The value of the next state the target discounts (0 after a terminal state)."""
@@ -60,8 +59,6 @@ class TemporalDifference(Component):
             target += self.gamma * next_value
         old, new = self.q.update(transition.features, transition.action, target, alpha)
         self.steps += 1
-        if transition.terminated or transition.truncated:
-            self.episodes += 1
         return {
             "state": transition.features,
             "action": transition.action,
@@ -75,13 +72,6 @@ class TemporalDifference(Component):
     def update(self, transition: Transition) -> dict[str, Any] | None:
         next_value = 0.0 if transition.terminated else self.bootstrap(transition)
         return self._apply(transition, next_value)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "episodes": self.episodes}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.steps = int(state.get("steps", 0))
-        self.episodes = int(state.get("episodes", 0))
 
 
 class QLearning(TemporalDifference):
@@ -109,11 +99,11 @@ class ExpectedSarsa(TemporalDifference):
         epsilon: ScheduleLike = 0.1,
     ) -> None:
         super().__init__(q, alpha=alpha, gamma=gamma)
-        self.epsilon = as_schedule(epsilon, field="epsilon")
+        self.epsilon = check_range(as_schedule(epsilon, field="epsilon"), "epsilon", low=0, high=1)
 
     def bootstrap(self, transition: Transition) -> float:
         scores = self.q.values(transition.next_features)
-        epsilon = self.epsilon.value(self.steps if self.epsilon.per == "step" else self.episodes)
+        epsilon = self.now(self.epsilon)
         # Every action gets epsilon/|A|; the greedy share (1 - epsilon) goes to the best
         # actions, which all have the value max(scores) however many tie.
         return epsilon / len(scores) * sum(scores) + (1.0 - epsilon) * max(scores)
@@ -137,6 +127,7 @@ class Sarsa(TemporalDifference):
     def reset(self, *, seed: int | None = None) -> None:
         # An episode abandoned mid-way leaves its last step pending: settle it greedily.
         self._flush()
+        super().reset(seed=seed)
 
     def _flush(self) -> dict[str, Any] | None:
         pending, self._pending = self._pending, None

@@ -1,0 +1,89 @@
+"""The ``llmagentos`` command: the typer app and the entry point that maps errors to exit codes.
+
+Exit codes: 0 success, 1 a run failed after it started, 2 bad config or options,
+130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+
+from llmagentos._version import __version__
+from llmagentos.cli._common import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    one_line,
+    show_help_without_command,
+)
+from llmagentos.cli.env import env_app
+from llmagentos.cli.registry import registry_app
+from llmagentos.cli.run import run_command
+
+try:  # typer >= 0.29 carries its own click; older versions raise click's exceptions
+    from typer import TyperException as CommandLineError
+except ImportError:  # pragma: no cover
+    from click import ClickException as CommandLineError  # type: ignore[assignment]
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="llmagentos",
+    help="llmagentos: build, train and evaluate modular agents from config files.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"llmagentos {__version__}")
+        raise typer.Exit
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    context: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """llmagentos: build, train and evaluate modular agents from config files."""
+    show_help_without_command(context)
+
+
+app.command("run")(run_command)
+app.add_typer(env_app, name="env")
+app.add_typer(registry_app, name="registry")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Usage errors become one ``error: ...`` line on stderr with exit code 2, instead of
+    a boxed help screen, so scripts and people both get the problem in one line.
+    """
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(
+            args=None if argv is None else list(argv),
+            prog_name="llmagentos",
+            standalone_mode=False,
+        )
+    except CommandLineError as err:
+        context = getattr(err, "ctx", None)
+        hint = f" (try '{context.command_path} --help')" if context is not None else ""
+        typer.echo(f"error: {one_line(err.format_message())}{hint}", err=True)
+        return int(getattr(err, "exit_code", EXIT_USAGE))
+    except typer.Abort:
+        return EXIT_INTERRUPTED
+    return code if isinstance(code, int) else 0

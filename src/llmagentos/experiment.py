@@ -1,0 +1,560 @@
+"""Run a config end to end: build the agent, train, evaluate, and write the results.
+
+``llmagentos run`` is a thin layer over this module::
+
+    from llmagentos.config import load_config
+    from llmagentos.experiment import run_experiment
+
+    result = run_experiment(load_config("examples/configs/taxi.toml"))
+    print(result.eval.mean_return, result.output_dir)
+
+A run writes into ``config.output_dir()``:
+
+- ``results.json``: the effective config, per-episode returns and lengths, summary
+  statistics, counters, the files written, and whether the run was interrupted;
+- ``trace.jsonl``: step records of the traced episodes (see ``[output]``);
+- ``qtable.json``: the learned Q-table, with the counters a resumed run continues from;
+- ``learning_curve.png``: training return per episode and the eval mean (needs
+  ``llmagentos[plot]``).
+
+Everything that can be checked (the config, the environment, every module, the
+resume file, the output folder) is checked by :class:`Experiment` before the output
+folder is created, so a bad config leaves nothing behind. Files are written
+atomically (temporary file, then ``os.replace``). Ctrl-C during training or
+evaluation stops the run and still writes the results of the finished episodes,
+marked ``"interrupted": true``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from llmagentos._files import write_atomic
+from llmagentos._json import jsonable
+from llmagentos._version import __version__
+from llmagentos.agent import Agent
+from llmagentos.build import BuiltAgent, build_agent
+from llmagentos.config import PhaseConfig, RunConfig, parse_config
+from llmagentos.exceptions import ConfigError, LLMAgentOSError
+from llmagentos.plotting import PLOT_EXTRA_HINT, matplotlib_available, save_learning_curve
+from llmagentos.trace import TraceWriter
+from llmagentos.types import EpisodeResult, StepRecord
+
+__all__ = [
+    "EVAL_SEED_OFFSET",
+    "FILE_NAMES",
+    "RESULTS_FORMAT",
+    "Experiment",
+    "ExperimentResult",
+    "PhaseResult",
+    "RunCallbacks",
+    "run_experiment",
+    "with_overrides",
+]
+
+RESULTS_FORMAT = "llmagentos.results"
+_RESULTS_VERSION = 1
+#: ``--seed N`` seeds training with N and evaluation with N + this offset, so the two
+#: phases never replay the same episode starts.
+EVAL_SEED_OFFSET = 10_000
+FILE_NAMES = {
+    "results": "results.json",
+    "trace": "trace.jsonl",
+    "qtable": "qtable.json",
+    "plot": "learning_curve.png",
+}
+_TRACE_PARTIAL = ".trace.jsonl.partial"
+
+_perf = time.perf_counter
+
+
+# -- results ------------------------------------------------------------------------------
+
+
+def _mean(values: list[float]) -> float | None:
+    return math.fsum(values) / len(values) if values else None
+
+
+@dataclass(slots=True)
+class PhaseResult:
+    """The finished episodes of one phase (``train`` or ``eval``)."""
+
+    phase: str
+    planned: int
+    seed: int | None
+    episodes: list[EpisodeResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def returns(self) -> list[float]:
+        return [e.total_reward for e in self.episodes]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [e.length for e in self.episodes]
+
+    @property
+    def steps(self) -> int:
+        return sum(e.length for e in self.episodes)
+
+    @property
+    def completed(self) -> bool:
+        return len(self.episodes) == self.planned
+
+    @property
+    def mean_return(self) -> float | None:
+        return _mean(self.returns)
+
+    @property
+    def min_return(self) -> float | None:
+        return min(self.returns, default=None)
+
+    @property
+    def max_return(self) -> float | None:
+        return max(self.returns, default=None)
+
+    @property
+    def success_rate(self) -> float | None:
+        """Share of episodes with a positive return (the goal reached, in sparse tasks)."""
+        if not self.episodes:
+            return None
+        return sum(1 for e in self.episodes if e.total_reward > 0) / len(self.episodes)
+
+    @property
+    def steps_per_second(self) -> float | None:
+        return self.steps / self.seconds if self.seconds > 0 else None
+
+    def recent_mean(self, window: int = 100) -> float | None:
+        """Mean return of the last ``window`` episodes."""
+        return _mean(self.returns[-window:])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "planned_episodes": self.planned,
+            "episodes": len(self.episodes),
+            "seed": self.seed,
+            "returns": self.returns,
+            "lengths": self.lengths,
+            "steps": self.steps,
+            "seconds": self.seconds,
+            "mean_return": self.mean_return,
+            "min_return": self.min_return,
+            "max_return": self.max_return,
+            "success_rate": self.success_rate,
+        }
+
+
+@dataclass(slots=True)
+class ExperimentResult:
+    """What a run did and wrote; :meth:`to_dict` is the content of ``results.json``."""
+
+    config: RunConfig
+    output_dir: Path
+    started_at: str
+    train: PhaseResult | None = None
+    eval: PhaseResult | None = None
+    interrupted: bool = False
+    error: str | None = None
+    wall_seconds: float = 0.0
+    counters: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def phases(self) -> list[PhaseResult]:
+        return [p for p in (self.train, self.eval) if p is not None]
+
+    @property
+    def total_steps(self) -> int:
+        return sum(p.steps for p in self.phases)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "eval_mean_return": self.eval.mean_return if self.eval else None,
+            "eval_success_rate": self.eval.success_rate if self.eval else None,
+            "train_mean_return": self.train.mean_return if self.train else None,
+            "train_episodes": len(self.train.episodes) if self.train else 0,
+            "eval_episodes": len(self.eval.episodes) if self.eval else 0,
+            "total_steps": self.total_steps,
+            "wall_seconds": self.wall_seconds,
+            "interrupted": self.interrupted,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "format": RESULTS_FORMAT,
+            "version": _RESULTS_VERSION,
+            "llmagentos_version": __version__,
+            "name": self.config.name,
+            "env": self.config.env.id,
+            "started_at": self.started_at,
+            "interrupted": self.interrupted,
+            "error": self.error,
+            "summary": self.summary(),
+            "train": self.train.to_dict() if self.train else None,
+            "eval": self.eval.to_dict() if self.eval else None,
+            "counters": self.counters,
+            "files": {kind: path.name for kind, path in self.files.items()},
+            "notes": self.notes,
+            "config": self.config.model_dump(mode="json"),
+        }
+        return jsonable(data)  # type: ignore[no-any-return]
+
+
+class RunCallbacks:
+    """Progress hooks for :meth:`Experiment.run`. The defaults do nothing; override any."""
+
+    def phase_started(self, phase: PhaseResult) -> None:
+        """A phase is about to run ``phase.planned`` episodes."""
+
+    def episode_finished(self, phase: PhaseResult, episode: EpisodeResult) -> None:
+        """An episode finished; it is already in ``phase.episodes``."""
+
+    def phase_finished(self, phase: PhaseResult) -> None:
+        """A phase ended, completed or not (also on Ctrl-C and errors)."""
+
+
+# -- config helpers -----------------------------------------------------------------------
+
+
+def with_overrides(
+    config: RunConfig,
+    *,
+    output_dir: Path | None = None,
+    train_episodes: int | None = None,
+    eval_episodes: int | None = None,
+    seed: int | None = None,
+    resume: Path | None = None,
+) -> RunConfig:
+    """A copy of ``config`` with the command-line overrides applied and validated again.
+
+    ``seed`` seeds training with ``seed`` and evaluation with ``seed +``
+    :data:`EVAL_SEED_OFFSET`. A phase that the config lacks is added when its episode
+    count is given.
+
+    Raises:
+        ConfigError: an override makes the config invalid (naming the field).
+    """
+    data = config.model_dump()
+    if output_dir is not None:
+        data["output"]["dir"] = output_dir
+    if resume is not None:
+        data["resume"] = resume
+    if train_episodes is not None:
+        if data["train"] is None:
+            data["train"] = {"seed": 0}
+        data["train"]["episodes"] = train_episodes
+    if eval_episodes is not None:
+        if data["eval"] is None:
+            base = data["train"]["seed"] if data["train"] and data["train"]["seed"] else 0
+            data["eval"] = {"seed": base + EVAL_SEED_OFFSET}
+        data["eval"]["episodes"] = eval_episodes
+    if seed is not None:
+        if data["train"] is not None:
+            data["train"]["seed"] = seed
+        if data["eval"] is not None:
+            data["eval"]["seed"] = seed + EVAL_SEED_OFFSET
+    return parse_config(data)
+
+
+def _check_config(config: RunConfig) -> None:
+    """The checks pydantic cannot make alone; raise before anything is built or written."""
+    phases: list[tuple[str, PhaseConfig | None]] = [("train", config.train), ("eval", config.eval)]
+    for name, phase in phases:
+        if phase is not None and phase.seed is not None and phase.seed < 0:
+            raise ConfigError(f"{name}.seed", f"must be >= 0 (got {phase.seed})")
+    if not any(phase is not None and phase.episodes > 0 for _, phase in phases):
+        raise ConfigError("train", "nothing to run: set train.episodes or eval.episodes above 0")
+    out = config.output_dir()
+    if out.exists() and not out.is_dir():
+        raise ConfigError("output.dir", f"{out} exists and is not a folder")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError("output.dir", f"cannot create {out}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError("output.dir", f"cannot create {out}: {existing} is not writable")
+
+
+# -- files --------------------------------------------------------------------------------
+
+
+def _write_json(target: Path, data: Any) -> Path:
+    def write(path: Path) -> None:
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+    return write_atomic(target, write)
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C back until the block ends, so saving is never cut in half."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def remember(signum: int, frame: FrameType | None) -> None:
+        caught.append(signum)
+
+    previous = signal.signal(signal.SIGINT, remember)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+class _Tracer:
+    """An ``on_step`` listener that passes the chosen episodes of each phase to a trace.
+
+    The choice is made before each episode starts, and the listener is attached only
+    for traced episodes: the agent builds a step record only when someone listens,
+    so untraced episodes run at full speed.
+    """
+
+    def __init__(self, agent: Agent, writer: TraceWriter, *, train_every: int, eval_first: int):
+        self.agent = agent
+        self.writer = writer
+        self.train_every = train_every
+        self.eval_first = eval_first
+        self.active = False
+        self._record_timings = agent.record_timings
+
+    def select(self, phase: str, index: int) -> None:
+        """Decide whether episode ``index`` (counted within ``phase``) is traced."""
+        if phase == "train":
+            self._set(self.train_every > 0 and index % self.train_every == 0)
+        else:
+            self._set(index < self.eval_first)
+
+    def pause(self) -> None:
+        """Stop tracing (between phases, and for good at the end)."""
+        self._set(False)
+
+    def _set(self, active: bool) -> None:
+        if active != self.active:
+            if active:
+                self.agent.listeners.append(self)
+            else:
+                self.agent.listeners.remove(self)
+            self.active = active
+        self.agent.record_timings = active or self._record_timings
+
+    def __call__(self, record: StepRecord) -> None:
+        self.writer(record)
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+class Experiment:
+    """A validated, built run, ready to write into its output folder.
+
+    Construction checks the config and builds the agent (environment, Q-table,
+    modules, resume file) without touching the disk; :meth:`run` then trains,
+    evaluates and writes. An experiment runs once.
+
+    Raises:
+        ConfigError: the first problem, naming its field.
+    """
+
+    def __init__(self, config: RunConfig) -> None:
+        _check_config(config)
+        self.config = config
+        self.built: BuiltAgent = build_agent(config)
+        self.notes: list[str] = []
+        self._ran = False
+        q_table = self.built.q_table
+        if q_table is not None and config.resume is not None:
+            trained_on = q_table.meta.get("env")
+            if trained_on and trained_on != config.env.id:
+                self.notes.append(
+                    f"the resumed Q-table was trained on {trained_on}, not {config.env.id}"
+                )
+        if config.output.plot and not matplotlib_available():
+            self.notes.append(PLOT_EXTRA_HINT)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.config.output_dir()
+
+    @property
+    def algorithm(self) -> str:
+        """The learning optimizer's name (``q_learning``, ``sarsa``...), else the config type."""
+        optimizer = getattr(self.built.agent.learning_module, "optimizer", None)
+        name = getattr(optimizer, "algorithm", None)
+        return name if isinstance(name, str) else self.config.agent.learning.type
+
+    def counters(self) -> dict[str, Any]:
+        """The learning optimizer's counters (``steps``, ``episodes``): what resume continues."""
+        optimizer = getattr(self.built.agent.learning_module, "optimizer", None)
+        state_dict = getattr(optimizer, "state_dict", None)
+        if not callable(state_dict):
+            return {}
+        state = state_dict()
+        return dict(jsonable(state)) if isinstance(state, dict) else {}
+
+    def run(self, callbacks: RunCallbacks | None = None) -> ExperimentResult:
+        """Train, evaluate and write the output files; return what happened.
+
+        Ctrl-C stops the run early: the finished episodes are written and the result
+        has ``interrupted`` set. Any other error also writes what was done (with
+        ``error`` set in ``results.json``) and is then raised again.
+        """
+        if self._ran:
+            raise RuntimeError("an Experiment runs once; make a new one to run again")
+        self._ran = True
+        hooks = callbacks or RunCallbacks()
+        config = self.config
+        out = self.output_dir
+        result = ExperimentResult(
+            config=config,
+            output_dir=out,
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            notes=list(self.notes),
+        )
+        started = _perf()
+        out.mkdir(parents=True, exist_ok=True)
+        tracer = self._open_trace(out)
+        failure: Exception | None = None
+        try:
+            for name, phase in (("train", config.train), ("eval", config.eval)):
+                if phase is not None and phase.episodes > 0:
+                    self._run_phase(result, name, phase, tracer, hooks)
+        except KeyboardInterrupt:
+            result.interrupted = True
+        except Exception as err:
+            failure = err
+            result.error = str(err) if isinstance(err, LLMAgentOSError) else repr(err)
+        finally:
+            if tracer is not None:
+                tracer.pause()
+        result.wall_seconds = _perf() - started
+        with _sigint_deferred():
+            self._save(result, tracer)
+        self.built.agent.close()
+        if failure is not None:
+            raise failure
+        return result
+
+    def _open_trace(self, out: Path) -> _Tracer | None:
+        output = self.config.output
+        if output.trace_train_every == 0 and output.trace_eval_episodes == 0:
+            return None
+        agent = self.built.agent
+        writer = TraceWriter(out / _TRACE_PARTIAL, agent=self.config.name)
+        tracer = _Tracer(
+            agent,
+            writer,
+            train_every=output.trace_train_every,
+            eval_first=output.trace_eval_episodes,
+        )
+        return tracer
+
+    def _run_phase(
+        self,
+        result: ExperimentResult,
+        name: str,
+        config: PhaseConfig,
+        tracer: _Tracer | None,
+        hooks: RunCallbacks,
+    ) -> None:
+        phase = PhaseResult(name, planned=config.episodes, seed=config.seed)
+        if name == "train":
+            result.train = phase
+        else:
+            result.eval = phase
+        started = _perf()
+
+        def on_episode(episode: EpisodeResult) -> None:
+            # Record first: if a hook raises (Ctrl-C), this episode still counts as done.
+            phase.episodes.append(episode)
+            phase.seconds = _perf() - started
+            if tracer is not None:
+                tracer.select(name, len(phase.episodes))
+            hooks.episode_finished(phase, episode)
+
+        hooks.phase_started(phase)
+        if tracer is not None:
+            tracer.select(name, 0)
+        try:
+            self.built.agent.run(
+                config.episodes,
+                seed=config.seed,
+                max_steps=config.max_steps,
+                train=name == "train",
+                on_episode=on_episode,
+            )
+        finally:
+            phase.seconds = _perf() - started
+            if tracer is not None:
+                tracer.pause()
+            hooks.phase_finished(phase)
+
+    def _save(self, result: ExperimentResult, tracer: _Tracer | None) -> None:
+        """Write every output file; the results last, so their presence means done."""
+        out = result.output_dir
+        if tracer is not None:
+            tracer.writer.close()
+            target = out / FILE_NAMES["trace"]
+            os.replace(tracer.writer.path, target)
+            result.files["trace"] = target
+        result.counters = self.counters()
+        q_table = self.built.q_table
+        if q_table is not None:
+            q_table.meta = {
+                **q_table.meta,
+                "env": self.config.env.id,
+                "algorithm": self.algorithm,
+                "counters": result.counters,
+                "llmagentos_version": __version__,
+            }
+            result.files["qtable"] = q_table.save(out / FILE_NAMES["qtable"])
+        if self.config.output.plot and PLOT_EXTRA_HINT not in result.notes:
+            self._plot(result)
+        target = out / FILE_NAMES["results"]
+        result.files["results"] = target
+        _write_json(target, result.to_dict())
+
+    def _plot(self, result: ExperimentResult) -> None:
+        train = result.train.returns if result.train else []
+        evaluation = result.eval.returns if result.eval else []
+        if not train and not evaluation:
+            return
+        target = result.output_dir / FILE_NAMES["plot"]
+        title = f"{self.config.name}: {self.algorithm} on {self.config.env.id}"
+        try:
+            write_atomic(
+                target, lambda path: save_learning_curve(path, train, evaluation, title=title)
+            )
+        except ModuleNotFoundError:
+            result.notes.append(PLOT_EXTRA_HINT)
+            return
+        except Exception as err:  # a broken plot must not lose the results
+            result.notes.append(f"learning curve not drawn: {err!r}")
+            return
+        result.files["plot"] = target
+
+
+def run_experiment(config: RunConfig, callbacks: RunCallbacks | None = None) -> ExperimentResult:
+    """Validate, build and run ``config``; see :class:`Experiment`.
+
+    Raises:
+        ConfigError: the config is invalid (nothing was written).
+    """
+    return Experiment(config).run(callbacks)
