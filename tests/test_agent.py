@@ -237,3 +237,34 @@ def test_default_planning_is_random_over_a_discrete_action_space() -> None:
     assert episode.length == 50
     record = agent.last_record
     assert record is not None and record.reason == "random of 6"
+
+
+async def test_coroutine_modules_give_the_same_run_as_sync_ones() -> None:
+    """Modules that really await (async overrides) take the agent's coroutine path."""
+
+    class AsyncExecution(ExecutionModule):
+        async def aperform(self, action: Any) -> Outcome:
+            await asyncio.sleep(0)
+            return await super().aperform(action)
+
+    class AsyncPlanning(PlanningModule):
+        async def adecide(self, features: Any) -> Decision:
+            await asyncio.sleep(0)
+            return await super().adecide(features)
+
+    def build(execution_cls: type[ExecutionModule], planning_cls: type[PlanningModule]) -> Agent:
+        reference = tabular_agent("Taxi-v4", seed=5)
+        planning = planning_cls(reference.planning_module.selector)
+        return Agent(
+            reference.perception_module,
+            planning,
+            execution_cls("Taxi-v4"),
+            reference.learning_module,
+        )
+
+    sync_result = build(ExecutionModule, PlanningModule).run(30, seed=2)
+    async_agent = build(AsyncExecution, AsyncPlanning)
+    assert async_agent._async_act and async_agent._async_step
+    async_result = await async_agent.arun(30, seed=2)
+    assert async_result.returns == sync_result.returns
+    assert async_agent.last_record is not None and async_agent.last_record.learning

@@ -285,3 +285,47 @@ def test_sync_methods_work_inside_a_running_event_loop() -> None:
         return AsyncPlanOnly().plan(1), AsyncPerception().perceive(2)
 
     assert asyncio.run(main()) == (4, 6)
+
+
+class SuperAsyncPerception(PerceptionModule):
+    async def aperceive(self, observation: Any) -> Any:
+        await asyncio.sleep(0)
+        return await super().aperceive(observation)
+
+
+class SuperAsyncPlanning(PlanningModule):
+    async def aplan(self, features: Any) -> Any:
+        await asyncio.sleep(0)
+        return await super().aplan(features)
+
+
+class SuperAsyncExecution(ExecutionModule):
+    async def aexecute(self, action: Any) -> tuple[Any, float]:
+        await asyncio.sleep(0)
+        return await super().aexecute(action)
+
+
+class SuperAsyncLearning(LearningModule):
+    async def alearn(self, observation: Any, reward: float) -> None:
+        await asyncio.sleep(0)
+        await super().alearn(observation, reward)
+
+
+async def test_async_overrides_may_call_super_without_recursion() -> None:
+    class Selector:
+        def select(self, features: Any, task: Any = None, *, explore: bool = True) -> Decision:
+            return Decision(features + 1)
+
+    perception = SuperAsyncPerception()
+    assert await perception.aperceive(4) == 4
+    assert perception.perceive(4) == 4  # sync face runs the async override
+    planning = SuperAsyncPlanning(Selector())
+    assert await planning.aplan(1) == 2
+    assert planning.plan(1) == 2
+    execution = SuperAsyncExecution("FrozenLake-v1", env_kwargs={"is_slippery": False})
+    execution.reset(seed=0)
+    assert await execution.aexecute(2) == (1, 0.0)
+    assert execution.execute(1) == (5, 0.0)
+    learning = SuperAsyncLearning()
+    await learning.alearn(0, 1.0)  # no optimizer: nothing to learn, and no loop
+    learning.learn(0, 1.0)

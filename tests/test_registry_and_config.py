@@ -107,7 +107,10 @@ def test_builder_wires_one_q_table_into_planner_and_learner() -> None:
             ),
             "agent.planning.epsilon.start: must be in [0, 1] (got 1.5)",
         ),
-        ({"env": {"id": "CartPole-v1"}}, "agent.perception: the observation space Box(4,) is continuous"),
+        (
+            {"env": {"id": "CartPole-v1"}},
+            "agent.perception: the observation space Box(4,) is continuous",
+        ),
     ],
 )
 def test_bad_config_gives_one_line_naming_the_field(data: dict[str, Any], message: str) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 from llmagentos.exceptions import ConfigError, ModuleError, ModuleOutputError
+from llmagentos.modules.base import Module
 from llmagentos.modules.execution import ExecutionModule
 from llmagentos.modules.learning import LearningModule
 from llmagentos.modules.perception import PerceptionModule
@@ -143,6 +144,10 @@ class Agent:
         }
         self._learn_only = learning.learn if seed_learner else None
         self._update = learning.update
+        # Modules with no async override would only call their sync methods from their
+        # async twins: the async loop then takes the sync path and skips the coroutines.
+        self._async_act = any(_is_async(m) for m in (perception, planning))
+        self._async_step = any(_is_async(m) for m in (execution, learning))
 
     # -- modules and modes ----------------------------------------------------------------
 
@@ -609,6 +614,8 @@ class Agent:
 
     async def aact(self, observation: Observation) -> Action:
         """Async twin of :meth:`act`."""
+        if not self._async_act:
+            return self.act(observation)
         start = _perf()
         features = await self._afeatures_for(observation)
         middle = _perf()
@@ -625,6 +632,8 @@ class Agent:
 
     async def astep(self, action: Action) -> tuple[Observation, float]:
         """Async twin of :meth:`step`."""
+        if not self._async_step:
+            return self.step(action)
         if self._blocked:
             self._refuse_step(action)
         acted = self._acted
@@ -708,6 +717,10 @@ class Agent:
     def __repr__(self) -> str:
         modules = ", ".join(repr(m) for m in self._modules)
         return f"Agent(name={self.name!r}, {modules})"
+
+
+def _is_async(module: Module) -> bool:
+    return any(name.startswith("a") for name in module._overrides)
 
 
 def _check_run_args(episodes: int, max_steps: int | None) -> None:

@@ -195,10 +195,14 @@ class ExecutionModule(Module):
 
     async def aexecute(self, action: Action) -> tuple[Observation, float]:
         """Async twin of :meth:`execute`."""
-        if "aperform" in self._overrides:
+        overrides = self._overrides
+        if "aperform" in overrides:
             outcome = await self.aperform(action)
-            return outcome.observation, outcome.reward
-        return self.execute(action)
+        elif "execute" in overrides or "perform" in overrides:
+            return self.execute(action)
+        else:
+            outcome = self._run_components(action)
+        return outcome.observation, outcome.reward
 
     async def aperform(self, action: Action) -> Outcome:
         """Async twin of :meth:`perform`."""

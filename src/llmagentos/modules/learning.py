@@ -111,10 +111,12 @@ class LearningModule(Module):
         the agent therefore calls :meth:`update`. Calling ``learn`` directly on a module
         with an optimizer is an error that says so.
         """
-        overrides = self._overrides
-        if "alearn" in overrides:
+        if "alearn" in self._overrides:
             run_sync(self.alearn(observation, reward))
             return
+        self._refuse_bare_learn(observation, reward)
+
+    def _refuse_bare_learn(self, observation: Observation, reward: float) -> None:
         if self.optimizer is not None:
             raise ModuleError(
                 "learning",
@@ -135,7 +137,10 @@ class LearningModule(Module):
 
     async def alearn(self, observation: Observation, reward: float) -> None:
         """Async twin of :meth:`learn`."""
-        self.learn(observation, reward)
+        if "learn" in self._overrides:
+            self.learn(observation, reward)
+            return
+        self._refuse_bare_learn(observation, reward)
 
     async def aupdate(self, transition: Transition) -> dict[str, Any] | None:
         """Async twin of :meth:`update`."""

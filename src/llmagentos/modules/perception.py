@@ -160,13 +160,18 @@ class PerceptionModule(Module):
         """Return the features of ``observation`` (the seed's method)."""
         if "aperceive" in self._overrides:
             return run_sync(self.aperceive(observation))
-        return self.extractor.extract(
-            self.preprocessor.preprocess(self.collector.collect(observation))
-        )
+        return self._run_components(observation)
 
     async def aperceive(self, observation: Observation) -> Features:
         """Async twin of :meth:`perceive`."""
-        return self.perceive(observation)
+        if "perceive" in self._overrides:
+            return self.perceive(observation)
+        return self._run_components(observation)
+
+    def _run_components(self, observation: Observation) -> Features:
+        return self.extractor.extract(
+            self.preprocessor.preprocess(self.collector.collect(observation))
+        )
 
 
 PerceptionModule._kind_base = PerceptionModule

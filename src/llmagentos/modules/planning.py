@@ -168,9 +168,12 @@ class PlanningModule(Module):
 
     async def aplan(self, features: Features) -> Action:
         """Async twin of :meth:`plan`."""
-        if "adecide" in self._overrides:
+        overrides = self._overrides
+        if "adecide" in overrides:
             return (await self.adecide(features)).action
-        return self.plan(features)
+        if "plan" in overrides or "decide" in overrides:
+            return self.plan(features)
+        return self._run_components(features).action
 
     async def adecide(self, features: Features) -> Decision:
         """Async twin of :meth:`decide`."""
