@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 from llmagentos.exceptions import ConfigError, ModuleError, ModuleOutputError
-from llmagentos.modules.base import Module
 from llmagentos.modules.execution import ExecutionModule
 from llmagentos.modules.learning import LearningModule
 from llmagentos.modules.perception import PerceptionModule
@@ -41,6 +40,10 @@ StepListener = Callable[[StepRecord], None]
 EpisodeListener = Callable[[EpisodeResult], None]
 
 _perf = time.perf_counter
+_PLAN = frozenset({"plan"})
+_EXECUTE = frozenset({"execute"})
+_LEARN = frozenset({"learn", "alearn"})
+_UPDATE = frozenset({"update", "aupdate"})
 _NOTHING: Any = object()
 
 
@@ -129,25 +132,26 @@ class Agent:
         self._next: tuple[Observation, Features] | None = None
         self._last: tuple[Any, ...] | None = None
         self._timings: dict[str, float] = {}
-        # Bound methods chosen once, so a step makes no more calls than it must. A planner
-        # or executor that overrides only the seed's method is called directly; learners
-        # that only override learn() get (observation, reward) and no transition is built.
-        self._perceive = perception.perceive
-        self._decide = planning.decide
-        self._plan_only = planning.plan if planning._overrides == {"plan"} else None
-        self._perform = execution.perform
-        self._execute_only = execution.execute if execution._overrides == {"execute"} else None
+        # Bound methods chosen once, so a step makes no more calls than it must: a module
+        # that overrides nothing runs its components directly; a planner or executor that
+        # overrides only the seed's method is called directly; learners that only
+        # override learn() get (observation, reward) and no transition is built.
+        overrides = perception._overrides
+        self._perceive = perception.perceive if overrides else perception._run_components
+        overrides = planning._overrides
+        self._decide = planning.decide if overrides else planning._run_components
+        self._plan_only = planning.plan if overrides == _PLAN else None
+        overrides = execution._overrides
+        self._perform = execution.perform if overrides else execution._run_components
+        self._execute_only = execution.execute if overrides == _EXECUTE else None
         overrides = learning._overrides
-        seed_learner = bool(overrides & {"learn", "alearn"}) and not overrides & {
-            "update",
-            "aupdate",
-        }
+        self._update = learning.update if overrides else learning._run_components
+        seed_learner = bool(overrides & _LEARN) and not overrides & _UPDATE
         self._learn_only = learning.learn if seed_learner else None
-        self._update = learning.update
         # Modules with no async override would only call their sync methods from their
         # async twins: the async loop then takes the sync path and skips the coroutines.
-        self._async_act = any(_is_async(m) for m in (perception, planning))
-        self._async_step = any(_is_async(m) for m in (execution, learning))
+        self._async_act = perception._awaits or planning._awaits
+        self._async_step = execution._awaits or learning._awaits
 
     # -- modules and modes ----------------------------------------------------------------
 
@@ -717,10 +721,6 @@ class Agent:
     def __repr__(self) -> str:
         modules = ", ".join(repr(m) for m in self._modules)
         return f"Agent(name={self.name!r}, {modules})"
-
-
-def _is_async(module: Module) -> bool:
-    return any(name.startswith("a") for name in module._overrides)
 
 
 def _check_run_args(episodes: int, max_steps: int | None) -> None:

@@ -88,6 +88,8 @@ class Module:
     _twin_names: ClassVar[tuple[str, ...]] = ()
     #: The subset of ``_twin_names`` the concrete class overrides (computed per class).
     _overrides: ClassVar[frozenset[str]] = frozenset()
+    #: Whether the class overrides an async twin (it may really await something).
+    _awaits: ClassVar[bool] = False
     #: The class that defines the defaults (set by each kind's base class).
     _kind_base: ClassVar[type[Module] | None] = None
 
@@ -101,6 +103,7 @@ class Module:
         cls._overrides = frozenset(
             name for name in cls._twin_names if getattr(cls, name) is not getattr(base, name)
         )
+        cls._awaits = any(name.startswith("a") for name in cls._overrides)
 
     def components(self) -> Iterable[Component]:
         """The sub-components this module is made of (reset and saved with it)."""

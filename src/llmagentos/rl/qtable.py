@@ -75,7 +75,13 @@ class QTable:
             if type(state) is int and 0 <= state < len(self.rows):
                 return state
             return self._dense_row(state)
-        return index.get(state)
+        try:
+            return index.get(state)
+        except TypeError as err:
+            raise QTableError(
+                f"state {state!r:.60} is not hashable: use a feature extractor that returns "
+                "numbers, strings or tuples"
+            ) from err
 
     def _ensure_row(self, state: Any) -> int:
         row = self.row_of(state)
@@ -88,8 +94,11 @@ class QTable:
 
     def values(self, state: Any) -> list[float]:
         """The Q-values of every action in ``state`` (do not mutate the list)."""
+        rows = self.rows
+        if type(state) is int and self._index is None and 0 <= state < len(rows):
+            return rows[state]  # the hot path of dense tables
         row = self.row_of(state)
-        return self._blank if row is None else self.rows[row]
+        return self._blank if row is None else rows[row]
 
     def max_value(self, state: Any) -> float:
         return max(self.values(state))

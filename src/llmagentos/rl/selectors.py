@@ -34,6 +34,9 @@ class ActionValues(Protocol):
     def values(self, state: Any) -> list[float]: ...
 
 
+_UNIQUE_BEST = {"greedy": "greedy: highest Q-value", "exploit": "exploit: highest Q-value"}
+
+
 class _Selector(Clocked):
     """Shared seeding and tie-breaking; schedules run on the :class:`Clocked` counters."""
 
@@ -49,7 +52,7 @@ class _Selector(Clocked):
         # Plain strings: the scores ride along in the Decision, so the reason need not
         # format numbers on the hot path.
         if ties == 1:
-            return f"{prefix}: highest Q-value"
+            return _UNIQUE_BEST[prefix]
         return f"{prefix}: highest Q-value (tie among {ties}, broken at random)"
 
     def greedy(self, scores: list[float]) -> tuple[int, int]:
@@ -122,7 +125,7 @@ class EpsilonGreedySelector(GreedySelector):
     def select(self, features: Features, task: Any = None, *, explore: bool = True) -> Decision:
         if not explore:
             return super().select(features, task, explore=False)
-        epsilon = self.current_epsilon()
+        epsilon = self.now(self.epsilon)
         self.steps += 1
         scores = self.q.values(features)
         if self.rng.random() < epsilon:
