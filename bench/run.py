@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import bench_import
 import bench_instantiation
 import bench_qlearning_throughput
 import bench_step_overhead
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_step_overhead.NAME: bench_step_overhead.run,
     bench_instantiation.NAME: bench_instantiation.run,
     bench_qlearning_throughput.NAME: bench_qlearning_throughput.run,
+    bench_import.NAME: bench_import.run,
 }
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
+from llmagentos.episodes import EpisodeRunner
 from llmagentos.exceptions import ConfigError, ModuleError, ModuleOutputError
 from llmagentos.modules.execution import ExecutionModule
 from llmagentos.modules.learning import LearningModule
@@ -25,11 +26,9 @@ from llmagentos.modules.planning import PlanningModule
 from llmagentos.types import (
     Action,
     Decision,
-    EpisodeResult,
     Features,
     Observation,
     Outcome,
-    RunResult,
     StepRecord,
     Transition,
 )
@@ -37,14 +36,12 @@ from llmagentos.types import (
 __all__ = ["Agent", "StepListener"]
 
 StepListener = Callable[[StepRecord], None]
-EpisodeListener = Callable[[EpisodeResult], None]
 
 _perf = time.perf_counter
 _PLAN = frozenset({"plan"})
 _EXECUTE = frozenset({"execute"})
 _LEARN = frozenset({"learn", "alearn"})
 _UPDATE = frozenset({"update", "aupdate"})
-_NOTHING: Any = object()
 
 
 def _checked(module: Any, cls: type, field: str) -> Any:
@@ -64,7 +61,7 @@ def _default_planning(execution: ExecutionModule) -> PlanningModule:
     return PlanningModule()
 
 
-class Agent:
+class Agent(EpisodeRunner):
     """An LLM agent made of four replaceable modules.
 
     Args:
@@ -521,76 +518,6 @@ class Agent:
             training=training,
         )
 
-    # -- whole episodes -------------------------------------------------------------------
-
-    def _episode_result(self, seed: int | None, started: float) -> EpisodeResult:
-        return EpisodeResult(
-            episode=self.episode,
-            total_reward=self.episode_return,
-            length=self.step_index,
-            terminated=self.terminated,
-            truncated=self.truncated,
-            seed=seed,
-            seconds=_perf() - started,
-            training=self.training,
-        )
-
-    def _cut(self) -> None:
-        """End the episode at the caller's step limit (counts as truncation)."""
-        self.truncated = True
-        self._blocked = True
-
-    def run_episode(
-        self, *, seed: int | None = None, max_steps: int | None = None
-    ) -> EpisodeResult:
-        """Run one episode to its end (or ``max_steps``, which then counts as truncation)."""
-        started = _perf()
-        observation = self.reset(seed=seed)
-        act, step = self.act, self.step
-        limit = -1 if max_steps is None else max_steps
-        while not self._blocked:
-            if self.step_index == limit:
-                self._cut()
-                break
-            observation, _ = step(act(observation))
-        return self._episode_result(seed, started)
-
-    def run(
-        self,
-        episodes: int,
-        *,
-        seed: int | None = None,
-        max_steps: int | None = None,
-        train: bool | None = None,
-        on_episode: EpisodeListener | None = None,
-    ) -> RunResult:
-        """Run ``episodes`` episodes; return their results.
-
-        Args:
-            episodes: how many episodes.
-            seed: seeds the first episode's reset; later episodes continue the streams
-                (Gymnasium's convention), so a seeded run is reproducible as a whole.
-            max_steps: cut each episode after this many steps.
-            train: ``True`` to learn, ``False`` to evaluate greedily; ``None`` keeps the
-                current mode. The previous mode is restored afterwards.
-            on_episode: called with each episode's result as it finishes.
-        """
-        _check_run_args(episodes, max_steps)
-        previous = self.training
-        if train is not None:
-            self.train(train)
-        result = RunResult()
-        try:
-            for index in range(episodes):
-                episode = self.run_episode(seed=seed if index == 0 else None, max_steps=max_steps)
-                result.episodes.append(episode)
-                if on_episode is not None:
-                    on_episode(episode)
-        finally:
-            if train is not None:
-                self.train(previous)
-        return result
-
     # -- async twins ----------------------------------------------------------------------
 
     async def areset(self, *, seed: int | None = None) -> Observation:
@@ -676,55 +603,6 @@ class Agent:
         self._finish_step(acted, observation, reward, outcome, report)
         return observation, reward
 
-    async def arun_episode(
-        self, *, seed: int | None = None, max_steps: int | None = None
-    ) -> EpisodeResult:
-        """Async twin of :meth:`run_episode`."""
-        started = _perf()
-        observation = await self.areset(seed=seed)
-        limit = -1 if max_steps is None else max_steps
-        while not self._blocked:
-            if self.step_index == limit:
-                self._cut()
-                break
-            observation, _ = await self.astep(await self.aact(observation))
-        return self._episode_result(seed, started)
-
-    async def arun(
-        self,
-        episodes: int,
-        *,
-        seed: int | None = None,
-        max_steps: int | None = None,
-        train: bool | None = None,
-        on_episode: EpisodeListener | None = None,
-    ) -> RunResult:
-        """Async twin of :meth:`run`."""
-        _check_run_args(episodes, max_steps)
-        previous = self.training
-        if train is not None:
-            self.train(train)
-        result = RunResult()
-        try:
-            for index in range(episodes):
-                episode = await self.arun_episode(
-                    seed=seed if index == 0 else None, max_steps=max_steps
-                )
-                result.episodes.append(episode)
-                if on_episode is not None:
-                    on_episode(episode)
-        finally:
-            if train is not None:
-                self.train(previous)
-        return result
-
     def __repr__(self) -> str:
         modules = ", ".join(repr(m) for m in self._modules)
         return f"Agent(name={self.name!r}, {modules})"
-
-
-def _check_run_args(episodes: int, max_steps: int | None) -> None:
-    if episodes < 0:
-        raise ConfigError("episodes", f"must be >= 0 (got {episodes})")
-    if max_steps is not None and max_steps < 1:
-        raise ConfigError("max_steps", f"must be >= 1 (got {max_steps})")
