@@ -16,6 +16,9 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+# Measure this checkout's code even if another checkout is the installed one.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
 import bench_import
 import bench_instantiation
 import bench_qlearning_throughput

@@ -500,23 +500,17 @@ class Agent(EpisodeRunner):
             return None
         step, acted, observation, reward, outcome, report, training = last
         decision: Decision | None = acted[3]
+        reason, scores = (None, None) if decision is None else (decision.reason, decision.scores)
+        if outcome is None:
+            terminated, truncated, info = False, False, {}
+        else:
+            terminated, truncated, info = outcome.terminated, outcome.truncated, outcome.info
+        # Positional: this runs once per step whenever a listener is attached.
         return StepRecord(
-            episode=self.episode,
-            step=step,
-            observation=acted[0],
-            features=acted[1],
-            action=acted[2],
-            reason=None if decision is None else decision.reason,
-            scores=None if decision is None else decision.scores,
-            reward=reward,
-            next_observation=observation,
-            terminated=False if outcome is None else outcome.terminated,
-            truncated=False if outcome is None else outcome.truncated,
-            info={} if outcome is None else outcome.info,
-            learning=report,
-            timings=dict(self._timings) if self.record_timings else None,
-            training=training,
-        )
+            self.episode, step, acted[0], acted[1], acted[2], reason, scores, reward,
+            observation, terminated, truncated, info, report,
+            dict(self._timings) if self.record_timings else None, training,
+        )  # fmt: skip
 
     # -- async twins ----------------------------------------------------------------------
 
