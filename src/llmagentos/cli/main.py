@@ -11,6 +11,9 @@ from typing import Annotated
 
 import typer
 
+# typer >= 0.29 carries its own click and raises its own exception type for usage errors.
+from typer import TyperException as CommandLineError
+
 from llmagentos._version import __version__
 from llmagentos.cli._common import (
     EXIT_INTERRUPTED,
@@ -21,11 +24,6 @@ from llmagentos.cli._common import (
 from llmagentos.cli.env import env_app
 from llmagentos.cli.registry import registry_app
 from llmagentos.cli.run import run_command
-
-try:  # typer >= 0.29 carries its own click; older versions raise click's exceptions
-    from typer import TyperException as CommandLineError
-except ImportError:  # pragma: no cover
-    from click import ClickException as CommandLineError  # type: ignore[assignment]
 
 __all__ = ["app", "main"]
 
