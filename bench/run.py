@@ -21,7 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import bench_import
 import bench_instantiation
+import bench_llm_cache
+import bench_llm_stack
+import bench_local_model
 import bench_qlearning_throughput
+import bench_scheduler
 import bench_step_overhead
 from _common import (
     BenchResult,
@@ -39,6 +43,10 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_instantiation.NAME: bench_instantiation.run,
     bench_qlearning_throughput.NAME: bench_qlearning_throughput.run,
     bench_import.NAME: bench_import.run,
+    bench_local_model.NAME: bench_local_model.run,
+    bench_llm_cache.NAME: bench_llm_cache.run,
+    bench_llm_stack.NAME: bench_llm_stack.run,
+    bench_scheduler.NAME: bench_scheduler.run,
 }
 
 

@@ -7,8 +7,12 @@ from typing import Any
 import pytest
 
 from llmagentos import Agent, ExecutionModule, LearningModule, PerceptionModule, PlanningModule
+from llmagentos.llm.testing import block_network_models
 from llmagentos.modules import DiscreteExtractor
 from llmagentos.rl import EpsilonGreedySelector, QLearning, QTable
+
+# No test talks to a real network model unless it opts in with allow_network_models().
+block_network_models()
 
 
 class CountingPerception(PerceptionModule):

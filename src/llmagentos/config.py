@@ -120,6 +120,8 @@ class RunConfig(_Strict):
     train: PhaseConfig | None = None
     eval: PhaseConfig | None = None
     resume: Path | None = None
+    baseline: AgentConfig | None = None
+    """Another agent run on the same environment with the same seeds, for comparison."""
     output: OutputConfig = OutputConfig()
 
     def output_dir(self) -> Path:

@@ -11,7 +11,17 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     │   └── ModuleOutputError  a module returned a value of the wrong shape
     ├── EnvError               an environment broke the Gymnasium contract
     ├── CheckError             ``check_module`` / ``check_env`` found a violation
-    └── QTableError            a Q-table file cannot be read or does not fit
+    ├── QTableError            a Q-table file cannot be read or does not fit
+    ├── MissingExtraError      an optional dependency is not installed: names the extra
+    │   (also an ImportError)
+    ├── BudgetExceeded         an agent used up a token, request or cost budget
+    └── ModelError             a model call failed (``model`` names the model)
+        ├── UnknownModelError  no such model id: lists the available ones (also LookupError)
+        ├── ModelHTTPError     the backend answered 4xx/5xx (``status_code``, ``body``)
+        ├── ModelConnectionError  the backend could not be reached
+        ├── ModelTimeoutError  the call's deadline passed
+        └── ModelOutputError   the reply broke its contract (bad JSON, schema, tool
+                               arguments) even after the allowed repair attempts
 
 Exceptions carry their data as attributes and never log; foreign exceptions are
 translated at the boundary with ``raise ... from err``.
@@ -24,14 +34,22 @@ from typing import Any
 
 __all__ = [
     "ActionError",
+    "BudgetExceeded",
     "CheckError",
     "ConfigError",
     "EnvError",
     "LLMAgentOSError",
+    "MissingExtraError",
+    "ModelConnectionError",
+    "ModelError",
+    "ModelHTTPError",
+    "ModelOutputError",
+    "ModelTimeoutError",
     "ModuleError",
     "ModuleOutputError",
     "QTableError",
     "RegistryError",
+    "UnknownModelError",
 ]
 
 
@@ -129,6 +147,86 @@ class CheckError(LLMAgentOSError, AssertionError):
 
 class QTableError(LLMAgentOSError, ValueError):
     """A Q-table cannot be loaded, or does not fit the environment it is used with."""
+
+
+class MissingExtraError(LLMAgentOSError, ImportError):
+    """An optional dependency is missing; the message says which extra installs it."""
+
+    def __init__(self, feature: str, extra: str, package: str) -> None:
+        self.feature, self.extra, self.package = feature, extra, package
+        super().__init__(
+            f"{feature} needs the package {package!r}: pip install 'llmagentos[{extra}]'"
+        )
+
+
+class BudgetExceeded(LLMAgentOSError):
+    """An agent used up a budget (tokens, requests, cost, steps, time).
+
+    Attributes:
+        agent: the agent whose budget ran out.
+        resource: what ran out (``tokens``, ``requests``, ...).
+        limit: the budget; ``used``: how much was used (or would be, with this call).
+    """
+
+    def __init__(self, agent: str, resource: str, limit: float, used: float) -> None:
+        self.agent, self.resource, self.limit, self.used = agent, resource, limit, used
+        super().__init__(f"agent {agent!r} exceeded its {resource} budget ({used:g} of {limit:g})")
+
+
+class ModelError(LLMAgentOSError):
+    """A model call failed. ``model`` is the model id (``local:smollm2``, ...)."""
+
+    def __init__(self, message: str, *, model: str = "") -> None:
+        self.model = model
+        super().__init__(f"{model}: {message}" if model else message)
+
+
+class UnknownModelError(ModelError, LookupError):
+    """No model has this id; ``available`` lists the ids and prefixes that work."""
+
+    def __init__(self, model: str, available: Sequence[str]) -> None:
+        self.available = list(available)
+        super().__init__(f"unknown model id; available: {', '.join(self.available)}", model=model)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ModelHTTPError(ModelError):
+    """The backend answered with an HTTP error status."""
+
+    def __init__(
+        self,
+        status_code: int,
+        body: str = "",
+        *,
+        model: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.retry_after = retry_after
+        detail = f": {body[:200]}" if body else ""
+        super().__init__(f"HTTP {status_code}{detail}", model=model)
+
+
+class ModelConnectionError(ModelError):
+    """The backend could not be reached (refused, reset, DNS, broken stream)."""
+
+
+class ModelTimeoutError(ModelError):
+    """The call did not finish before its deadline."""
+
+
+class ModelOutputError(ModelError):
+    """The model's reply broke its contract (invalid JSON, schema, or tool arguments).
+
+    ``errors`` holds the validation message of every attempt, oldest first.
+    """
+
+    def __init__(self, message: str, *, model: str = "", errors: Sequence[str] = ()) -> None:
+        self.errors = list(errors)
+        super().__init__(message, model=model)
 
 
 def describe(value: Any) -> str:

