@@ -92,6 +92,7 @@ def build_agent(config: RunConfig) -> BuiltAgent:
         "observation_space": observation_space,
         "n_actions": n_actions,
         "seed": seed,
+        "agent": config.name,
     }
     perception_spec = config.agent.perception
     if perception_spec.type == "auto":

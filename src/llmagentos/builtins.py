@@ -8,9 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from llmagentos.envs.text_maze import register_text_mazes
 from llmagentos.exceptions import ConfigError
 from llmagentos.modules.execution import ExecutionModule
+from llmagentos.modules.hybrid_planning import hybrid_planning
 from llmagentos.modules.learning import LearningModule, ScaledReward
+from llmagentos.modules.llm_planning import llm_planning
 from llmagentos.modules.perception import (
     BinningExtractor,
     DiscreteExtractor,
@@ -168,6 +171,8 @@ _BUILTINS: list[tuple[str, str, Callable[..., Any]]] = [
     ("planning", "greedy", greedy_planning),
     ("planning", "epsilon_greedy", epsilon_greedy_planning),
     ("planning", "softmax", softmax_planning),
+    ("planning", "llm", llm_planning),
+    ("planning", "hybrid", hybrid_planning),
     ("execution", "env", env_execution),
     ("learning", "none", no_learning),
     ("learning", "q_learning", q_learning),
@@ -188,3 +193,5 @@ _BUILTINS: list[tuple[str, str, Callable[..., Any]]] = [
 
 for _kind, _name, _factory in _BUILTINS:
     registry.register(_kind, _name, _factory)
+
+register_text_mazes()

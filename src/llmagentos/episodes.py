@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from llmagentos.exceptions import ConfigError
-from llmagentos.types import Action, EpisodeResult, Observation, RunResult
+from llmagentos.types import Action, EpisodeResult, Observation, RunResult, StepRecord
 
 __all__ = ["EpisodeListener", "EpisodeRunner"]
 
@@ -34,6 +34,8 @@ class EpisodeRunner:
 
     if TYPE_CHECKING:  # provided by the Agent
 
+        @property
+        def last_record(self) -> StepRecord | None: ...
         def reset(self, *, seed: int | None = None) -> Observation: ...
         def act(self, observation: Observation) -> Action: ...
         def step(self, action: Action) -> tuple[Observation, float]: ...
@@ -43,6 +45,8 @@ class EpisodeRunner:
         async def astep(self, action: Action) -> tuple[Observation, float]: ...
 
     def _episode_result(self, seed: int | None, started: float) -> EpisodeResult:
+        record = self.last_record
+        verdict = None if record is None else record.info.get("is_success")
         return EpisodeResult(
             episode=self.episode,
             total_reward=self.episode_return,
@@ -52,6 +56,7 @@ class EpisodeRunner:
             seed=seed,
             seconds=_perf() - started,
             training=self.training,
+            success=None if verdict is None else bool(verdict),
         )
 
     def _cut(self) -> None:

@@ -127,10 +127,10 @@ class PhaseResult:
 
     @property
     def success_rate(self) -> float | None:
-        """Share of episodes with a positive return (the goal reached, in sparse tasks)."""
+        """Share of successful episodes: the env's ``is_success``, else a positive return."""
         if not self.episodes:
             return None
-        return sum(1 for e in self.episodes if e.total_reward > 0) / len(self.episodes)
+        return sum(1 for e in self.episodes if e.succeeded) / len(self.episodes)
 
     @property
     def steps_per_second(self) -> float | None:

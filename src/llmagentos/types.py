@@ -184,6 +184,13 @@ class EpisodeResult:
     seed: int | None = None
     seconds: float = 0.0
     training: bool = True
+    success: bool | None = None
+    """What the environment said (``info["is_success"]`` at the last step), if it says."""
+
+    @property
+    def succeeded(self) -> bool:
+        """The environment's verdict, or a positive return when it gives none."""
+        return self.success if self.success is not None else self.total_reward > 0
 
     @property
     def return_(self) -> float:
@@ -200,6 +207,7 @@ class EpisodeResult:
             "seed": self.seed,
             "seconds": self.seconds,
             "training": self.training,
+            "success": self.success,
         }
 
 
@@ -221,10 +229,10 @@ class RunResult:
 
     @property
     def success_rate(self) -> float:
-        """Share of episodes with a positive return (the goal reached, in sparse tasks)."""
+        """Share of successful episodes: the env's ``is_success``, else a positive return."""
         if not self.episodes:
             return float("nan")
-        return sum(1 for e in self.episodes if e.total_reward > 0) / len(self.episodes)
+        return sum(1 for e in self.episodes if e.succeeded) / len(self.episodes)
 
     @property
     def total_steps(self) -> int:
