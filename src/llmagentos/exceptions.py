@@ -15,6 +15,8 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     ├── MissingExtraError      an optional dependency is not installed: names the extra
     │   (also an ImportError)
     ├── BudgetExceeded         an agent used up a token, request or cost budget
+    ├── ToolError              a tool error raised on purpose (a failed call is a result)
+    │   └── ToolDefinitionError  a tool cannot be built or registered (also ValueError)
     └── ModelError             a model call failed (``model`` names the model)
         ├── UnknownModelError  no such model id: lists the available ones (also LookupError)
         ├── ModelHTTPError     the backend answered 4xx/5xx (``status_code``, ``body``)
@@ -49,6 +51,8 @@ __all__ = [
     "ModuleOutputError",
     "QTableError",
     "RegistryError",
+    "ToolDefinitionError",
+    "ToolError",
     "UnknownModelError",
 ]
 
@@ -171,6 +175,14 @@ class BudgetExceeded(LLMAgentOSError):
     def __init__(self, agent: str, resource: str, limit: float, used: float) -> None:
         self.agent, self.resource, self.limit, self.used = agent, resource, limit, used
         super().__init__(f"agent {agent!r} exceeded its {resource} budget ({used:g} of {limit:g})")
+
+
+class ToolError(LLMAgentOSError):
+    """Base class of tool errors raised on purpose (never for a failed tool call)."""
+
+
+class ToolDefinitionError(ToolError, ValueError):
+    """A tool cannot be built or registered: bad name, bad signature, duplicate."""
 
 
 class ModelError(LLMAgentOSError):
