@@ -16,7 +16,10 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     │   (also an ImportError)
     ├── BudgetExceeded         an agent used up a token, request or cost budget
     ├── ToolError              a tool error raised on purpose (a failed call is a result)
-    │   └── ToolDefinitionError  a tool cannot be built or registered (also ValueError)
+    │   ├── ToolDefinitionError  a tool cannot be built or registered (also ValueError)
+    │   ├── URLRefused         a URL refused before connecting (SSRF guard; also ValueError)
+    │   └── HttpToolError      an HTTP tool request failed
+    │       └── HttpToolTimeout  ... within its time budget (also TimeoutError)
     └── ModelError             a model call failed (``model`` names the model)
         ├── UnknownModelError  no such model id: lists the available ones (also LookupError)
         ├── ModelHTTPError     the backend answered 4xx/5xx (``status_code``, ``body``)
@@ -53,6 +56,9 @@ __all__ = [
     "RegistryError",
     "ToolDefinitionError",
     "ToolError",
+    "URLRefused",
+    "HttpToolError",
+    "HttpToolTimeout",
     "UnknownModelError",
 ]
 
@@ -183,6 +189,33 @@ class ToolError(LLMAgentOSError):
 
 class ToolDefinitionError(ToolError, ValueError):
     """A tool cannot be built or registered: bad name, bad signature, duplicate."""
+
+
+class URLRefused(ToolError, ValueError):
+    """A URL was refused before any connection was made.
+
+    Attributes:
+        url: the URL as given.
+        reason: why it was refused.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        shown = url if len(url) <= 200 else url[:197] + "..."
+        super().__init__(f"refused URL {shown!r}: {reason}")
+
+
+class HttpToolError(ToolError):
+    """An HTTP request made by a tool failed (connection, protocol, redirects)."""
+
+    def __init__(self, url: str, message: str) -> None:
+        self.url = url
+        super().__init__(f"{url}: {message}")
+
+
+class HttpToolTimeout(HttpToolError, TimeoutError):
+    """An HTTP request made by a tool did not finish within its time budget."""
 
 
 class ModelError(LLMAgentOSError):
