@@ -17,6 +17,7 @@ IPv4-compatible, NAT64, 6to4, Teredo). Cloud metadata endpoints are refused even
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import socket
@@ -161,10 +162,8 @@ def _parse_ip(host: str, bracketed: bool) -> IPAddress | None:
     """
     if bracketed:
         return ipaddress.IPv6Address(host)
-    try:
+    with contextlib.suppress(ValueError):  # not a standard form: try the legacy ones
         return ipaddress.ip_address(host)
-    except ValueError:
-        pass
     last = host.rsplit(".", 1)[-1]
     if not _NUMERIC_LABEL.match(last):
         return None
