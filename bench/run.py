@@ -19,14 +19,17 @@ from pathlib import Path
 # Measure this checkout's code even if another checkout is the installed one.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+import bench_durable_log
 import bench_import
 import bench_instantiation
 import bench_llm_cache
 import bench_llm_stack
 import bench_local_model
 import bench_qlearning_throughput
+import bench_sandbox
 import bench_scheduler
 import bench_step_overhead
+import bench_tool_dispatch
 from _common import (
     BenchResult,
     Check,
@@ -47,6 +50,9 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_llm_cache.NAME: bench_llm_cache.run,
     bench_llm_stack.NAME: bench_llm_stack.run,
     bench_scheduler.NAME: bench_scheduler.run,
+    bench_sandbox.NAME: bench_sandbox.run,
+    bench_tool_dispatch.NAME: bench_tool_dispatch.run,
+    bench_durable_log.NAME: bench_durable_log.run,
 }
 
 

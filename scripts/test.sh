@@ -7,5 +7,13 @@ ruff check src tests examples bench
 ruff format --check src tests examples bench
 echo "== mypy (strict) on src"
 mypy src
+echo "== test peers"
+# The code sandbox needs bubblewrap (Debian's package); install it where we can.
+if ! command -v bwrap >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -qq bubblewrap >/dev/null 2>&1 \
+    || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1) \
+    || echo "warning: could not install bubblewrap; sandbox tests use the unshare backend" >&2
+fi
+bash scripts/install-mcp-test-servers.sh
 echo "== pytest"
 python -m pytest "$@"

@@ -18,7 +18,13 @@ from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 from llmagentos.episodes import EpisodeRunner
-from llmagentos.exceptions import ConfigError, ModuleError, ModuleOutputError
+from llmagentos.exceptions import (
+    BudgetExceeded,
+    ConfigError,
+    ModuleError,
+    ModuleOutputError,
+    RunPaused,
+)
 from llmagentos.modules.execution import ExecutionModule
 from llmagentos.modules.learning import LearningModule
 from llmagentos.modules.perception import PerceptionModule
@@ -42,6 +48,7 @@ _PLAN = frozenset({"plan"})
 _EXECUTE = frozenset({"execute"})
 _LEARN = frozenset({"learn", "alearn"})
 _UPDATE = frozenset({"update", "aupdate"})
+_PASS_THROUGH = (RunPaused, BudgetExceeded)
 
 
 def _checked(module: Any, cls: type, field: str) -> Any:
@@ -213,6 +220,8 @@ class Agent(EpisodeRunner):
 
     def _fail(self, module: str, err: Exception, value: Any, *, in_step: bool = True) -> NoReturn:
         """Re-raise ``err`` as a ModuleError naming the module, the step and the value."""
+        if isinstance(err, _PASS_THROUGH):
+            raise err  # a pause or a spent budget stops the run as itself, not as a failure
         step = self.step_index if in_step else None
         if isinstance(err, ModuleError):
             if err.step is None:

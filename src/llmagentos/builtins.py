@@ -21,6 +21,12 @@ from llmagentos.modules.perception import (
     PerceptionModule,
 )
 from llmagentos.modules.planning import PlanningModule
+from llmagentos.modules.tool_feedback import (
+    OutcomeRecorder,
+    TestPassRateReward,
+    ToolOutcomeFeedback,
+    ToolSuccessReward,
+)
 from llmagentos.registration import registry
 from llmagentos.rl.qtable import QTable
 from llmagentos.rl.schedules import ScheduleLike
@@ -189,6 +195,10 @@ _BUILTINS: list[tuple[str, str, Callable[..., Any]]] = [
     ("extractor", "discrete", DiscreteExtractor),
     ("extractor", "binning", BinningExtractor),
     ("reward", "scaled", ScaledReward),
+    ("reward", "test_pass_rate", TestPassRateReward),
+    ("reward", "tool_success", ToolSuccessReward),
+    ("feedback", "tool_outcome", ToolOutcomeFeedback),
+    ("optimizer", "recorder", OutcomeRecorder),
 ]
 
 for _kind, _name, _factory in _BUILTINS:

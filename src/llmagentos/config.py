@@ -42,6 +42,7 @@ from llmagentos.exceptions import ConfigError
 
 __all__ = [
     "AgentConfig",
+    "BudgetConfig",
     "EnvConfig",
     "ModuleSpec",
     "OutputConfig",
@@ -103,12 +104,26 @@ class PhaseConfig(_Strict):
 
 
 class OutputConfig(_Strict):
-    """What the run writes, and where."""
+    """What the run writes, and where.
+
+    ``durable = true`` journals every step to ``run.db`` in the output folder: a run
+    killed at any point continues with ``llmagentos runs resume DIR``.
+    """
 
     dir: Path | None = None
     trace_train_every: int = Field(default=100, ge=0)
     trace_eval_episodes: int = Field(default=10, ge=0)
     plot: bool = True
+    durable: bool = False
+
+
+class BudgetConfig(_Strict):
+    """Limits the run enforces as it goes (durable runs count across restarts)."""
+
+    steps: int | None = Field(default=None, ge=0)
+    tool_calls: int | None = Field(default=None, ge=0)
+    tokens: int | None = Field(default=None, ge=0)
+    seconds: float | None = Field(default=None, ge=0)
 
 
 class RunConfig(_Strict):
@@ -123,6 +138,7 @@ class RunConfig(_Strict):
     baseline: AgentConfig | None = None
     """Another agent run on the same environment with the same seeds, for comparison."""
     output: OutputConfig = OutputConfig()
+    budget: BudgetConfig | None = None
 
     def output_dir(self) -> Path:
         return self.output.dir if self.output.dir is not None else Path("runs") / self.name

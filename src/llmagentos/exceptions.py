@@ -14,12 +14,21 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     ├── QTableError            a Q-table file cannot be read or does not fit
     ├── MissingExtraError      an optional dependency is not installed: names the extra
     │   (also an ImportError)
-    ├── BudgetExceeded         an agent used up a token, request or cost budget
+    ├── BudgetExceeded         an agent used up a token, request, step, time or tool budget
+    ├── RunPaused              a run stopped on purpose and can be resumed
+    │   └── ApprovalPending    a sensitive action awaits a human decision
+    ├── JournalError           a durable run's journal cannot be used
+    │   └── ResumeMismatch     a resumed run did not replay as recorded
     ├── ToolError              a tool error raised on purpose (a failed call is a result)
     │   ├── ToolDefinitionError  a tool cannot be built or registered (also ValueError)
     │   ├── URLRefused         a URL refused before connecting (SSRF guard; also ValueError)
-    │   └── HttpToolError      an HTTP tool request failed
-    │       └── HttpToolTimeout  ... within its time budget (also TimeoutError)
+    │   ├── HttpToolError      an HTTP tool request failed
+    │   │   └── HttpToolTimeout  ... within its time budget (also TimeoutError)
+    │   ├── SandboxError       the code sandbox failed to run code
+    │   │   └── SandboxUnavailable  the host cannot confine code: names what is missing
+    │   ├── MCPError           an MCP server or session failed (``server``)
+    │   │   └── MCPConnectionError  unreachable, or the connection was lost
+    │   └── PathRefused        a workspace path escapes its root (also ValueError)
     └── ModelError             a model call failed (``model`` names the model)
         ├── UnknownModelError  no such model id: lists the available ones (also LookupError)
         ├── ModelHTTPError     the backend answered 4xx/5xx (``status_code``, ``body``)
@@ -39,10 +48,14 @@ from typing import Any
 
 __all__ = [
     "ActionError",
+    "ApprovalPending",
     "BudgetExceeded",
     "CheckError",
     "ConfigError",
     "EnvError",
+    "JournalError",
+    "MCPConnectionError",
+    "MCPError",
     "LLMAgentOSError",
     "MissingExtraError",
     "ModelConnectionError",
@@ -52,8 +65,13 @@ __all__ = [
     "ModelTimeoutError",
     "ModuleError",
     "ModuleOutputError",
+    "PathRefused",
     "QTableError",
     "RegistryError",
+    "ResumeMismatch",
+    "RunPaused",
+    "SandboxError",
+    "SandboxUnavailable",
     "ToolDefinitionError",
     "ToolError",
     "URLRefused",
@@ -183,6 +201,47 @@ class BudgetExceeded(LLMAgentOSError):
         super().__init__(f"agent {agent!r} exceeded its {resource} budget ({used:g} of {limit:g})")
 
 
+class RunPaused(LLMAgentOSError):
+    """A run stopped on purpose and can be resumed (not a failure).
+
+    Raised through the agent's modules unchanged, so the runner can record the pause.
+    """
+
+
+class ApprovalPending(RunPaused):
+    """A sensitive action waits for a human decision; the run is paused until then.
+
+    Attributes:
+        key: the request's idempotency key (what ``llmagentos runs approve`` names).
+        tool: the tool the action calls; ``arguments``: its arguments.
+    """
+
+    def __init__(self, key: str, tool: str, arguments: Any) -> None:
+        self.key, self.tool, self.arguments = key, tool, arguments
+        super().__init__(f"tool call {tool!r} awaits approval (request {key})")
+
+
+class JournalError(LLMAgentOSError):
+    """A durable run's journal cannot be opened, does not fit the run, or is corrupt."""
+
+
+class ResumeMismatch(JournalError):
+    """A resumed run did not replay as recorded: the agent is not deterministic.
+
+    Attributes:
+        step: the global step index where the replay differed; ``field``: what differed.
+    """
+
+    def __init__(self, step: int, field: str, recorded: Any, replayed: Any) -> None:
+        self.step, self.field = step, field
+        self.recorded, self.replayed = recorded, replayed
+        super().__init__(
+            f"replay differs from the journal at step {step}: {field} was "
+            f"{_short(recorded)}, replay gave {_short(replayed)} (is the agent seeded and "
+            "deterministic, and the config unchanged?)"
+        )
+
+
 class ToolError(LLMAgentOSError):
     """Base class of tool errors raised on purpose (never for a failed tool call)."""
 
@@ -216,6 +275,59 @@ class HttpToolError(ToolError):
 
 class HttpToolTimeout(HttpToolError, TimeoutError):
     """An HTTP request made by a tool did not finish within its time budget."""
+
+
+class SandboxError(ToolError):
+    """The code-execution sandbox failed to set up or run (never for the code's own errors)."""
+
+
+class SandboxUnavailable(SandboxError):
+    """The host lacks what the sandbox needs, so it refuses to run anything.
+
+    Attributes:
+        backend: the backend asked for (``auto``, ``bwrap``, ``unshare``).
+        problems: one line per backend probed: what was tried and the exact error.
+        hint: what to install or enable.
+    """
+
+    def __init__(self, backend: str, problems: Sequence[str], hint: str) -> None:
+        self.backend, self.problems, self.hint = backend, list(problems), hint
+        tried = "; ".join(self.problems) or "nothing to probe"
+        super().__init__(
+            f"sandbox backend {backend!r} is unavailable, refusing to run code unconfined: "
+            f"{tried}. {hint}"
+        )
+
+
+class MCPError(ToolError):
+    """An MCP server or session failed outside a single tool call.
+
+    Attributes:
+        server: how the server was reached (a command line or a URL).
+    """
+
+    def __init__(self, server: str, message: str) -> None:
+        self.server = server
+        super().__init__(f"MCP server {server}: {message}")
+
+
+class MCPConnectionError(MCPError, ConnectionError):
+    """An MCP server could not be reached, or its connection was lost."""
+
+
+class PathRefused(ToolError, ValueError):
+    """A workspace file tool refused a path (escape, symlink, device, NUL, too large).
+
+    Attributes:
+        path: the path as given.
+        reason: why it was refused.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        shown = path if len(path) <= 200 else path[:197] + "..."
+        super().__init__(f"refused path {shown!r}: {reason}")
 
 
 class ModelError(LLMAgentOSError):

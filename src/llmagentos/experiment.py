@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -47,8 +48,15 @@ from llmagentos._version import __version__
 from llmagentos.agent import Agent
 from llmagentos.build import BuiltAgent, build_agent
 from llmagentos.config import PhaseConfig, RunConfig, parse_config
-from llmagentos.exceptions import ConfigError, LLMAgentOSError
+from llmagentos.durable.runner import DurableRunner
+from llmagentos.exceptions import (
+    ApprovalPending,
+    BudgetExceeded,
+    ConfigError,
+    LLMAgentOSError,
+)
 from llmagentos.plotting import PLOT_EXTRA_HINT, matplotlib_available, save_learning_curve
+from llmagentos.safety.budget import Budget
 from llmagentos.trace import TraceWriter
 from llmagentos.types import EpisodeResult, StepRecord
 
@@ -71,6 +79,7 @@ _RESULTS_VERSION = 1
 EVAL_SEED_OFFSET = 10_000
 FILE_NAMES = {
     "results": "results.json",
+    "journal": "run.db",
     "trace": "trace.jsonl",
     "qtable": "qtable.json",
     "plot": "learning_curve.png",
@@ -169,6 +178,8 @@ class ExperimentResult:
     baseline_eval: PhaseResult | None = None
     interrupted: bool = False
     error: str | None = None
+    stopped: str | None = None
+    """Why a durable run stopped early on purpose: ``paused: ...`` or ``budget_exceeded: ...``."""
     wall_seconds: float = 0.0
     counters: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
@@ -211,6 +222,7 @@ class ExperimentResult:
             "started_at": self.started_at,
             "interrupted": self.interrupted,
             "error": self.error,
+            "stopped": self.stopped,
             "summary": self.summary(),
             "train": self.train.to_dict() if self.train else None,
             "eval": self.eval.to_dict() if self.eval else None,
@@ -403,6 +415,7 @@ class Experiment:
                 raise ConfigError(err.field.replace("agent.", "baseline.", 1), err.problem) from err
         self.notes: list[str] = []
         self._ran = False
+        self.runner: DurableRunner | None = None
         q_table = self.built.q_table
         if q_table is not None and config.resume is not None:
             trained_on = q_table.meta.get("env")
@@ -454,6 +467,7 @@ class Experiment:
         )
         started = _perf()
         out.mkdir(parents=True, exist_ok=True)
+        self.runner = self._open_runner(out)
         tracer = self._open_trace(out)
         failure: Exception | None = None
         try:
@@ -464,6 +478,9 @@ class Experiment:
             for name, phase, built in runs:
                 if phase is not None and phase.episodes > 0:
                     self._run_phase(result, name, phase, built.agent, tracer=tracer, hooks=hooks)
+        except (ApprovalPending, BudgetExceeded) as err:
+            state = "paused" if isinstance(err, ApprovalPending) else "budget_exceeded"
+            result.stopped = f"{state}: {err}"
         except KeyboardInterrupt:
             result.interrupted = True
         except Exception as err:
@@ -472,6 +489,9 @@ class Experiment:
         finally:
             if tracer is not None:
                 tracer.pause()
+            self._close_runner(result)
+            if self.config.output.durable:
+                result.files["journal"] = out / FILE_NAMES["journal"]
         result.wall_seconds = _perf() - started
         with _sigint_deferred():
             self._save(result, tracer)
@@ -481,6 +501,28 @@ class Experiment:
         if failure is not None:
             raise failure
         return result
+
+    def _open_runner(self, out: Path) -> DurableRunner | None:
+        """The journal of a durable run, or a run with a budget (kept in memory then)."""
+        config = self.config
+        if not config.output.durable and config.budget is None:
+            return None
+        path = out / FILE_NAMES["journal"] if config.output.durable else ":memory:"
+        data = config.model_dump(mode="json")
+        budget = None if config.budget is None else Budget(**config.budget.model_dump())
+        fingerprint = {key: value for key, value in data.items() if key != "output"}
+        runner = DurableRunner(path, agent=config.name, budget=budget, fingerprint=fingerprint)
+        runner.journal.set_meta("config", data)
+        return runner
+
+    def _close_runner(self, result: ExperimentResult) -> None:
+        runner = self.runner
+        if runner is None:
+            return
+        if result.stopped is None:
+            state = "interrupted" if result.interrupted else "failed" if result.error else None
+            runner.finish(state or "completed", result.error)
+        runner.close()
 
     def _open_trace(self, out: Path) -> _Tracer | None:
         output = self.config.output
@@ -523,8 +565,9 @@ class Experiment:
         hooks.phase_started(phase)
         if tracer is not None:
             tracer.select(name, 0)
+        run = agent.run if self.runner is None else partial(self.runner.run, agent, segment=name)
         try:
-            agent.run(
+            run(
                 config.episodes,
                 seed=config.seed,
                 max_steps=config.max_steps,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -64,6 +65,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(307, headers={"Location": "http://169.254.169.254/latest/meta-data"})
         elif path == "/to-other-loopback":
             self._send(301, headers={"Location": f"http://127.0.0.2:{port}/ok"})
+        elif path == "/key":
+            self._send(200, (self.headers.get("Idempotency-Key") or "none").encode())
         elif path == "/see-other":
             self._send(303, headers={"Location": "/echo"})
         else:
@@ -309,3 +312,33 @@ async def test_credentials_dropped_on_cross_origin_redirect() -> None:
     assert "authorization" not in seen[1].headers
     assert seen[1].headers["x-keep"] == "1"
     assert seen[1].headers["host"] == "v6.example.com"
+
+
+async def test_fetch_tool_through_a_gate(server: str) -> None:
+    from llmagentos.durable.scope import StepScope, scope_active
+    from llmagentos.llm.types import ToolCall
+    from llmagentos.tools import ToolRegistry
+    from llmagentos.tools.gate import ToolGate
+    from llmagentos.tools.http import http_tool
+
+    gate = ToolGate(ToolRegistry([http_tool(allow_hosts=["127.0.0.1"])]))
+
+    def call(url: str, method: str = "GET") -> ToolCall:
+        return ToolCall(
+            id="c", name="web.fetch", arguments=json.dumps({"url": url, "method": method})
+        )
+
+    with scope_active(StepScope(n=7)):
+        ok, posted, got, meta, bad = await gate.run_calls([
+            call(f"{server}/ok"), call(f"{server}/key", "POST"), call(f"{server}/key"),
+            call("http://169.254.169.254/latest/meta-data"), call(f"{server}/ok", "BREW"),
+        ])  # fmt: skip
+    assert ok.ok and ok.value["status"] == 200 and ok.value["text"] == "héllo"
+    assert posted.ok and posted.value["text"] == "7.tool.1"  # the call's idempotency key
+    assert got.ok and got.value["text"] == "none"  # GET sends none
+    assert not meta.ok and "refused" in (meta.error or "")
+    assert not bad.ok and "method must be one of" in (bad.error or "")
+    # Without the allow-list entry, loopback is refused before any connection.
+    strict = ToolGate(ToolRegistry([http_tool()]))
+    (refused,) = await strict.run_calls([call(f"{server}/ok")])
+    assert not refused.ok and "loopback" in (refused.error or "")

@@ -10,6 +10,7 @@ from rich.console import Console
 __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
+    "EXIT_STOPPED",
     "EXIT_USAGE",
     "fail",
     "one_line",
@@ -19,6 +20,7 @@ __all__ = [
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_STOPPED = 3  # a durable run paused for approval or stopped by its budget
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 

@@ -1,7 +1,7 @@
 """The ``llmagentos`` command: the typer app and the entry point that maps errors to exit codes.
 
 Exit codes: 0 success, 1 a run failed after it started, 2 bad config or options,
-130 interrupted (Ctrl-C).
+3 a durable run paused for approval or stopped by its budget, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ from llmagentos.cli._common import (
     one_line,
     show_help_without_command,
 )
+from llmagentos.cli.codegen import codegen_command
 from llmagentos.cli.env import env_app
+from llmagentos.cli.mcp import mcp_app
 from llmagentos.cli.registry import registry_app
 from llmagentos.cli.run import run_command
+from llmagentos.cli.runs import runs_app
 
 __all__ = ["app", "main"]
 
@@ -60,8 +63,11 @@ def _root(
 
 
 app.command("run")(run_command)
+app.command("codegen")(codegen_command)
 app.add_typer(env_app, name="env")
+app.add_typer(mcp_app, name="mcp")
 app.add_typer(registry_app, name="registry")
+app.add_typer(runs_app, name="runs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

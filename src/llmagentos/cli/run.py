@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from llmagentos.cli._common import EXIT_ERROR, EXIT_INTERRUPTED, fail, stdout
+from llmagentos.cli._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_STOPPED, fail, stdout
 from llmagentos.config import load_config
 from llmagentos.exceptions import LLMAgentOSError
 from llmagentos.experiment import (
@@ -33,7 +33,7 @@ from llmagentos.experiment import (
 )
 from llmagentos.types import EpisodeResult
 
-__all__ = ["RichProgress", "run_command"]
+__all__ = ["RichProgress", "run_command", "run_experiment_in_cli"]
 
 # Training returns are noisy and drift as the agent learns: show the recent mean.
 _TRAIN_WINDOW = 100
@@ -108,6 +108,7 @@ def _summary(console: Console, result: ExperimentResult, algorithm: str) -> None
         "trace": "step records of the traced episodes",
         "qtable": "learned Q-values and counters (--resume it)",
         "plot": "learning curve",
+        "journal": "durable journal: steps, tool calls, approvals, audit",
     }
     for kind in sorted(result.files, key=list(FILE_NAMES).index):
         files.add_row(escape(result.files[kind].name), descriptions[kind])
@@ -115,6 +116,15 @@ def _summary(console: Console, result: ExperimentResult, algorithm: str) -> None
     console.print(f"{result.total_steps} steps in {result.wall_seconds:.1f} s", highlight=False)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", markup=True, highlight=False)
+    if result.stopped:
+        console.print(f"[yellow]stopped:[/] {escape(result.stopped)}", markup=True, highlight=False)
+        if result.stopped.startswith("paused"):
+            where = escape(str(result.output_dir))
+            console.print(
+                f"decide with 'llmagentos runs approve {where}' (or refuse), "
+                f"then 'llmagentos runs resume {where}'",
+                highlight=False,
+            )
     if result.interrupted:
         done = ", ".join(f"{len(p.episodes)} {p.phase}" for p in result.phases) or "no"
         console.print(
@@ -158,6 +168,12 @@ def run_command(
         Path | None,
         typer.Option(metavar="QTABLE.json", help="Continue from a saved qtable.json."),
     ] = None,
+    durable: Annotated[
+        bool,
+        typer.Option(
+            "--durable", help="Journal every step to run.db; resume with 'llmagentos runs resume'."
+        ),
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")
     ] = False,
@@ -175,9 +191,17 @@ def run_command(
             seed=seed,
             resume=resume,
         )
+        if durable:
+            output = run_config.output.model_copy(update={"durable": True})
+            run_config = run_config.model_copy(update={"output": output})
         experiment = Experiment(run_config)
     except LLMAgentOSError as err:
         fail(err)
+    run_experiment_in_cli(experiment, quiet=quiet)
+
+
+def run_experiment_in_cli(experiment: Experiment, *, quiet: bool) -> None:
+    """Run with progress bars and the summary; exit 1 on failure, 3 when stopped, 130 on ^C."""
     console = stdout()
     callbacks = None if quiet else RichProgress(console)
     try:
@@ -188,3 +212,5 @@ def run_command(
         _summary(console, result, experiment.algorithm)
     if result.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
+    if result.stopped:
+        raise typer.Exit(EXIT_STOPPED)

@@ -25,6 +25,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     is never re-entered.
     """
     import asyncio  # lazily: it costs more to import than the rest of the package
+    import contextvars
     import threading
 
     try:
@@ -34,9 +35,13 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     result: list[T] = []
     error: list[BaseException] = []
 
+    # The helper thread runs in a copy of the caller's context, so context variables
+    # (a durable run's step position, say) reach the coroutine as they would in-thread.
+    context = contextvars.copy_context()
+
     def target() -> None:
         try:
-            result.append(asyncio.run(coro))
+            result.append(context.run(asyncio.run, coro))
         except BaseException as err:  # re-raised in the caller's thread
             error.append(err)
 

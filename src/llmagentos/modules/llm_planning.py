@@ -27,6 +27,7 @@ from llmagentos.types import Decision, Features
 
 if TYPE_CHECKING:
     from llmagentos.llm.base import Model
+    from llmagentos.modules.tool_loop import ToolRunner
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
@@ -152,6 +153,12 @@ class LLMPlanningModule(PlanningModule):
         seed: seed of the fallback's random generator.
         goal_manager: keeps the goal shown to the model (default: none).
         task_planner: turns the goal into the task shown (default: the goal itself).
+        tools: tools the model may call before it decides (a
+            :class:`~llmagentos.tools.ToolRegistry`, or a
+            :class:`~llmagentos.tools.gate.ToolGate` for permissions, approvals, budgets
+            and an audit trail). Their results join the conversation; the decision's
+            reason names the tools called. Decisions with tools are never cached.
+        max_tool_rounds: model turns that may call tools, per decision.
     """
 
     def __init__(
@@ -172,8 +179,14 @@ class LLMPlanningModule(PlanningModule):
         seed: int | None = None,
         goal_manager: GoalManager | None = None,
         task_planner: TaskPlanner | None = None,
+        tools: ToolRunner | None = None,
+        max_tool_rounds: int = 2,
     ) -> None:
         super().__init__(goal_manager=goal_manager, task_planner=task_planner)
+        if max_tool_rounds < 0:
+            raise ConfigError("max_tool_rounds", f"must be >= 0 (got {max_tool_rounds})")
+        self.tools = tools
+        self.max_tool_rounds = max_tool_rounds
         names = [str(name) for name in action_names]
         if not names or len(set(names)) != len(names):
             raise ConfigError("action_names", f"need distinct action names (got {names})")
@@ -257,29 +270,20 @@ class LLMPlanningModule(PlanningModule):
             ModelError: the model failed and ``fallback`` is ``"raise"``.
         """
         prompt = self.prompt(features)
+        if self.tools is not None and self.max_tool_rounds:
+            return await self._propose_with_tools(prompt)
         if self.cache_size:
             hit = self._lookup(prompt)
             if hit is not None:
                 return hit
         self.calls += 1
-        settings: dict[str, Any] = {"temperature": self.temperature}
-        if self.max_tokens is not None:
-            settings["max_tokens"] = self.max_tokens
         try:
             reply = await self.model.agenerate(
-                prompt, self.schema, system=self.system, repairs=self.repairs, **settings
+                prompt, self.schema, system=self.system, repairs=self.repairs, **self._settings()
             )
             action = self._action_of(reply)
         except ModelError as err:
-            self.failures += 1
-            if self.fallback == "raise":
-                raise
-            choice = (
-                self.rng.randrange(len(self.action_names))
-                if self.fallback == "random"
-                else self.fallback
-            )
-            return Proposal(int(choice), _short(err), "fallback")
+            return self._fallback(err)
         reason = " ".join(str(reply.get("reason", "")).split())
         proposal = Proposal(action, reason, "model")
         if self.cache_size:
@@ -287,6 +291,49 @@ class LLMPlanningModule(PlanningModule):
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return proposal
+
+    def _settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = {"temperature": self.temperature}
+        if self.max_tokens is not None:
+            settings["max_tokens"] = self.max_tokens
+        return settings
+
+    async def _propose_with_tools(self, prompt: str) -> Proposal:
+        from llmagentos.llm.types import Message
+        from llmagentos.modules.tool_loop import consult_tools
+
+        assert self.tools is not None
+        self.calls += 1
+        messages = [Message.user(prompt)]
+        settings = self._settings()
+        try:
+            called = await consult_tools(
+                self.model, messages, self.tools, system=self.system,
+                rounds=self.max_tool_rounds, settings=settings,
+            )  # fmt: skip
+            if called:
+                messages.append(Message.user("Now choose the action."))
+            reply = await self.model.agenerate(
+                messages, self.schema, system=self.system, repairs=self.repairs, **settings
+            )
+            action = self._action_of(reply)
+        except ModelError as err:
+            return self._fallback(err)
+        reason = " ".join(str(reply.get("reason", "")).split())
+        if called:
+            reason += f" (after {', '.join(called)})"
+        return Proposal(action, reason, "model")
+
+    def _fallback(self, err: ModelError) -> Proposal:
+        self.failures += 1
+        if self.fallback == "raise":
+            raise err
+        choice = (
+            self.rng.randrange(len(self.action_names))
+            if self.fallback == "random"
+            else self.fallback
+        )
+        return Proposal(int(choice), _short(err), "fallback")
 
     def _action_of(self, reply: Any) -> int:
         # The schema already admits only the named actions; this guards models (or test

@@ -1,6 +1,7 @@
 """Tools for LLM agents: ``@tool`` functions, their results, and a namespaced registry."""
 
 from llmagentos.tools.base import (
+    BaseTool,
     FunctionTool,
     ToolDefinitionError,
     ToolError,
@@ -10,6 +11,7 @@ from llmagentos.tools.base import (
 )
 
 __all__ = [
+    "BaseTool",
     "FunctionTool",
     "ToolDefinitionError",
     "ToolError",

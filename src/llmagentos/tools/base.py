@@ -15,6 +15,7 @@ import inspect
 import json
 import re
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, overload
 
@@ -31,6 +32,7 @@ from llmagentos.llm.types import Message, Tool, ToolCall
 from llmagentos.modules.base import run_sync
 
 __all__ = [
+    "BaseTool",
     "FunctionTool",
     "ToolDefinitionError",
     "ToolError",
@@ -130,7 +132,55 @@ def _format_errors(err: ValidationError) -> str:
     return "arguments invalid: " + "; ".join(parts)
 
 
-class FunctionTool:
+class BaseTool(ABC):
+    """What a :class:`ToolRegistry` holds: a named, described tool that answers calls.
+
+    :class:`FunctionTool` wraps a local function; other kinds (an MCP server's tool,
+    say) implement :attr:`parameters` and :meth:`acall` and get the rest from here.
+    """
+
+    name: str
+    namespace: str | None
+    description: str
+    timeout: float | None
+
+    @property
+    def qualified_name(self) -> str:
+        """``namespace.name``, or just ``name`` without a namespace."""
+        return f"{self.namespace}.{self.name}" if self.namespace else self.name
+
+    @property
+    @abstractmethod
+    def parameters(self) -> dict[str, Any]:
+        """The JSON schema of the arguments."""
+
+    @property
+    def spec(self) -> Tool:
+        """The :class:`Tool` sent to the model, under the qualified name."""
+        return self.spec_as(self.qualified_name)
+
+    def spec_as(self, name: str) -> Tool:
+        """The :class:`Tool` sent to the model, under ``name``."""
+        return Tool(name=name, description=self.description, parameters=self.parameters)
+
+    @abstractmethod
+    async def acall(
+        self,
+        arguments: dict[str, Any] | str | None = None,
+        *,
+        timeout: float | None = None,
+        name: str | None = None,
+    ) -> ToolResult:
+        """Run the tool; failures come back as ``ToolResult(ok=False)``, never raised."""
+
+    def call(
+        self, arguments: dict[str, Any] | str | None = None, *, timeout: float | None = None
+    ) -> ToolResult:
+        """Synchronous :meth:`acall` (works inside a running event loop too)."""
+        return run_sync(self.acall(arguments, timeout=timeout))
+
+
+class FunctionTool(BaseTool):
     """A Python function exposed to a model; build one with :func:`tool`.
 
     Attributes:
@@ -198,23 +248,9 @@ class FunctionTool:
         )
 
     @property
-    def qualified_name(self) -> str:
-        """``namespace.name``, or just ``name`` without a namespace."""
-        return f"{self.namespace}.{self.name}" if self.namespace else self.name
-
-    @property
     def parameters(self) -> dict[str, Any]:
         """The JSON schema of the arguments."""
         return _strip_titles(self.arguments_model.model_json_schema())
-
-    @property
-    def spec(self) -> Tool:
-        """The :class:`Tool` sent to the model, under the qualified name."""
-        return self.spec_as(self.qualified_name)
-
-    def spec_as(self, name: str) -> Tool:
-        """The :class:`Tool` sent to the model, under ``name``."""
-        return Tool(name=name, description=self.description, parameters=self.parameters)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the wrapped function directly, with no validation."""
@@ -268,12 +304,6 @@ class FunctionTool:
             return fail(f"{type(err).__name__}: {err}")
         return ToolResult(ok=True, value=value, seconds=time.perf_counter() - start, name=label)
 
-    def call(
-        self, arguments: dict[str, Any] | str | None = None, *, timeout: float | None = None
-    ) -> ToolResult:
-        """Synchronous :meth:`acall` (works inside a running event loop too)."""
-        return run_sync(self.acall(arguments, timeout=timeout))
-
 
 @overload
 def tool(func: Callable[..., Any], /) -> FunctionTool: ...
@@ -323,14 +353,12 @@ def tool(
 class ToolRegistry:
     """Tools by qualified name (``namespace.name``); runs a model turn's tool calls."""
 
-    def __init__(self, tools: Iterable[FunctionTool | Callable[..., Any]] = ()) -> None:
-        self._tools: dict[str, FunctionTool] = {}
+    def __init__(self, tools: Iterable[BaseTool | Callable[..., Any]] = ()) -> None:
+        self._tools: dict[str, BaseTool] = {}
         for item in tools:
             self.add(item)
 
-    def add(
-        self, item: FunctionTool | Callable[..., Any], *, namespace: str | None = None
-    ) -> FunctionTool:
+    def add(self, item: BaseTool | Callable[..., Any], *, namespace: str | None = None) -> BaseTool:
         """Register a tool (plain functions are wrapped with :func:`tool`).
 
         ``namespace`` overrides the tool's own. Returns the tool.
@@ -338,14 +366,15 @@ class ToolRegistry:
         Raises:
             ToolDefinitionError: the qualified name is invalid or already taken.
         """
-        fn_tool = item if isinstance(item, FunctionTool) else tool(item)
+        fn_tool = item if isinstance(item, BaseTool) else tool(item)
         space = fn_tool.namespace if namespace is None else namespace
         qualified = f"{space}.{fn_tool.name}" if space else fn_tool.name
         if not _NAME.match(qualified):
             raise ToolDefinitionError(f"tool name {qualified!r} must match {_NAME.pattern}")
         if qualified in self._tools:
+            taken = self._tools[qualified]
             raise ToolDefinitionError(
-                f"tool {qualified!r} is already registered ({self._tools[qualified].func!r}); "
+                f"tool {qualified!r} is already registered ({getattr(taken, 'func', taken)!r}); "
                 "use another name or namespace"
             )
         self._tools[qualified] = fn_tool
@@ -367,7 +396,7 @@ class ToolRegistry:
         close = difflib.get_close_matches(name, list(self._tools), n=3, cutoff=0.6)
         return list(dict.fromkeys([*same, *close]))[:3]
 
-    def get(self, name: str) -> FunctionTool:
+    def get(self, name: str) -> BaseTool:
         """The tool registered as ``name``.
 
         Raises:
@@ -407,6 +436,8 @@ class ToolRegistry:
 
         Each call gets its tool's timeout, capped by ``timeout`` when given.
         """
+        if len(tool_calls) == 1:  # no task to schedule: a third of the cost of a lone call
+            return [await self.run_call(tool_calls[0], timeout=timeout)]
         return list(await asyncio.gather(*(self.run_call(c, timeout=timeout) for c in tool_calls)))
 
     async def run_to_messages(

@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
 
+from llmagentos.durable.scope import call_key
 from llmagentos.exceptions import HttpToolError, HttpToolTimeout
+from llmagentos.tools.base import FunctionTool
 from llmagentos.tools.ssrf import ResolvedURL, Resolver, check_url
 
-__all__ = ["HttpResponse", "HttpToolError", "HttpToolTimeout", "http_request"]
+__all__ = ["HttpResponse", "HttpToolError", "HttpToolTimeout", "http_request", "http_tool"]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SENSITIVE = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -203,3 +206,51 @@ async def http_request(
             if isinstance(err, HttpToolTimeout):
                 raise
             raise HttpToolTimeout(url, f"no complete answer within {timeout:g}s") from err
+
+
+def http_tool(
+    *,
+    allow_hosts: Collection[str] = (),
+    allow_private: bool = False,
+    max_bytes: int = 200_000,
+    timeout: float = 10.0,
+    namespace: str = "web",
+) -> FunctionTool:
+    """:func:`http_request` as a tool a model may call (``web.fetch``), with the SSRF guard.
+
+    Requests other than GET and HEAD carry an ``Idempotency-Key`` header: inside a
+    durable run it is the call's key, so a server that honours the header drops the
+    repeat of a call cut off by a crash.
+    """
+
+    async def fetch(url: str, method: str = "GET", body: str | None = None) -> dict[str, Any]:
+        """Fetch a web page or call a web API over http(s).
+
+        Args:
+            url: the http or https address.
+            method: GET, POST, PUT, PATCH, DELETE or HEAD.
+            body: the request body (text), if any.
+        """
+        verb = method.upper()
+        if verb not in _METHODS:
+            raise ValueError(f"method must be one of {', '.join(_METHODS)} (got {method!r})")
+        headers = {}
+        key = call_key()
+        if verb not in ("GET", "HEAD") and key is not None:
+            headers["Idempotency-Key"] = key
+        response = await http_request(
+            url, method=verb, headers=headers, body=body, allow_hosts=allow_hosts,
+            allow_private=allow_private, max_bytes=max_bytes, timeout=timeout,
+        )  # fmt: skip
+        return {
+            "status": response.status,
+            "url": response.url,
+            "content_type": response.headers.get("content-type", ""),
+            "text": response.text,
+            "truncated": response.truncated,
+        }
+
+    return FunctionTool(fetch, namespace=namespace, timeout=timeout + 1.0)
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")

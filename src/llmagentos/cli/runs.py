@@ -1,0 +1,238 @@
+"""``llmagentos runs``: list durable runs, decide their approval requests, resume them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from llmagentos.cli._common import fail, show_help_without_command, stdout
+from llmagentos.cli.run import run_experiment_in_cli
+from llmagentos.config import parse_config
+from llmagentos.durable.journal import Journal
+from llmagentos.exceptions import LLMAgentOSError
+from llmagentos.experiment import FILE_NAMES, Experiment
+
+__all__ = ["runs_app"]
+
+runs_app = typer.Typer(
+    help="Durable runs: list them, approve or refuse paused actions, resume, audit.",
+    no_args_is_help=False,
+)
+
+RunArgument = Annotated[
+    Path,
+    typer.Argument(
+        metavar="RUN", help="The run's output folder (holding run.db) or the journal file."
+    ),
+]
+
+
+@runs_app.callback(invoke_without_command=True)
+def _group(context: typer.Context) -> None:
+    show_help_without_command(context)
+
+
+def _journal_path(run: Path) -> Path:
+    path = run / FILE_NAMES["journal"] if run.is_dir() else run
+    if not path.is_file():
+        fail(f"{run}: no durable run here (no {FILE_NAMES['journal']}; run with --durable)")
+    return path
+
+
+def _open(run: Path) -> Journal:
+    try:
+        return Journal(_journal_path(run), create=False)
+    except LLMAgentOSError as err:
+        fail(err)
+
+
+def _when(stamp: float | None) -> str:
+    if stamp is None:
+        return "-"
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@runs_app.command("list")
+def list_runs(
+    root: Annotated[
+        Path, typer.Argument(metavar="ROOT", help="Where to look for runs (searched 3 deep).")
+    ] = Path("runs"),
+) -> None:
+    """List the durable runs under ROOT: state, steps, pending approvals."""
+    if not root.is_dir():
+        fail(f"{root}: no such folder")
+    table = Table(box=box.SIMPLE_HEAD, title=f"durable runs under {escape(str(root))}")
+    for column in ("run", "state", "steps", "pending", "updated", "detail"):
+        table.add_column(column, overflow="fold")
+    name = FILE_NAMES["journal"]
+    found = sorted({*root.glob(name), *root.glob(f"*/{name}"), *root.glob(f"*/*/{name}")})
+    for path in found:
+        try:
+            with Journal(path, create=False) as journal:
+                status = journal.status()
+                pending = len(journal.approvals("pending"))
+                steps = journal.step_count()
+        except LLMAgentOSError as err:
+            table.add_row(escape(str(path.parent)), "unreadable", "-", "-", "-", escape(str(err)))
+            continue
+        table.add_row(
+            escape(str(path.parent)), status.state, str(steps), str(pending),
+            _when(status.updated), escape(status.detail or ""),
+        )  # fmt: skip
+    console = stdout()
+    if not found:
+        console.print(f"no durable runs under {escape(str(root))}")
+        return
+    console.print(table)
+
+
+@runs_app.command("show")
+def show_run(run: RunArgument) -> None:
+    """Show a run's state, counts and pending approval requests."""
+    with _open(run) as journal:
+        status = journal.status()
+        console = stdout()
+        console.print(f"[bold]{escape(str(run))}[/]: {status.state}", highlight=False)
+        if status.detail:
+            console.print(f"  {escape(status.detail)}", highlight=False)
+        console.print(
+            f"  {journal.step_count()} steps, {len(journal.episodes())} episodes, "
+            f"{len(journal.effect_keys())} completed tool/model calls, "
+            f"{status.active_seconds:.1f} s running",
+            highlight=False,
+        )
+        _approvals_table(journal)
+
+
+def _approvals_table(journal: Journal) -> None:
+    approvals = journal.approvals()
+    if not approvals:
+        return
+    table = Table(box=box.SIMPLE_HEAD, title="approval requests")
+    for column in ("key", "tool", "arguments", "status", "reason", "decided by", "note"):
+        table.add_column(column, overflow="fold")
+    for item in approvals:
+        table.add_row(
+            item.key, item.tool, escape(_short(item.arguments)), item.status,
+            escape(item.reason or ""), item.decided_by or "", escape(item.note or ""),
+        )  # fmt: skip
+    stdout().print(table)
+
+
+def _decide(run: Path, key: str | None, *, approve: bool, by: str, note: str | None) -> None:
+    with _open(run) as journal:
+        if key is None:
+            pending = journal.approvals("pending")
+            if len(pending) != 1:
+                keys = ", ".join(a.key for a in pending) or "none"
+                fail(f"{run}: name the request to decide (pending: {keys})")
+            key = pending[0].key
+        try:
+            decided = journal.decide(key, approve=approve, by=by, note=note)
+        except LLMAgentOSError as err:
+            fail(err)
+        journal.audit(decided.status, decided.tool, reason=note, detail={"key": key, "by": by})
+    verb = "approved" if approve else "refused"
+    stdout().print(
+        f"{verb} {decided.tool} ({key}); continue with 'llmagentos runs resume {run}'",
+        highlight=False,
+    )
+
+
+NoteOption = Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")]
+ByOption = Annotated[str, typer.Option(help="Who decides (kept in the audit trail).")]
+KeyArgument = Annotated[
+    str | None, typer.Argument(metavar="KEY", help="The request (default: the only pending one).")
+]
+
+
+@runs_app.command("approve")
+def approve(
+    run: RunArgument, key: KeyArgument = None, note: NoteOption = None, by: ByOption = "operator"
+) -> None:
+    """Approve a paused run's pending action."""
+    _decide(run, key, approve=True, by=by, note=note)
+
+
+@runs_app.command("refuse")
+def refuse(
+    run: RunArgument, key: KeyArgument = None, note: NoteOption = None, by: ByOption = "operator"
+) -> None:
+    """Refuse a paused run's pending action (the agent sees the refusal and goes on)."""
+    _decide(run, key, approve=False, by=by, note=note)
+
+
+@runs_app.command("resume")
+def resume(
+    run: RunArgument,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+) -> None:
+    """Resume a run started by 'llmagentos run --durable' (after a crash, pause or Ctrl-C).
+
+    The run is replayed from its journal: finished steps are recomputed and checked,
+    completed tool and model calls are not made again; then it goes on live.
+    """
+    path = _journal_path(run)
+    with _open(run) as journal:
+        data = journal.get_meta("config")
+        pending = journal.approvals("pending")
+    if data is None:
+        fail(
+            f"{run} was started from Python, not from a config: "
+            "run the same script again to resume it"
+        )
+    if pending:
+        keys = ", ".join(a.key for a in pending)
+        fail(f"{run} still waits for a decision on {keys}: 'llmagentos runs approve/refuse' first")
+    data["output"]["dir"] = str(path.parent)
+    try:
+        experiment = Experiment(parse_config(data))
+    except LLMAgentOSError as err:
+        fail(err)
+    run_experiment_in_cli(experiment, quiet=quiet)
+
+
+@runs_app.command("audit")
+def audit(
+    run: RunArgument,
+    steps: Annotated[
+        bool, typer.Option("--steps/--no-steps", help="Include every step's action and reason.")
+    ] = True,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many lines.")] = 200,
+) -> None:
+    """The audit trail: each action with the planner's reason, tool calls, decisions, stops."""
+    with _open(run) as journal:
+        lines: list[tuple[float, int, str, str, str, str]] = []
+        for entry in journal.audit_trail():
+            detail = "" if entry.detail is None else _short(entry.detail, 80)
+            n = -1 if entry.n is None else entry.n
+            lines.append((entry.at, n, entry.kind, entry.subject or "", entry.reason or "", detail))
+        if steps:
+            for index, record in enumerate(journal.steps()):
+                reward = f"reward {record['reward']:g}"
+                lines.append((0.0, index, "action", _short(record["action"]),
+                              record.get("reason") or "", reward))  # fmt: skip
+    # Steps first within a step index, then the events of that step in time order.
+    lines.sort(key=lambda line: (line[1], line[0]))
+    table = Table(box=box.SIMPLE_HEAD, title=f"audit trail of {escape(str(run))}")
+    for column in ("step", "kind", "subject", "reason", "detail"):
+        table.add_column(column, overflow="fold")
+    for _at, n, kind, subject, reason, detail in lines[-limit:]:
+        table.add_row(
+            "-" if n < 0 else str(n), kind, escape(subject), escape(reason), escape(detail)
+        )
+    stdout().print(table)
+    if len(lines) > limit:
+        stdout().print(f"(last {limit} of {len(lines)} lines; --limit to see more)")

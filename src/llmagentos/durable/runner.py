@@ -1,0 +1,289 @@
+"""Durable runs: every step committed to the journal before the next; crash, then resume.
+
+Resuming replays the run from its start: the agent is rebuilt with the same seeds and
+recomputes its steps, while every side effect (tool call, model call) that completed
+before the crash returns its recorded result instead of running again. Each replayed
+step is checked against the journal, so a non-deterministic agent fails loudly
+(:class:`~llmagentos.exceptions.ResumeMismatch`) instead of drifting. When the replay
+reaches the last recorded step, the run goes on live. This is the event-sourcing
+design of durable-execution engines, scaled down to one SQLite file.
+
+Pure computation (a Gymnasium environment's ``step``, a Q-table update) is simply
+redone; anything that touches the world should go through a tool (a
+:class:`~llmagentos.tools.gate.ToolGate`) so it is made at most once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmagentos.agent import Agent
+from llmagentos.durable.journal import Approval, Journal
+from llmagentos.durable.scope import StepScope, scope_active
+from llmagentos.exceptions import ApprovalPending, BudgetExceeded, ConfigError, ResumeMismatch
+from llmagentos.safety.budget import Budget, BudgetMeter
+from llmagentos.types import EpisodeResult, RunResult
+
+__all__ = ["DurableResult", "DurableRunner", "run_durable"]
+
+_perf = time.perf_counter
+# What a replayed step must reproduce exactly; anything else may differ (timings).
+_CHECKED = ("episode", "step", "action", "reward", "terminated", "truncated")
+_ACTIVE_FLUSH_SECONDS = 2.0
+
+
+@dataclass(slots=True)
+class DurableResult:
+    """How a durable run ended.
+
+    Attributes:
+        state: ``completed``, ``paused`` (awaiting approval) or ``budget_exceeded``.
+        run: the finished episodes (replayed ones included).
+        replayed_steps: steps recomputed from the journal on this start.
+        live_steps: steps run and committed on this start.
+        pending: approval requests the run waits for (when paused).
+        detail: why the run stopped, for ``paused`` and ``budget_exceeded``.
+    """
+
+    state: str
+    run: RunResult = field(default_factory=RunResult)
+    replayed_steps: int = 0
+    live_steps: int = 0
+    pending: list[Approval] = field(default_factory=list)
+    detail: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.state == "completed"
+
+
+class DurableRunner:
+    """Runs an agent's episodes against a journal; a new runner on the same journal resumes.
+
+    Use :meth:`run` for each phase (``segment``) of a run, then :meth:`finish`; or call
+    :func:`run_durable` for the one-phase case. Steps are numbered globally across
+    segments, so one journal holds a whole experiment (train, eval, baselines).
+
+    Args:
+        journal: a :class:`Journal` or its path.
+        agent: the agent's name, for budgets, approvals and the audit trail.
+        budget: the run's limits (steps, tool calls, tokens, wall time).
+        fingerprint: what identifies the run (config, seeds); a journal holding another
+            run is refused with :class:`~llmagentos.exceptions.JournalError`.
+    """
+
+    def __init__(
+        self,
+        journal: Journal | str | Path,
+        *,
+        agent: str = "agent",
+        budget: Budget | None = None,
+        fingerprint: dict[str, Any] | None = None,
+    ) -> None:
+        self.journal = journal if isinstance(journal, Journal) else Journal(journal)
+        self.resumed = self.journal.bind(fingerprint or {"agent": agent})
+        self._recorded = [{key: record[key] for key in _CHECKED} for record in self.journal.steps()]
+        status = self.journal.status()
+        meter = None
+        if budget is not None and not budget.unlimited:
+            meter = BudgetMeter(budget, agent=agent, seconds_before=status.active_seconds)
+        self.scope = StepScope(journal=self.journal, agent=agent, meter=meter)
+        self.n = 0
+        self.live_steps = 0
+        self._active_since = time.monotonic()
+        self._flushed_at = self._active_since
+        what = f"resumed, replaying {len(self._recorded)} steps" if self.resumed else "started"
+        self.journal.set_status("running", what)
+        self.journal.audit("resumed" if self.resumed else "started", agent, detail=what)
+
+    @property
+    def replaying(self) -> bool:
+        return self.n < len(self._recorded)
+
+    @property
+    def recorded_steps(self) -> int:
+        return len(self._recorded)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(
+        self,
+        agent: Agent,
+        episodes: int,
+        *,
+        seed: int | None = None,
+        max_steps: int | None = None,
+        train: bool | None = None,
+        segment: str = "run",
+        on_episode: Callable[[EpisodeResult], None] | None = None,
+    ) -> RunResult:
+        """Run ``episodes`` episodes as :meth:`Agent.run` does, durably.
+
+        Raises:
+            ApprovalPending: a tool call awaits a human decision (the run is paused).
+            BudgetExceeded: a budget ran out (the run stops; the journal says so).
+            ResumeMismatch: a replayed step differs from the journal.
+        """
+        if episodes < 0:
+            raise ConfigError("episodes", f"must be >= 0 (got {episodes})")
+        if max_steps is not None and max_steps < 1:
+            raise ConfigError("max_steps", f"must be >= 1 (got {max_steps})")
+        previous = agent.training
+        if train is not None:
+            agent.train(train)
+        result = RunResult()
+        try:
+            with scope_active(self.scope):
+                for index in range(episodes):
+                    episode = self._episode(
+                        agent, seed if index == 0 else None, max_steps, segment, index
+                    )
+                    result.episodes.append(episode)
+                    if on_episode is not None:
+                        on_episode(episode)
+        except (ApprovalPending, BudgetExceeded) as err:
+            self._stop(err)
+            raise
+        finally:
+            self._flush_active()
+            if train is not None:
+                agent.train(previous)
+        return result
+
+    def _episode(
+        self, agent: Agent, seed: int | None, max_steps: int | None, segment: str, index: int
+    ) -> EpisodeResult:
+        started = _perf()
+        scope = self.scope
+        scope.move_to(self.n)
+        observation = agent.reset(seed=seed)
+        limit = -1 if max_steps is None else max_steps
+        meter = scope.meter
+        while not agent._blocked:
+            if agent.step_index == limit:
+                agent._cut()
+                break
+            scope.move_to(self.n)
+            if meter is not None:
+                meter.charge("steps")
+                meter.check_time()
+            action = agent.act(observation)
+            acted = agent._acted
+            decision = None if acted is None else acted[3]
+            scope.reason = None if decision is None else decision.reason
+            observation, _ = agent.step(action)
+            self._commit(agent, segment)
+        episode = agent._episode_result(seed, started)
+        if not self.replaying:
+            self.journal.append_episode(segment, index, episode.to_dict())
+        return episode
+
+    def _commit(self, agent: Agent, segment: str) -> None:
+        record = agent.last_record
+        assert record is not None  # a step just finished
+        n = self.n
+        self.n = n + 1
+        data = record.to_dict()  # plain JSON data from here on
+        if n < len(self._recorded):
+            self._check_replay(n, data)
+            return
+        self.journal.append_step(n, segment, record.episode, record.step, data, plain=True)
+        self.live_steps += 1
+        now = time.monotonic()
+        if now - self._flushed_at > _ACTIVE_FLUSH_SECONDS:
+            self._flush_active(now)
+
+    def _check_replay(self, n: int, replayed: dict[str, Any]) -> None:
+        recorded = self._recorded[n]
+        for key in _CHECKED:
+            mine = replayed[key]
+            if mine != recorded[key]:
+                raise ResumeMismatch(n, key, recorded[key], mine)
+
+    def _flush_active(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self.journal.add_active_seconds(now - self._flushed_at)
+        self._flushed_at = now
+
+    # -- endings --------------------------------------------------------------------------
+
+    def _stop(self, err: ApprovalPending | BudgetExceeded) -> None:
+        if isinstance(err, ApprovalPending):
+            self.journal.set_status("paused", str(err))
+            self.journal.audit("paused", err.tool, n=self.n, detail={"key": err.key})
+        else:
+            self.journal.set_status("budget_exceeded", str(err))
+            self.journal.audit(
+                "budget_exceeded", err.resource, n=self.n,
+                detail={"limit": err.limit, "used": err.used},
+            )  # fmt: skip
+
+    def finish(self, state: str = "completed", detail: str | None = None) -> None:
+        """Mark the run ``state`` (``completed``, ``failed``, ``interrupted``)."""
+        self._flush_active()
+        self.journal.set_status(state, detail)
+        self.journal.audit(state, self.scope.agent, n=self.n, detail=detail)
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+def run_durable(
+    agent: Agent,
+    journal: Journal | str | Path,
+    episodes: int,
+    *,
+    seed: int | None = None,
+    max_steps: int | None = None,
+    train: bool | None = None,
+    budget: Budget | None = None,
+    on_episode: Callable[[EpisodeResult], None] | None = None,
+) -> DurableResult:
+    """Run ``agent`` for ``episodes`` episodes with every step journaled.
+
+    Call it again with the same arguments after a crash (or after an approval) and
+    the run resumes where it stopped. A paused run or a spent budget is a result, not
+    an exception; other errors mark the run ``failed`` and propagate.
+
+    Example::
+
+        result = run_durable(agent, "runs/shop/run.db", episodes=20, seed=0)
+        if result.state == "paused":
+            print("waiting for approval of", [a.tool for a in result.pending])
+    """
+    fingerprint = {
+        "agent": agent.name, "episodes": episodes, "seed": seed, "max_steps": max_steps,
+        "train": train,
+    }  # fmt: skip
+    runner = DurableRunner(journal, agent=agent.name, budget=budget, fingerprint=fingerprint)
+    try:
+        outcome = DurableResult("running")
+        try:
+            outcome.run = runner.run(
+                agent, episodes, seed=seed, max_steps=max_steps, train=train,
+                on_episode=on_episode,
+            )  # fmt: skip
+        except ApprovalPending as err:
+            outcome.state, outcome.detail = "paused", str(err)
+            outcome.pending = runner.journal.approvals("pending")
+        except BudgetExceeded as err:
+            outcome.state, outcome.detail = "budget_exceeded", str(err)
+        except KeyboardInterrupt:
+            runner.finish("interrupted")
+            raise
+        except Exception as err:
+            runner.finish("failed", f"{type(err).__name__}: {err}")
+            raise
+        else:
+            outcome.state = "completed"
+            runner.finish("completed")
+        outcome.replayed_steps = min(runner.n, runner.recorded_steps)
+        outcome.live_steps = runner.live_steps
+        return outcome
+    finally:
+        if not isinstance(journal, Journal):
+            runner.close()
