@@ -1,14 +1,17 @@
 """Durable-log overhead: the seed loop with every step committed to the SQLite journal.
 
 Rows, per step: the trivial-module loop without and with the journal (the issue's
-target compares these two), the cost of the SQLite commit alone (one ``insert`` of a
-small JSON record in autocommit WAL mode: the floor of any per-step SQLite log), and
-Taxi-v4 Q-learning through the full Agent without and with the journal.
+target compares these two); two floors: the SQLite commit alone (one ``insert`` of a
+small JSON record in autocommit WAL mode, the least any per-step SQLite log costs) and
+one ``os.write`` alone (the least any log that survives SIGKILL costs: the record must
+leave the process before the next step); Taxi-v4 Q-learning through the full Agent
+without and with the journal.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -69,10 +72,29 @@ def sqlite_only(steps: int, folder: Path) -> Case:
     return run
 
 
+def write_only(steps: int, folder: Path) -> Case:
+    """One ``os.write`` of the record per step: the least any log that survives SIGKILL costs."""
+    record = (json.dumps({"episode": 0, "step": 0, "action": 0, "reward": 1.0}) + "\n").encode()
+    count = [0]
+
+    def run() -> tuple[int, int]:
+        count[0] += 1
+        fd = os.open(folder / f"raw{count[0]}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        start = clock()
+        for _ in range(steps):
+            os.write(fd, record)
+        elapsed = clock() - start
+        os.close(fd)
+        return elapsed, steps
+
+    return run
+
+
 LABELS = {
     "trivial": "trivial modules, no journal (baseline)",
     "trivial_durable": "trivial modules, journal",
     "sqlite": "SQLite insert+commit alone (floor)",
+    "write": "one os.write() per step alone (floor)",
     "taxi": "Taxi-v4 Q-learning, no journal",
     "taxi_durable": "Taxi-v4 Q-learning, journal",
 }
@@ -87,6 +109,7 @@ def run(quick: bool) -> BenchResult:
             "trivial": plain(trivial_agent, steps, 1),
             "trivial_durable": durable(trivial_agent, steps, 1, folder),
             "sqlite": sqlite_only(steps, folder),
+            "write": write_only(steps, folder),
             "taxi": plain(make_agent, 200, taxi_episodes),
             "taxi_durable": durable(make_agent, 200, taxi_episodes, folder),
         }
@@ -109,7 +132,8 @@ def run(quick: bool) -> BenchResult:
             direction="<=",
             note=(
                 f"floor: a bare SQLite commit costs {stats['sqlite'].median:,.0f} ns, "
-                f"{stats['sqlite'].median / base.median:.0f}x the whole unjournaled step"
+                f"{stats['sqlite'].median / base.median:.0f}x the whole unjournaled step; "
+                f"even one write() syscall costs {stats['write'].median / base.median:.1f}x"
             ),
         ),
         Check(

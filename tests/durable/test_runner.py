@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -159,3 +160,28 @@ def test_a_killed_config_run_resumes_from_the_cli_with_identical_results(tmp_pat
     out = capsys.readouterr().out
     assert "completed" in out and "audit trail" in out
     assert main(["runs", "resume", str(tmp_path / "twin")]) == 2  # not a durable run
+
+
+async def test_many_durable_agents_share_one_event_loop(tmp_path):
+    from llmagentos.durable import DurableRunner
+
+    async def run_all() -> list[list[float]]:
+        runners = [DurableRunner(tmp_path / f"a{i}.db", agent=f"a{i}") for i in range(20)]
+        results = await asyncio.gather(
+            *(r.arun(_random_agent(i), 3, seed=i) for i, r in enumerate(runners))
+        )
+        for runner in runners:
+            runner.close()
+        return [[e.total_reward for e in r.episodes] + [len(r.episodes)] for r in results]
+
+    first = await run_all()
+    replayed = await run_all()  # every journal replays in full, step-checked
+    assert first == replayed
+    sync = [
+        [e.total_reward for e in run_durable(_random_agent(i), tmp_path / f"s{i}.db", 3,
+                                             seed=i).run.episodes] + [3]
+        for i in range(20)
+    ]  # fmt: skip
+    assert first == sync
+    with Journal(tmp_path / "a7.db") as journal:
+        assert journal.step_count() > 0 and len(journal.episodes()) == 3

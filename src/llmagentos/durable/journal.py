@@ -225,19 +225,12 @@ class Journal:
         row = self._db.execute("select count(*) from steps").fetchone()
         return int(row[0])
 
-    def append_step(
-        self, n: int, segment: str, episode: int, step: int, record: Any, *, plain: bool = False
-    ) -> None:
-        """Commit step ``n`` (global index); ``record`` is JSON-able data.
+    def append_step(self, n: int, segment: str, episode: int, step: int, record: Any) -> None:
+        """Commit step ``n`` (global index); ``record`` is JSON-able data."""
+        self.append_step_text(n, segment, episode, step, _dumps(record))
 
-        ``plain=True`` says ``record`` is plain JSON data already (skips a conversion
-        pass that costs as much as the commit on the hot path).
-        """
-        text = (
-            json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-            if plain
-            else _dumps(record)
-        )
+    def append_step_text(self, n: int, segment: str, episode: int, step: int, text: str) -> None:
+        """Commit step ``n`` given as JSON text already."""
         with self._lock:
             self._db.execute(
                 "insert into steps values (?, ?, ?, ?, ?)", (n, segment, episode, step, text)

@@ -27,6 +27,7 @@ from llmagentos.types import Decision, Features
 
 if TYPE_CHECKING:
     from llmagentos.llm.base import Model
+    from llmagentos.llm.types import ToolChoice
     from llmagentos.modules.tool_loop import ToolRunner
 
 __all__ = [
@@ -159,6 +160,8 @@ class LLMPlanningModule(PlanningModule):
             and an audit trail). Their results join the conversation; the decision's
             reason names the tools called. Decisions with tools are never cached.
         max_tool_rounds: model turns that may call tools, per decision.
+        tool_choice: the first tool turn's ``tool_choice`` (``"auto"``, or
+            ``"required"`` to make the model look before it decides).
     """
 
     def __init__(
@@ -181,12 +184,14 @@ class LLMPlanningModule(PlanningModule):
         task_planner: TaskPlanner | None = None,
         tools: ToolRunner | None = None,
         max_tool_rounds: int = 2,
+        tool_choice: ToolChoice = "auto",
     ) -> None:
         super().__init__(goal_manager=goal_manager, task_planner=task_planner)
         if max_tool_rounds < 0:
             raise ConfigError("max_tool_rounds", f"must be >= 0 (got {max_tool_rounds})")
         self.tools = tools
         self.max_tool_rounds = max_tool_rounds
+        self.tool_choice = tool_choice
         names = [str(name) for name in action_names]
         if not names or len(set(names)) != len(names):
             raise ConfigError("action_names", f"need distinct action names (got {names})")
@@ -309,7 +314,7 @@ class LLMPlanningModule(PlanningModule):
         try:
             called = await consult_tools(
                 self.model, messages, self.tools, system=self.system,
-                rounds=self.max_tool_rounds, settings=settings,
+                rounds=self.max_tool_rounds, settings=settings, first_choice=self.tool_choice,
             )  # fmt: skip
             if called:
                 messages.append(Message.user("Now choose the action."))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from llmagentos.llm.types import Message, Tool, ToolCall
+from llmagentos.llm.types import Message, Tool, ToolCall, ToolChoice
 
 if TYPE_CHECKING:
     from llmagentos.llm.base import Model
@@ -35,14 +35,22 @@ async def consult_tools(
     system: str,
     rounds: int,
     settings: dict[str, Any],
+    first_choice: ToolChoice = "auto",
 ) -> list[str]:
-    """Run up to ``rounds`` tool rounds, appending to ``messages``; return the tools called."""
+    """Run up to ``rounds`` tool rounds, appending to ``messages``; return the tools called.
+
+    ``first_choice`` is the first round's ``tool_choice``: ``"required"`` makes a small
+    model look before it decides (left to ``"auto"``, a 135M model rarely calls a tool).
+    """
     called: list[str] = []
     specs = tools.specs()
     if not specs:
         return called
-    for _ in range(rounds):
-        reply = await model.achat(messages, system=system, tools=specs, **settings)
+    for round_index in range(rounds):
+        choice = first_choice if round_index == 0 else "auto"
+        reply = await model.achat(
+            messages, system=system, tools=specs, tool_choice=choice, **settings
+        )
         if not reply.tool_calls:
             break
         messages.append(reply.message())
