@@ -185,3 +185,20 @@ async def test_many_durable_agents_share_one_event_loop(tmp_path):
     assert first == sync
     with Journal(tmp_path / "a7.db") as journal:
         assert journal.step_count() > 0 and len(journal.episodes()) == 3
+
+
+def test_a_config_budget_stops_the_run_with_exit_code_3(tmp_path, capsys):
+    config = tmp_path / "capped.toml"
+    text = (ROOT / "examples" / "configs" / "taxi.toml").read_text()
+    config.write_text(text + "\n[budget]\nsteps = 500\n")
+    out = tmp_path / "capped"
+    code = main(["run", str(config), "-o", str(out), "--train-episodes", "50", "-q"])
+    assert code == 3
+    results = json.loads((out / "results.json").read_text())
+    assert results["stopped"].startswith("budget_exceeded: ")
+    assert "steps budget (501 of 500)" in results["stopped"]
+    assert results["train"]["steps"] <= 500
+    config.write_text(text + "\n[budget]\nsteps = -5\n")
+    assert main(["run", str(config), "-o", str(tmp_path / "bad"), "-q"]) == 2
+    assert "budget.steps" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
