@@ -22,7 +22,7 @@ def coder(request: ModelRequest) -> str:
     """Right at once for clamp; wrong then right for gcd (wrong again when sampling)."""
     prompt = request.messages[-1].content or ""
     name = "gcd" if "def gcd(" in prompt else "clamp"
-    repairing = "The tests failed" in prompt
+    repairing = "tests passed." in prompt  # the sandbox's failure text is in the prompt
     if name == "gcd" and not repairing:
         return "```python\ndef gcd(a: int, b: int) -> int:\n    return a + b\n```"
     return f"```python\n{SOLUTIONS[name]}```"
@@ -61,7 +61,7 @@ def test_codegen_writes_results_and_prints_a_summary(
     gcd = results["tasks"][1]
     assert gcd["task_id"] == "gcd" and gcd["greedy"]["solved_at"] == 1
     assert gcd["greedy"]["attempts"][1]["reason"].startswith("repair after 3/4 tests failed")
-    assert results["model"] == "scripted:x" and results["variant"] == "complete"
+    assert results["model"] == "scripted:x" and results["variant"] == "fresh"
     assert "pass@1 (greedy)" in printed and "solved after 1 repairs" in printed
     assert "repair 1" in printed and "results.json" in printed
     assert not list(out.glob("*.tmp"))

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from llmagentos.checks import check_env
 from llmagentos.codegen import CodeTaskEnv, build_coder_agent, evaluate, solve
 from llmagentos.codegen.planner import CoderPlanningModule
 from llmagentos.codegen.tasks import CodeTask
@@ -53,7 +54,7 @@ def test_a_wrong_first_reply_is_repaired_from_the_test_failures(sandbox: Sandbox
     assert second.reason.startswith("repair after 2/3 tests failed: test_zero: AssertionError")
     repair_prompt = model.requests[1].messages[-1].content or ""
     assert "assert double(0) == 0" in repair_prompt
-    assert "return x + 2" in repair_prompt  # the previous attempt is shown too
+    assert "return x + 2" not in repair_prompt  # the default variant leaves it out
     assert second.solved and second.reward == 1.0
     # The episode ended as a success, the rewards went through the learning module.
     assert agent.terminated and not agent.truncated
@@ -160,3 +161,24 @@ def test_resampling_is_bounded_and_can_be_switched_off(sandbox: Sandbox) -> None
     env = CodeTaskEnv(TASK, repairs=1, sandbox=sandbox)
     assert len(solve(build_coder_agent(once, env, resample=0), TASK).attempts) == 2
     once.assert_all_used()
+
+
+def test_the_env_keeps_the_gymnasium_contract(sandbox: Sandbox) -> None:
+    check_env(CodeTaskEnv(TASK, repairs=2, sandbox=sandbox), steps=3)
+
+
+def test_variants_that_show_the_failing_code() -> None:
+    observation = {
+        "prompt": TASK.prompt,
+        "entry_point": "double",
+        "code": "def double(x):\n    return x + 2\n",
+        "feedback": "2/3 tests passed.\n- test_zero: AssertionError (...)",
+        "failed": 1,
+        "total": 3,
+    }
+    planner = CoderPlanningModule(ScriptedModel([]), variant="complete")
+    text, reason = planner.prompt(observation)
+    assert "return x + 2" in text and "- test_zero: AssertionError" in text
+    assert reason == "repair after 1/3 tests failed: test_zero: AssertionError (...)"
+    first, why = planner.prompt({**observation, "code": None})
+    assert why == "first attempt" and "return x + 2" not in first and "def double" in first

@@ -94,7 +94,9 @@ def codegen_command(
     ] = None,
     prompt: Annotated[
         str,
-        typer.Option(metavar="NAME", help="Prompt variant: complete, plain, implement, example."),
+        typer.Option(
+            metavar="NAME", help="Prompt variant: fresh, complete, plain, implement, example."
+        ),
     ] = DEFAULT_VARIANT,
     max_tokens: Annotated[
         int, typer.Option(min=16, max=8192, metavar="N", help="Token budget of each reply.")

@@ -9,6 +9,7 @@ from llmagentos.tools.base import (
     ToolResult,
     tool,
 )
+from llmagentos.tools.files import Workspace
 
 __all__ = [
     "BaseTool",
@@ -17,5 +18,6 @@ __all__ = [
     "ToolError",
     "ToolRegistry",
     "ToolResult",
+    "Workspace",
     "tool",
 ]
