@@ -84,6 +84,9 @@ def test_quiet_prints_nothing(
         (["--repairs", "-1"], "Invalid value for '--repairs'"),
         (["--samples", "x"], "Invalid value for '--samples'"),
         (["--task-file", "/nonexistent.toml"], "cannot read"),
+        (["--extra-body", '{"repeat_penalty": 1}'], "not the embedded model"),
+        (["--model", "http://127.0.0.1:9/v1#m", "--extra-body", "{oops"], "not JSON"),
+        (["--model", "http://127.0.0.1:9/v1#m", "--extra-body", "[1]"], "a JSON object"),
     ],
 )
 def test_bad_options_fail_in_one_line_with_exit_2(

@@ -194,6 +194,13 @@ def test_body_response_format_json_schema_and_json_object() -> None:
     assert legacy["response_format"] == {"type": "json_object", "schema": schema}
 
 
+def test_extra_body_fields_are_added_but_never_replace_the_requests_own() -> None:
+    model = mock_model(recording()[0], extra_body={"repeat_penalty": 1.0, "temperature": 9})
+    body = model.build_body(ask(settings={"temperature": 0.2}))
+    assert body["repeat_penalty"] == 1.0 and body["temperature"] == 0.2
+    assert model.build_body(ask())["temperature"] == 9  # unset by the request: the extra's
+
+
 def test_stream_body_asks_for_usage() -> None:
     body = mock_model(recording()[0]).build_body(ask(), stream=True)
     assert body["stream"] is True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -65,6 +65,20 @@ def _summary(console: Console, report: CodegenReport, per_task: bool) -> None:
         console.print(rows)
 
 
+def _model_options(model: str, extra_body: str | None) -> dict[str, Any]:
+    if extra_body is None:
+        return {}
+    if model.startswith("local:"):
+        fail("--extra-body is for OpenAI-compatible servers, not the embedded model")
+    try:
+        fields = json.loads(extra_body)
+    except json.JSONDecodeError as err:
+        fail(f"--extra-body: not JSON: {err}")
+    if not isinstance(fields, dict):
+        fail(f"--extra-body: expected a JSON object, got {extra_body!r}")
+    return {"extra_body": fields}
+
+
 def codegen_command(
     *,
     model: Annotated[
@@ -107,6 +121,14 @@ def codegen_command(
             min=0, max=10, metavar="N", help="Retries of a repair that repeats earlier code."
         ),
     ] = 2,
+    extra_body: Annotated[
+        str | None,
+        typer.Option(
+            metavar="JSON",
+            help="Fields added to each request to an OpenAI-compatible server, e.g. "
+            "'{\"repeat_penalty\": 1.0}'.",
+        ),
+    ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", metavar="DIR", help="Where results.json goes.")
     ] = Path("runs/codegen"),
@@ -128,7 +150,7 @@ def codegen_command(
     try:
         chosen = select_tasks(load_tasks(task_file), tasks)
         prompt_variant(prompt)
-        backend, _ = backend_stack(model)
+        backend, _ = backend_stack(model, **_model_options(model, extra_body))
     except LLMAgentOSError as err:
         fail(err)
     console = stdout()

@@ -100,6 +100,10 @@ class OpenAICompatModel(Model):
         transport: an httpx transport (tests pass ``httpx.MockTransport``); with one, the
             test-suite network guard is not consulted.
         structured_output: how ``output_schema`` is sent (see :data:`StructuredOutput`).
+        extra_body: server-specific fields added to every request body, e.g.
+            ``{"repeat_penalty": 1.0}`` for llama.cpp's server (whose default, 1.1,
+            differs from the embedded model's 1.0). They never replace the fields the
+            request itself sets.
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class OpenAICompatModel(Model):
         headers: dict[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         structured_output: StructuredOutput = "json_schema",
+        extra_body: dict[str, Any] | None = None,
     ) -> None:
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
@@ -124,6 +129,7 @@ class OpenAICompatModel(Model):
         self.model_id = model_id or f"{self.base_url}#{model}"
         self.timeout = timeout
         self.structured_output: StructuredOutput = structured_output
+        self.extra_body = dict(extra_body or {})
         key = api_key if api_key is not None else os.environ.get(api_key_env)
         self._headers = {"User-Agent": f"llmagentos/{__version__}"}
         if key:
@@ -223,6 +229,8 @@ class OpenAICompatModel(Model):
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
+        for key, value in self.extra_body.items():
+            body.setdefault(key, value)
         return body
 
     def _response_format(self, request: ModelRequest) -> dict[str, Any]:
