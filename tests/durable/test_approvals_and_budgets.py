@@ -203,3 +203,17 @@ def test_a_budget_exceeded_error_passes_through_modules(tmp_path):
     runner = DurableRunner(tmp_path / "r.db", budget=Budget(tool_calls=0))
     with pytest.raises(BudgetExceeded):  # raised in the execution module, not wrapped
         runner.run(agent, 1, seed=3, max_steps=5)
+
+
+def test_a_wall_time_budget_counts_across_restarts(tmp_path):
+    agent, _ = build(tmp_path / "ledger.db", seed=4, pause=0.01)  # ~10 ms per step
+    budget = Budget(seconds=0.5)
+    first = run_durable(agent, tmp_path / "run.db", 20, seed=4, max_steps=60, budget=budget)
+    assert first.state == "budget_exceeded" and "seconds budget" in (first.detail or "")
+    with Journal(tmp_path / "run.db") as journal:
+        spent = journal.status().active_seconds
+    assert spent >= 0.5
+    # A restart does not get a fresh allowance: the time already spent still counts.
+    agent, _ = build(tmp_path / "ledger.db", seed=4, pause=0.01)
+    again = run_durable(agent, tmp_path / "run.db", 20, seed=4, max_steps=60, budget=budget)
+    assert again.state == "budget_exceeded" and again.live_steps == 0
