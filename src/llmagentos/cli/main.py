@@ -27,6 +27,7 @@ from llmagentos.cli.mcp import mcp_app
 from llmagentos.cli.registry import registry_app
 from llmagentos.cli.run import run_command
 from llmagentos.cli.runs import runs_app
+from llmagentos.cli.serve import serve_command
 
 __all__ = ["app", "main"]
 
@@ -64,6 +65,7 @@ def _root(
 
 app.command("run")(run_command)
 app.command("codegen")(codegen_command)
+app.command("serve")(serve_command)
 app.add_typer(env_app, name="env")
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(registry_app, name="registry")

@@ -1,0 +1,59 @@
+"""``llmagentos serve CONFIG``: an agent's modules as an HTTP microservice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llmagentos.cli._common import fail
+from llmagentos.config import load_config
+from llmagentos.exceptions import LLMAgentOSError
+
+__all__ = ["serve_command"]
+
+
+def serve_command(
+    config: Annotated[
+        Path,
+        typer.Argument(metavar="CONFIG", help="The run config whose agent is served."),
+    ],
+    *,
+    modules: Annotated[
+        str,
+        typer.Option(
+            metavar="KINDS",
+            help="Comma-separated module kinds to serve (perception, planning, execution, "
+            "learning), or 'all'.",
+        ),
+    ] = "all",
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8100,
+    max_sessions: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Sessions kept before the oldest is evicted.")
+    ] = 1024,
+) -> None:
+    """Serve CONFIG's agent modules over HTTP: one agent (and its state) per session.
+
+    Routes: /v1/<kind>/<method>, /v1/agent/..., /healthz, /readyz, /metrics,
+    /openapi.json. The config is built once before listening, so a bad one fails here.
+    """
+    from llmagentos.build import build_agent
+    from llmagentos.service.app import KINDS, service_app
+
+    kinds = KINDS if modules == "all" else tuple(k.strip() for k in modules.split(",") if k.strip())
+    try:
+        run_config = load_config(config)
+        app = service_app(
+            lambda: build_agent(run_config),
+            name=run_config.name,
+            kinds=kinds,
+            max_sessions=max_sessions,
+        )
+    except LLMAgentOSError as err:
+        fail(err)
+    import uvicorn
+
+    typer.echo(f"serving {', '.join(kinds)} of {run_config.name} on http://{host}:{port}", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)

@@ -1,0 +1,390 @@
+"""A module service: an agent's modules (or the whole agent) behind HTTP.
+
+:func:`service_app` builds a FastAPI app from an agent factory. Each ``session`` gets
+its own agent from the factory, so a stateful module (a Q-table, an environment, a
+state manager) keeps one state per session and several agents can share a service.
+Calls within a session are serialised; sessions run concurrently.
+
+Routes (all ``POST`` with JSON bodies validated by :mod:`llmagentos.service.wire`):
+
+- ``/v1/{kind}/reset`` and ``/v1/{kind}/train`` for ``kind`` in perception, planning,
+  execution, learning;
+- ``/v1/perception/perceive``, ``/v1/planning/decide``, ``/v1/execution/perform``,
+  ``/v1/learning/update``, ``/v1/learning/learn``: the module methods;
+- ``/v1/agent/reset``, ``/v1/agent/act``, ``/v1/agent/step``, ``/v1/agent/episode``:
+  the whole agent;
+
+plus ``DELETE /v1/sessions/{session}``, ``GET /v1/sessions/{session}/qtable``,
+``GET /healthz`` (alive), ``GET /readyz`` (ready: the factory built an agent),
+``GET /metrics`` (Prometheus) and ``GET /openapi.json``.
+
+A client's mistake (bad JSON, a wrong type, an action outside the space) is a 4xx that
+names the field or value; only a failure of the service itself is a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from llmagentos._json import jsonable
+from llmagentos.build import BuiltAgent
+from llmagentos.exceptions import (
+    ConfigError,
+    LLMAgentOSError,
+    MissingExtraError,
+    ModelError,
+    ModuleError,
+)
+from llmagentos.service.wire import (
+    ActionReply,
+    ActRequest,
+    DecideRequest,
+    DecisionReply,
+    EpisodeRequest,
+    FeaturesReply,
+    LearnRequest,
+    ObservationReply,
+    OutcomeReply,
+    PerceiveRequest,
+    PerformRequest,
+    ReportReply,
+    ResetRequest,
+    TrainRequest,
+    UpdateRequest,
+)
+from llmagentos.types import Transition
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["KINDS", "SessionPool", "service_app"]
+
+KINDS = ("perception", "planning", "execution", "learning")
+T = TypeVar("T")
+
+
+class SessionPool:
+    """One built agent per session, least recently used evicted beyond ``max_sessions``."""
+
+    def __init__(self, factory: Callable[[], BuiltAgent], *, max_sessions: int = 1024) -> None:
+        if max_sessions < 1:
+            raise ConfigError("max_sessions", f"must be >= 1 (got {max_sessions})")
+        self.factory = factory
+        self.max_sessions = max_sessions
+        self._sessions: OrderedDict[str, tuple[BuiltAgent, asyncio.Lock]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, session: str) -> tuple[BuiltAgent, asyncio.Lock]:
+        found = self._sessions.get(session)
+        if found is None:
+            found = (self.factory(), asyncio.Lock())
+            self._sessions[session] = found
+            while len(self._sessions) > self.max_sessions:
+                _, (old, _) = self._sessions.popitem(last=False)
+                old.agent.close()
+        else:
+            self._sessions.move_to_end(session)
+        return found
+
+    def drop(self, session: str) -> bool:
+        found = self._sessions.pop(session, None)
+        if found is not None:
+            found[0].agent.close()
+        return found is not None
+
+    def peek(self, session: str) -> BuiltAgent | None:
+        found = self._sessions.get(session)
+        return None if found is None else found[0]
+
+
+def _fastapi() -> Any:
+    try:
+        import fastapi
+    except ImportError as err:
+        raise MissingExtraError("module services", "serve", "fastapi") from err
+    return fastapi
+
+
+def service_app(
+    factory: Callable[[], BuiltAgent],
+    *,
+    name: str = "llmagentos",
+    kinds: tuple[str, ...] = KINDS,
+    agent: bool = True,
+    max_sessions: int = 1024,
+) -> FastAPI:
+    """The FastAPI app serving ``kinds`` (and the whole agent when ``agent``).
+
+    ``factory`` builds one agent per session; it is called once at start, so a broken
+    config fails before the service listens.
+
+    Raises:
+        ConfigError: an unknown kind, or the factory fails.
+        MissingExtraError: FastAPI is not installed (``llmagentos[serve]``).
+    """
+    fastapi = _fastapi()
+    from fastapi.responses import JSONResponse
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ConfigError("modules", f"unknown module kind {kind!r}; one of {', '.join(KINDS)}")
+    factory()  # fail at start, not on the first request
+    pool = SessionPool(factory, max_sessions=max_sessions)
+    registry = CollectorRegistry()
+    requests = Counter(
+        "llmagentos_service_requests", "Requests by route and status", ["route", "status"],
+        registry=registry,
+    )  # fmt: skip
+    seconds = Histogram(
+        "llmagentos_service_request_seconds", "Request time by route", ["route"],
+        registry=registry,
+    )  # fmt: skip
+    app: FastAPI = fastapi.FastAPI(
+        title=f"{name} module service",
+        description="llmagentos modules as a service: one agent per session.",
+        version="1",
+    )
+    app.state.pool = pool
+
+    @app.middleware("http")
+    async def _measure(request: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        requests.labels(path, str(response.status_code)).inc()
+        seconds.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(ModuleError)
+    async def _module_error(request: Any, err: ModuleError) -> Any:
+        # The module refused what the client sent (an action outside the space...).
+        return JSONResponse({"detail": str(err), "module": err.module}, status_code=422)
+
+    @app.exception_handler(ConfigError)
+    async def _config_error(request: Any, err: ConfigError) -> Any:
+        return JSONResponse({"detail": str(err), "field": err.field}, status_code=422)
+
+    @app.exception_handler(ModelError)
+    async def _model_down(request: Any, err: ModelError) -> Any:
+        # A backend this service depends on failed: not the client's mistake.
+        return JSONResponse({"detail": str(err)}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(LLMAgentOSError)
+    async def _our_error(request: Any, err: LLMAgentOSError) -> Any:
+        return JSONResponse({"detail": str(err)}, status_code=500)
+
+    async def in_session(session: str, work: Callable[[BuiltAgent], T]) -> T:
+        built, lock = pool.get(session)
+        async with lock:
+            return work(built)
+
+    def module_of(built: BuiltAgent, kind: str) -> Any:
+        return built.agent.modules[KINDS.index(kind)]
+
+    def guarded(kind: str, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except (ModuleError, ModelError):
+            raise
+        except (LLMAgentOSError, TypeError, ValueError, KeyError, IndexError) as err:
+            # The module refused the client's value (a state it cannot index, a wrong
+            # type): the client's mistake, a 422 that says which module and why.
+            raise ModuleError(kind, f"{type(err).__name__}: {err}") from err
+
+    _service_routes(app, pool, kinds, registry)
+    for kind in kinds:
+        _module_routes(app, kind, in_session, module_of, guarded)
+    if agent:
+        _agent_routes(app, in_session, guarded)
+    return app
+
+
+def _service_routes(app: FastAPI, pool: SessionPool, kinds: tuple[str, ...], registry: Any) -> None:
+    fastapi = _fastapi()
+    from fastapi.responses import PlainTextResponse
+    from prometheus_client import CONTENT_TYPE_LATEST
+    from prometheus_client import generate_latest as prometheus_text
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict[str, str]:
+        """Alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["service"])
+    async def readyz() -> dict[str, Any]:
+        """Ready to serve: the factory built an agent at start."""
+        return {"status": "ready", "sessions": len(pool), "modules": list(kinds)}
+
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+    async def metrics() -> Any:
+        """Prometheus metrics: requests and latency per route."""
+        return PlainTextResponse(prometheus_text(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.delete("/v1/sessions/{session}", tags=["sessions"])
+    async def drop_session(session: str) -> dict[str, bool]:
+        """Forget a session's state."""
+        if not pool.drop(session):
+            raise fastapi.HTTPException(404, f"no session {session!r}")
+        return {"dropped": True}
+
+    @app.get("/v1/sessions/{session}/qtable", tags=["sessions"])
+    async def qtable(session: str) -> dict[str, Any]:
+        """The session's Q-table (for agents that have one)."""
+        built = pool.peek(session)
+        if built is None:
+            raise fastapi.HTTPException(404, f"no session {session!r}")
+        if built.q_table is None:
+            raise fastapi.HTTPException(404, f"session {session!r} has no Q-table")
+        return dict(built.q_table.to_dict())
+
+
+def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, guarded: Any) -> None:
+    tags: list[str | Enum] = [kind]
+
+    @app.post(f"/v1/{kind}/reset", tags=tags, name=f"{kind}_reset")
+    async def reset(body: ResetRequest) -> ObservationReply:
+        """Reset the module for a new episode (execution: returns the first observation)."""
+
+        def work(built: BuiltAgent) -> ObservationReply:
+            module = module_of(built, kind)
+            observation = guarded(kind, lambda: module.reset(seed=body.seed))
+            shown = jsonable(observation) if kind == "execution" else None
+            return ObservationReply(observation=shown)
+
+        return await in_session(body.session, work)  # type: ignore[no-any-return]
+
+    @app.post(f"/v1/{kind}/train", tags=tags, name=f"{kind}_train")
+    async def train(body: TrainRequest) -> dict[str, bool]:
+        """Switch training (exploration, learning) on or off."""
+        await in_session(body.session, lambda built: module_of(built, kind).train(body.mode))
+        return {"training": body.mode}
+
+    if kind == "perception":
+
+        @app.post("/v1/perception/perceive", tags=tags)
+        async def perceive(body: PerceiveRequest) -> FeaturesReply:
+            """Observation -> features."""
+
+            def work(built: BuiltAgent) -> FeaturesReply:
+                module = module_of(built, kind)
+                features = guarded(kind, lambda: module.perceive(body.observation))
+                return FeaturesReply(features=jsonable(features))
+
+            return await in_session(body.session, work)  # type: ignore[no-any-return]
+
+    elif kind == "planning":
+
+        @app.post("/v1/planning/decide", tags=tags)
+        async def decide(body: DecideRequest) -> DecisionReply:
+            """Features -> the decision: action, reason, scores."""
+
+            def work(built: BuiltAgent) -> DecisionReply:
+                module = module_of(built, kind)
+                decision = guarded(kind, lambda: module.decide(body.features))
+                return DecisionReply(
+                    action=jsonable(decision.action),
+                    reason=decision.reason,
+                    scores=None if decision.scores is None else list(decision.scores),
+                )
+
+            return await in_session(body.session, work)  # type: ignore[no-any-return]
+
+    elif kind == "execution":
+
+        @app.post("/v1/execution/perform", tags=tags)
+        async def perform(body: PerformRequest) -> OutcomeReply:
+            """Action -> the outcome: observation, reward, flags, info."""
+
+            def work(built: BuiltAgent) -> OutcomeReply:
+                module = module_of(built, kind)
+                outcome = guarded(kind, lambda: module.perform(body.action))
+                return OutcomeReply(**outcome.to_dict())
+
+            return await in_session(body.session, work)  # type: ignore[no-any-return]
+
+    else:
+
+        @app.post("/v1/learning/update", tags=tags)
+        async def update(body: UpdateRequest) -> ReportReply:
+            """Learn from a whole transition; returns the learner's report."""
+
+            def work(built: BuiltAgent) -> ReportReply:
+                module = module_of(built, kind)
+                transition = Transition(**body.transition.model_dump())
+                report = guarded(kind, lambda: module.update(transition))
+                return ReportReply(report=None if report is None else jsonable(report))
+
+            return await in_session(body.session, work)  # type: ignore[no-any-return]
+
+        @app.post("/v1/learning/learn", tags=tags)
+        async def learn(body: LearnRequest) -> ReportReply:
+            """Learn from (observation, reward): the seed's method."""
+
+            def work(built: BuiltAgent) -> ReportReply:
+                module = module_of(built, kind)
+                guarded(kind, lambda: module.learn(body.observation, body.reward))
+                return ReportReply()
+
+            return await in_session(body.session, work)  # type: ignore[no-any-return]
+
+
+def _agent_routes(app: FastAPI, in_session: Any, guarded: Any) -> None:
+    tags: list[str | Enum] = ["agent"]
+
+    @app.post("/v1/agent/reset", tags=tags)
+    async def agent_reset(body: ResetRequest) -> ObservationReply:
+        """Start an episode of the session's agent; returns the first observation."""
+
+        def work(built: BuiltAgent) -> ObservationReply:
+            observation = guarded("agent", lambda: built.agent.reset(seed=body.seed))
+            return ObservationReply(observation=jsonable(observation))
+
+        return await in_session(body.session, work)  # type: ignore[no-any-return]
+
+    @app.post("/v1/agent/act", tags=tags)
+    async def agent_act(body: ActRequest) -> ActionReply:
+        """Perceive and plan: the action for an observation."""
+
+        def work(built: BuiltAgent) -> ActionReply:
+            action = guarded("agent", lambda: built.agent.act(body.observation))
+            return ActionReply(action=jsonable(action))
+
+        return await in_session(body.session, work)  # type: ignore[no-any-return]
+
+    @app.post("/v1/agent/step", tags=tags)
+    async def agent_step(body: PerformRequest) -> OutcomeReply:
+        """Execute and learn: the outcome of an action."""
+
+        def work(built: BuiltAgent) -> OutcomeReply:
+            agent = built.agent
+            observation, reward = guarded("agent", lambda: agent.step(body.action))
+            record = agent.last_record
+            info = {} if record is None else jsonable(record.info)
+            return OutcomeReply(
+                observation=jsonable(observation), reward=reward,
+                terminated=agent.terminated, truncated=agent.truncated, info=info,
+            )  # fmt: skip
+
+        return await in_session(body.session, work)  # type: ignore[no-any-return]
+
+    @app.post("/v1/agent/episode", tags=tags)
+    async def agent_episode(body: EpisodeRequest) -> dict[str, Any]:
+        """Run one whole episode; returns its result."""
+
+        def work(built: BuiltAgent) -> dict[str, Any]:
+            result = guarded(
+                "agent",
+                lambda: built.agent.run_episode(seed=body.seed, max_steps=body.max_steps),
+            )
+            return dict(result.to_dict())
+
+        return await in_session(body.session, work)  # type: ignore[no-any-return]

@@ -1,0 +1,207 @@
+"""Remote modules: the module contract over HTTP, so an Agent mixes local and remote.
+
+Each remote module is a subclass of its kind whose methods (sync and async) call a
+module service (:func:`llmagentos.service.app.service_app`). Modules that share state
+on the service side (a planner and a learner over one Q-table) must use the same
+``session``: :func:`remote_modules` hands out a set that does.
+
+Example::
+
+    planning, learning = remote_modules("http://127.0.0.1:8101", "planning", "learning")
+    agent = Agent(perception, planning, execution, learning)   # no other change
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from llmagentos.exceptions import ConfigError, ModuleError
+from llmagentos.modules.execution import ExecutionModule
+from llmagentos.modules.learning import LearningModule
+from llmagentos.modules.perception import PerceptionModule
+from llmagentos.modules.planning import PlanningModule
+from llmagentos.types import Decision, Features, Observation, Outcome, Transition
+
+__all__ = [
+    "RemoteExecution",
+    "RemoteLearning",
+    "RemotePerception",
+    "RemotePlanning",
+    "ServiceClient",
+    "remote_modules",
+]
+
+
+class ServiceClient:
+    """HTTP calls to one module service for one session (sync and async clients).
+
+    Args:
+        base_url: the service (or the gateway route in front of it).
+        session: the session id; a new random one by default.
+        timeout: seconds per call.
+        headers: extra headers (an API key for a gateway, say).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        session: str | None = None,
+        timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError("base_url", f"expected an http(s) URL, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.session = session or uuid.uuid4().hex
+        self.timeout = timeout
+        self.headers = dict(headers or {})
+        self._client = httpx.Client(
+            base_url=self.base_url, timeout=timeout, headers=self.headers, transport=transport
+        )
+        self._async: httpx.AsyncClient | None = None
+
+    def _reply(self, kind: str, response: httpx.Response) -> Any:
+        if response.is_success:
+            return response.json()
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        path = response.request.url.path
+        raise ModuleError(kind, f"remote {path}: {response.status_code} {detail}")
+
+    def post(self, kind: str, path: str, **payload: Any) -> Any:
+        try:
+            response = self._client.post(path, json={"session": self.session, **payload})
+        except httpx.HTTPError as err:
+            raise ModuleError(kind, f"remote {self.base_url}{path}: {err!r}") from err
+        return self._reply(kind, response)
+
+    async def apost(self, kind: str, path: str, **payload: Any) -> Any:
+        if self._async is None:
+            self._async = httpx.AsyncClient(
+                base_url=self.base_url, timeout=self.timeout, headers=self.headers
+            )
+        try:
+            response = await self._async.post(path, json={"session": self.session, **payload})
+        except httpx.HTTPError as err:
+            raise ModuleError(kind, f"remote {self.base_url}{path}: {err!r}") from err
+        return self._reply(kind, response)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class _Remote:
+    kind: str
+    client: ServiceClient
+
+    def _bind(self, client: ServiceClient) -> None:
+        self.client = client
+
+    def reset(self, *, seed: int | None = None) -> Any:
+        return self.client.post(self.kind, f"/v1/{self.kind}/reset", seed=seed)["observation"]
+
+    def train(self, mode: bool = True) -> Any:
+        self.client.post(self.kind, f"/v1/{self.kind}/train", mode=mode)
+        self.training = mode
+        return self
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RemotePerception(_Remote, PerceptionModule):
+    """Perception served by a module service."""
+
+    def __init__(self, client: ServiceClient) -> None:
+        super().__init__()
+        self._bind(client)
+
+    def perceive(self, observation: Observation) -> Features:
+        return self.client.post(self.kind, "/v1/perception/perceive", observation=observation)[
+            "features"
+        ]
+
+    async def aperceive(self, observation: Observation) -> Features:
+        path = "/v1/perception/perceive"
+        reply = await self.client.apost(self.kind, path, observation=observation)
+        return reply["features"]
+
+
+class RemotePlanning(_Remote, PlanningModule):
+    """Planning served by a module service."""
+
+    def __init__(self, client: ServiceClient) -> None:
+        super().__init__()
+        self._bind(client)
+
+    def decide(self, features: Features) -> Decision:
+        reply = self.client.post(self.kind, "/v1/planning/decide", features=features)
+        return Decision(reply["action"], reply.get("reason"), reply.get("scores"))
+
+    async def adecide(self, features: Features) -> Decision:
+        reply = await self.client.apost(self.kind, "/v1/planning/decide", features=features)
+        return Decision(reply["action"], reply.get("reason"), reply.get("scores"))
+
+
+class RemoteExecution(_Remote, ExecutionModule):
+    """Execution served by a module service (the environment lives there)."""
+
+    def __init__(self, client: ServiceClient) -> None:
+        super().__init__()
+        self._bind(client)
+
+    def perform(self, action: Any) -> Outcome:
+        return Outcome(**self.client.post(self.kind, "/v1/execution/perform", action=action))
+
+    async def aperform(self, action: Any) -> Outcome:
+        return Outcome(**await self.client.apost(self.kind, "/v1/execution/perform", action=action))
+
+    async def areset(self, *, seed: int | None = None) -> Observation:
+        reply = await self.client.apost(self.kind, "/v1/execution/reset", seed=seed)
+        return reply["observation"]
+
+
+class RemoteLearning(_Remote, LearningModule):
+    """Learning served by a module service."""
+
+    def __init__(self, client: ServiceClient) -> None:
+        super().__init__()
+        self._bind(client)
+
+    def update(self, transition: Transition) -> dict[str, Any] | None:
+        reply = self.client.post(self.kind, "/v1/learning/update", transition=transition.to_dict())
+        report: dict[str, Any] | None = reply["report"]
+        return report
+
+    async def aupdate(self, transition: Transition) -> dict[str, Any] | None:
+        reply = await self.client.apost(
+            self.kind, "/v1/learning/update", transition=transition.to_dict()
+        )
+        report: dict[str, Any] | None = reply["report"]
+        return report
+
+
+_CLASSES: dict[str, type[Any]] = {
+    "perception": RemotePerception,
+    "planning": RemotePlanning,
+    "execution": RemoteExecution,
+    "learning": RemoteLearning,
+}
+
+
+def remote_modules(
+    base_url: str, *kinds: str, session: str | None = None, **client: Any
+) -> list[Any]:
+    """Remote modules of ``kinds`` on one service, sharing one session (and its state)."""
+    unknown = [kind for kind in kinds if kind not in _CLASSES]
+    if unknown:
+        raise ConfigError("kinds", f"unknown module kinds {unknown}; one of {list(_CLASSES)}")
+    shared = ServiceClient(base_url, session=session, **client)
+    return [_CLASSES[kind](shared) for kind in kinds]
