@@ -41,6 +41,8 @@ from llmagentos.exceptions import (
     ModuleError,
 )
 from llmagentos.service.wire import (
+    MODULE_ERRORS,
+    SESSION_ERRORS,
     ActionReply,
     ActRequest,
     DecideRequest,
@@ -167,11 +169,11 @@ def service_app(
     @app.exception_handler(ModuleError)
     async def _module_error(request: Any, err: ModuleError) -> Any:
         # The module refused what the client sent (an action outside the space...).
-        return JSONResponse({"detail": str(err), "module": err.module}, status_code=422)
+        return JSONResponse({"detail": str(err), "module": err.module}, status_code=400)
 
     @app.exception_handler(ConfigError)
     async def _config_error(request: Any, err: ConfigError) -> Any:
-        return JSONResponse({"detail": str(err), "field": err.field}, status_code=422)
+        return JSONResponse({"detail": str(err), "field": err.field}, status_code=400)
 
     @app.exception_handler(ModelError)
     async def _model_down(request: Any, err: ModelError) -> Any:
@@ -229,14 +231,14 @@ def _service_routes(app: FastAPI, pool: SessionPool, kinds: tuple[str, ...], reg
         """Prometheus metrics: requests and latency per route."""
         return PlainTextResponse(prometheus_text(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.delete("/v1/sessions/{session}", tags=["sessions"])
+    @app.delete("/v1/sessions/{session}", tags=["sessions"], responses=SESSION_ERRORS)
     async def drop_session(session: str) -> dict[str, bool]:
         """Forget a session's state."""
         if not pool.drop(session):
             raise fastapi.HTTPException(404, f"no session {session!r}")
         return {"dropped": True}
 
-    @app.get("/v1/sessions/{session}/qtable", tags=["sessions"])
+    @app.get("/v1/sessions/{session}/qtable", tags=["sessions"], responses=SESSION_ERRORS)
     async def qtable(session: str) -> dict[str, Any]:
         """The session's Q-table (for agents that have one)."""
         built = pool.peek(session)
@@ -250,7 +252,7 @@ def _service_routes(app: FastAPI, pool: SessionPool, kinds: tuple[str, ...], reg
 def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, guarded: Any) -> None:
     tags: list[str | Enum] = [kind]
 
-    @app.post(f"/v1/{kind}/reset", tags=tags, name=f"{kind}_reset")
+    @app.post(f"/v1/{kind}/reset", tags=tags, name=f"{kind}_reset", responses=MODULE_ERRORS)
     async def reset(body: ResetRequest) -> ObservationReply:
         """Reset the module for a new episode (execution: returns the first observation)."""
 
@@ -262,7 +264,7 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
 
         return await in_session(body.session, work)  # type: ignore[no-any-return]
 
-    @app.post(f"/v1/{kind}/train", tags=tags, name=f"{kind}_train")
+    @app.post(f"/v1/{kind}/train", tags=tags, name=f"{kind}_train", responses=MODULE_ERRORS)
     async def train(body: TrainRequest) -> dict[str, bool]:
         """Switch training (exploration, learning) on or off."""
         await in_session(body.session, lambda built: module_of(built, kind).train(body.mode))
@@ -270,7 +272,7 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
 
     if kind == "perception":
 
-        @app.post("/v1/perception/perceive", tags=tags)
+        @app.post("/v1/perception/perceive", tags=tags, responses=MODULE_ERRORS)
         async def perceive(body: PerceiveRequest) -> FeaturesReply:
             """Observation -> features."""
 
@@ -283,7 +285,7 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
 
     elif kind == "planning":
 
-        @app.post("/v1/planning/decide", tags=tags)
+        @app.post("/v1/planning/decide", tags=tags, responses=MODULE_ERRORS)
         async def decide(body: DecideRequest) -> DecisionReply:
             """Features -> the decision: action, reason, scores."""
 
@@ -300,7 +302,7 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
 
     elif kind == "execution":
 
-        @app.post("/v1/execution/perform", tags=tags)
+        @app.post("/v1/execution/perform", tags=tags, responses=MODULE_ERRORS)
         async def perform(body: PerformRequest) -> OutcomeReply:
             """Action -> the outcome: observation, reward, flags, info."""
 
@@ -313,7 +315,7 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
 
     else:
 
-        @app.post("/v1/learning/update", tags=tags)
+        @app.post("/v1/learning/update", tags=tags, responses=MODULE_ERRORS)
         async def update(body: UpdateRequest) -> ReportReply:
             """Learn from a whole transition; returns the learner's report."""
 
@@ -325,7 +327,7 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
 
             return await in_session(body.session, work)  # type: ignore[no-any-return]
 
-        @app.post("/v1/learning/learn", tags=tags)
+        @app.post("/v1/learning/learn", tags=tags, responses=MODULE_ERRORS)
         async def learn(body: LearnRequest) -> ReportReply:
             """Learn from (observation, reward): the seed's method."""
 
@@ -340,7 +342,7 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
 def _agent_routes(app: FastAPI, in_session: Any, guarded: Any) -> None:
     tags: list[str | Enum] = ["agent"]
 
-    @app.post("/v1/agent/reset", tags=tags)
+    @app.post("/v1/agent/reset", tags=tags, responses=MODULE_ERRORS)
     async def agent_reset(body: ResetRequest) -> ObservationReply:
         """Start an episode of the session's agent; returns the first observation."""
 
@@ -350,7 +352,7 @@ def _agent_routes(app: FastAPI, in_session: Any, guarded: Any) -> None:
 
         return await in_session(body.session, work)  # type: ignore[no-any-return]
 
-    @app.post("/v1/agent/act", tags=tags)
+    @app.post("/v1/agent/act", tags=tags, responses=MODULE_ERRORS)
     async def agent_act(body: ActRequest) -> ActionReply:
         """Perceive and plan: the action for an observation."""
 
@@ -360,7 +362,7 @@ def _agent_routes(app: FastAPI, in_session: Any, guarded: Any) -> None:
 
         return await in_session(body.session, work)  # type: ignore[no-any-return]
 
-    @app.post("/v1/agent/step", tags=tags)
+    @app.post("/v1/agent/step", tags=tags, responses=MODULE_ERRORS)
     async def agent_step(body: PerformRequest) -> OutcomeReply:
         """Execute and learn: the outcome of an action."""
 
@@ -376,7 +378,7 @@ def _agent_routes(app: FastAPI, in_session: Any, guarded: Any) -> None:
 
         return await in_session(body.session, work)  # type: ignore[no-any-return]
 
-    @app.post("/v1/agent/episode", tags=tags)
+    @app.post("/v1/agent/episode", tags=tags, responses=MODULE_ERRORS)
     async def agent_episode(body: EpisodeRequest) -> dict[str, Any]:
         """Run one whole episode; returns its result."""
 

@@ -8,24 +8,27 @@ must be JSON-able (``check_module`` checks the same rule in-process).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool
 
 __all__ = [
     "ActRequest",
     "ActionReply",
     "DecideRequest",
     "DecisionReply",
+    "ErrorReply",
     "EpisodeRequest",
     "FeaturesReply",
     "LearnRequest",
+    "MODULE_ERRORS",
     "ObservationReply",
     "OutcomeReply",
     "PerceiveRequest",
     "PerformRequest",
     "ReportReply",
     "ResetRequest",
+    "SESSION_ERRORS",
     "SessionRequest",
     "TrainRequest",
     "TransitionData",
@@ -33,6 +36,23 @@ __all__ = [
 ]
 
 SESSION_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+
+
+def _whole_number(value: Any) -> Any:
+    # JSON Schema's "integer" admits 3.0 but not true or "3"; pydantic's lax int is the
+    # other way round, so the wire says exactly what its schema says.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
+
+Seed = Annotated[int, BeforeValidator(_whole_number), Field(ge=0)]
+StepCount = Annotated[int, BeforeValidator(_whole_number), Field(ge=1)]
+Number = Annotated[float, Strict()]
 
 
 class _Wire(BaseModel):
@@ -44,11 +64,11 @@ class SessionRequest(_Wire):
 
 
 class ResetRequest(SessionRequest):
-    seed: int | None = Field(default=None, ge=0)
+    seed: Seed | None = None
 
 
 class TrainRequest(SessionRequest):
-    mode: bool = True
+    mode: StrictBool = True
 
 
 class PerceiveRequest(SessionRequest):
@@ -67,11 +87,11 @@ class TransitionData(_Wire):
     observation: Any
     features: Any
     action: Any
-    reward: float
+    reward: Number
     next_observation: Any
     next_features: Any
-    terminated: bool = False
-    truncated: bool = False
+    terminated: StrictBool = False
+    truncated: StrictBool = False
     info: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -81,7 +101,7 @@ class UpdateRequest(SessionRequest):
 
 class LearnRequest(SessionRequest):
     observation: Any
-    reward: float
+    reward: Number
 
 
 class ActRequest(SessionRequest):
@@ -89,8 +109,8 @@ class ActRequest(SessionRequest):
 
 
 class EpisodeRequest(SessionRequest):
-    seed: int | None = Field(default=None, ge=0)
-    max_steps: int | None = Field(default=None, ge=1)
+    seed: Seed | None = None
+    max_steps: StepCount | None = None
 
 
 class ObservationReply(_Wire):
@@ -121,3 +141,22 @@ class OutcomeReply(_Wire):
 
 class ReportReply(_Wire):
     report: dict[str, Any] | None = None
+
+
+class ErrorReply(BaseModel):
+    """A refused request: what went wrong, and the module or field it concerns."""
+
+    detail: str
+    module: str | None = None
+    field: str | None = None
+
+
+#: The error replies a module route may give besides validation's 422.
+MODULE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorReply, "description": "The module refused the value (named)."},
+    503: {"model": ErrorReply, "description": "A backend the module needs is down."},
+}
+#: The error replies of a session route.
+SESSION_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorReply, "description": "No such session."},
+}
