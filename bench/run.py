@@ -26,6 +26,7 @@ import bench_llm_cache
 import bench_llm_stack
 import bench_local_model
 import bench_qlearning_throughput
+import bench_remote_modules
 import bench_sandbox
 import bench_scheduler
 import bench_step_overhead
@@ -53,6 +54,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_sandbox.NAME: bench_sandbox.run,
     bench_tool_dispatch.NAME: bench_tool_dispatch.run,
     bench_durable_log.NAME: bench_durable_log.run,
+    bench_remote_modules.NAME: bench_remote_modules.run,
 }
 
 
