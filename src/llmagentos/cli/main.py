@@ -23,6 +23,7 @@ from llmagentos.cli._common import (
 )
 from llmagentos.cli.codegen import codegen_command
 from llmagentos.cli.env import env_app
+from llmagentos.cli.gateway import gateway_command
 from llmagentos.cli.mcp import mcp_app
 from llmagentos.cli.registry import registry_app
 from llmagentos.cli.run import run_command
@@ -66,6 +67,7 @@ def _root(
 app.command("run")(run_command)
 app.command("codegen")(codegen_command)
 app.command("serve")(serve_command)
+app.command("gateway")(gateway_command)
 app.add_typer(env_app, name="env")
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(registry_app, name="registry")

@@ -1,0 +1,305 @@
+"""The API gateway: one front door that routes ``/{service}/{path}`` to a service's replicas.
+
+What it does on every proxied request:
+
+- finds the service (unknown: 404 naming it and the known ones) and picks a replica
+  round-robin (none left: 503 with ``Retry-After``);
+- refuses bodies over the size limit (413) before reading them whole;
+- gives the request an id (``X-Request-ID``, kept if the client sent one) and a W3C
+  ``traceparent`` (continued if the client sent one, with a new span for the hop);
+- forwards with the service's timeout (504 when it passes); a replica that refuses
+  the connection is skipped for the next one whatever the method (nothing reached
+  it); other failures are retried on another replica only for idempotent calls
+  (GET, HEAD, PUT, DELETE, OPTIONS, a route the service marks idempotent, or a request
+  with an ``Idempotency-Key``), otherwise answered 502;
+- writes one structured access-log line and Prometheus metrics per route and upstream.
+
+``/gateway/services`` lists the registry; ``POST``/``DELETE
+/gateway/services/{name}/replicas`` with ``{"url": ...}`` add and remove replicas at
+run time. ``/healthz``, ``/readyz`` and ``/metrics`` are the gateway's own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from llmagentos.exceptions import ConfigError, MissingExtraError
+from llmagentos.gateway.registry import ServiceEntry, ServiceRegistry
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+__all__ = ["IDEMPOTENT_METHODS", "Gateway", "gateway_app"]
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+_HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+    "trailer", "transfer-encoding", "upgrade", "host", "content-length",
+})  # fmt: skip
+access_log = logging.getLogger("llmagentos.gateway.access")
+
+
+def _forwarded(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
+
+
+def _traceparent(incoming: str | None) -> str:
+    """Continue the caller's trace with a new span, or start one."""
+    span = secrets.token_hex(8)
+    if incoming:
+        parts = incoming.split("-")
+        if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
+            return f"{parts[0]}-{parts[1]}-{span}-{parts[3]}"
+    return f"00-{secrets.token_hex(16)}-{span}-01"
+
+
+def _is_idempotent(
+    method: str, route: str, entry: ServiceEntry, headers: Mapping[str, str]
+) -> bool:
+    return (
+        method in IDEMPOTENT_METHODS
+        or route in entry.idempotent_routes
+        or "idempotency-key" in headers
+    )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Gateway:
+    """The gateway's state and handlers; :meth:`app` is the ASGI app.
+
+    Args:
+        registry: the services to route to (changed at run time by the admin routes).
+        max_body_bytes: the largest request body accepted (larger: 413).
+        retries: extra attempts on another replica for idempotent calls that failed
+            after reaching a replica (refused connections are always re-routed).
+        transport: an httpx transport for the upstream calls (tests).
+    """
+
+    def __init__(
+        self,
+        registry: ServiceRegistry,
+        *,
+        max_body_bytes: int = 1_000_000,
+        retries: int = 1,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if max_body_bytes < 1:
+            raise ConfigError("max_body_bytes", f"must be >= 1 (got {max_body_bytes})")
+        if retries < 0:
+            raise ConfigError("retries", f"must be >= 0 (got {retries})")
+        try:
+            from prometheus_client import CollectorRegistry, Counter, Histogram
+        except ImportError as err:
+            raise MissingExtraError("the gateway", "serve", "prometheus-client") from err
+        self.registry = registry
+        self.max_body_bytes = max_body_bytes
+        self.retries = retries
+        self.client = httpx.AsyncClient(
+            transport=transport, follow_redirects=False, trust_env=False
+        )
+        self.metrics = CollectorRegistry()
+        self.requests_total = Counter(
+            "llmagentos_gateway_requests", "Proxied requests", ["service", "upstream", "status"],
+            registry=self.metrics,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "llmagentos_gateway_request_seconds", "Proxied request time", ["service"],
+            registry=self.metrics,
+        )  # fmt: skip
+
+    # -- proxying -------------------------------------------------------------------------
+
+    async def proxy(self, request: Request) -> Response:
+        started = time.perf_counter()
+        name = request.path_params["service"]
+        route = "/" + request.path_params["path"]
+        request_id = request.headers.get("x-request-id") or secrets.token_hex(12)
+        entry = self.registry.get(name)
+        upstream, tried = "-", 0
+        if entry is None:
+            known = ", ".join(self.registry.names()) or "none"
+            reply = _problem(404, f"unknown service {name!r} (known: {known})", request_id)
+        else:
+            try:
+                body = await _read_body(request, self.max_body_bytes)
+            except _TooLarge:
+                reply = _problem(413, f"request body over {self.max_body_bytes} bytes", request_id)
+            else:
+                reply, upstream, tried = await self._forward(
+                    request, entry, route, body, request_id
+                )
+        seconds = time.perf_counter() - started
+        self.requests_total.labels(name, upstream, str(reply.status_code)).inc()
+        self.latency.labels(name).observe(seconds)
+        access_log.info(json.dumps({
+            "request_id": request_id, "method": request.method, "service": name,
+            "route": route, "upstream": upstream, "status": reply.status_code,
+            "ms": round(seconds * 1000, 2), "attempts": tried,
+        }))  # fmt: skip
+        return reply
+
+    async def _forward(
+        self, request: Request, entry: ServiceEntry, route: str, body: bytes, request_id: str
+    ) -> tuple[Response, str, int]:
+        """Send to the replicas in turn; returns the reply, the last upstream, attempts."""
+        from starlette.responses import Response
+
+        headers = _forwarded(request.headers)
+        headers["x-request-id"] = request_id
+        headers["traceparent"] = _traceparent(request.headers.get("traceparent"))
+        if request.client is not None:
+            headers["x-forwarded-for"] = request.client.host
+        idempotent = _is_idempotent(request.method, route, entry, request.headers)
+        tried: list[str] = []
+        retries_left = self.retries
+        while True:
+            url = self.registry.pick(entry, exclude=tried)
+            if url is None:
+                detail = f"no replica of {entry.name!r} is available"
+                return _problem(503, detail, request_id), tried[-1] if tried else "-", len(tried)
+            tried.append(url)
+            try:
+                answer = await self.client.request(
+                    request.method, url + route, content=body, headers=headers,
+                    params=request.query_params, timeout=entry.timeout,
+                )  # fmt: skip
+            except httpx.ConnectError:
+                continue  # nothing reached that replica: safe to go on, whatever the method
+            except httpx.HTTPError as err:
+                if idempotent and retries_left > 0:
+                    retries_left -= 1
+                    continue
+                if isinstance(err, httpx.TimeoutException):
+                    detail = f"{entry.name!r} did not answer within {entry.timeout:g} s"
+                    return _problem(504, detail, request_id), url, len(tried)
+                detail = f"{entry.name!r} failed: {type(err).__name__}"
+                return _problem(502, detail, request_id), url, len(tried)
+            out = _forwarded(answer.headers)
+            out.pop("content-encoding", None)  # httpx has decoded the body
+            out["x-request-id"] = request_id
+            reply = Response(answer.content, status_code=answer.status_code, headers=out)
+            return reply, url, len(tried)
+
+    # -- the gateway's own routes ---------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"status": "ready", "services": self.registry.names()})
+
+    async def metrics_text(self, request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from starlette.responses import Response
+
+        return Response(generate_latest(self.metrics), media_type=CONTENT_TYPE_LATEST)
+
+    async def services(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"services": self.registry.to_dict()})
+
+    async def replicas(self, request: Request) -> Response:
+        """``POST``: register ``{"url"}`` as a replica of the service; ``DELETE``: remove it."""
+        from starlette.responses import JSONResponse
+
+        name = request.path_params["name"]
+        try:
+            data = json.loads(await request.body() or b"null")
+        except ValueError as err:
+            return JSONResponse({"detail": f"body is not JSON: {err}"}, status_code=400)
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return JSONResponse({"detail": 'body must be {"url": "http://..."}'}, status_code=422)
+        url = data["url"]
+        if request.method == "POST":
+            try:
+                entry = self.registry.register(name, url)
+            except ConfigError as err:
+                return JSONResponse({"detail": str(err), "field": err.field}, status_code=422)
+            return JSONResponse(entry.to_dict(), status_code=201)
+        if not self.registry.deregister(name, url):
+            return JSONResponse(
+                {"detail": f"{url!r} is not a replica of {name!r}"}, status_code=404
+            )
+        return JSONResponse({"removed": url})
+
+    def app(self) -> Starlette:
+        """The ASGI app."""
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        @asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            yield
+            await self.client.aclose()
+
+        methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+        app = Starlette(
+            routes=[
+                Route("/healthz", self.healthz),
+                Route("/readyz", self.readyz),
+                Route("/metrics", self.metrics_text),
+                Route("/gateway/services", self.services),
+                Route(
+                    "/gateway/services/{name}/replicas", self.replicas, methods=["POST", "DELETE"]
+                ),
+                Route("/{service}/{path:path}", self.proxy, methods=methods),
+            ],
+            lifespan=lifespan,
+        )
+        app.state.gateway = self
+        return app
+
+
+def _problem(status: int, detail: str, request_id: str) -> Response:
+    from starlette.responses import JSONResponse
+
+    headers = {"x-request-id": request_id}
+    if status == 503:
+        headers["retry-after"] = "1"
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def gateway_app(registry: ServiceRegistry, **options: Any) -> Starlette:
+    """The gateway's ASGI app over ``registry`` (``options``: see :class:`Gateway`).
+
+    Raises:
+        ConfigError: a limit is out of range.
+        MissingExtraError: Starlette or prometheus-client is missing (``llmagentos[serve]``).
+    """
+    try:
+        import starlette  # noqa: F401
+    except ImportError as err:
+        raise MissingExtraError("the gateway", "serve", "starlette") from err
+    return Gateway(registry, **options).app()

@@ -1,0 +1,129 @@
+"""The gateway's service registry: services by name, each with its replicas.
+
+Services come from the gateway's config at start and from the register/deregister
+API at run time, so services are added and removed while the gateway runs. Each
+service carries its per-route settings (timeout, which routes are idempotent).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from llmagentos.exceptions import ConfigError
+
+__all__ = ["ServiceEntry", "ServiceRegistry", "check_replica_url", "check_service_name"]
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def check_service_name(name: str, *, field_name: str = "service") -> str:
+    if not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
+        raise ConfigError(
+            field_name, f"service names are 1-64 of a-z, 0-9, '-' and '_' (got {name!r})"
+        )
+    return name
+
+
+def check_replica_url(url: str, *, field_name: str = "url") -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(field_name, f"expected an http(s) URL with a host, got {url!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(field_name, f"a replica URL has no query or fragment (got {url!r})")
+    return url.rstrip("/")
+
+
+@dataclass(slots=True)
+class ServiceEntry:
+    """One service: its replicas and its route settings."""
+
+    name: str
+    replicas: list[str] = field(default_factory=list)
+    timeout: float = 30.0
+    idempotent_routes: tuple[str, ...] = ()
+    _next: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "replicas": list(self.replicas),
+            "timeout": self.timeout,
+            "idempotent_routes": list(self.idempotent_routes),
+        }
+
+
+class ServiceRegistry:
+    """Services by name; safe to change while requests are being routed."""
+
+    def __init__(self, services: Iterable[Mapping[str, Any]] = ()) -> None:
+        self._services: dict[str, ServiceEntry] = {}
+        self._lock = threading.Lock()
+        for index, spec in enumerate(services):
+            self.add_service(spec, field_prefix=f"services[{index}]")
+
+    def add_service(
+        self, spec: Mapping[str, Any], *, field_prefix: str = "service"
+    ) -> ServiceEntry:
+        """Add (or replace) a service from ``{"name", "replicas", "timeout", ...}``."""
+        known = {"name", "replicas", "timeout", "idempotent_routes"}
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise ConfigError(f"{field_prefix}.{unknown[0]}", "unknown field")
+        name = check_service_name(str(spec.get("name", "")), field_name=f"{field_prefix}.name")
+        replicas = [
+            check_replica_url(str(url), field_name=f"{field_prefix}.replicas[{i}]")
+            for i, url in enumerate(spec.get("replicas", []))
+        ]
+        timeout = spec.get("timeout", 30.0)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ConfigError(f"{field_prefix}.timeout", f"must be a number > 0 (got {timeout!r})")
+        routes = tuple(str(route) for route in spec.get("idempotent_routes", ()))
+        entry = ServiceEntry(name, replicas, float(timeout), routes)
+        with self._lock:
+            self._services[name] = entry
+        return entry
+
+    def register(self, name: str, url: str) -> ServiceEntry:
+        """Add a replica (creating the service if new); registering twice is a no-op."""
+        check_service_name(name)
+        url = check_replica_url(url)
+        with self._lock:
+            entry = self._services.setdefault(name, ServiceEntry(name))
+            if url not in entry.replicas:
+                entry.replicas.append(url)
+            return entry
+
+    def deregister(self, name: str, url: str) -> bool:
+        """Remove a replica; a service with no replicas left is removed. Returns if found."""
+        url = url.rstrip("/")
+        with self._lock:
+            entry = self._services.get(name)
+            if entry is None or url not in entry.replicas:
+                return False
+            entry.replicas.remove(url)
+            if not entry.replicas:
+                del self._services[name]
+            return True
+
+    def get(self, name: str) -> ServiceEntry | None:
+        return self._services.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._services)
+
+    def pick(self, entry: ServiceEntry, *, exclude: Iterable[str] = ()) -> str | None:
+        """The next replica round-robin, skipping ``exclude``; ``None`` when none is left."""
+        skipped = set(exclude)
+        with self._lock:
+            candidates = [url for url in entry.replicas if url not in skipped]
+            if not candidates:
+                return None
+            entry._next = (entry._next + 1) % (1 << 30)
+            return candidates[entry._next % len(candidates)]
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [self._services[name].to_dict() for name in self.names()]
