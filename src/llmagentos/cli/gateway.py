@@ -28,10 +28,12 @@ def gateway_command(
     """
     from llmagentos.gateway.app import gateway_app
     from llmagentos.gateway.config import load_gateway_config
+    from llmagentos.gateway.openai_face import OpenAIFace
 
     try:
         loaded = load_gateway_config(config)
-        app = gateway_app(loaded.registry, **loaded.options)
+        face = OpenAIFace(loaded.exposed) if loaded.exposed else None
+        app = gateway_app(loaded.registry, face=face, **loaded.options)
     except LLMAgentOSError as err:
         fail(err)
     import uvicorn

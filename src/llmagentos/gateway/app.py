@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from llmagentos.exceptions import ConfigError, MissingExtraError
+from llmagentos.gateway.openai_face import OpenAIFace
 from llmagentos.gateway.registry import ServiceEntry, ServiceRegistry
 
 if TYPE_CHECKING:
@@ -100,6 +101,8 @@ class Gateway:
         retries: extra attempts on another replica for idempotent calls that failed
             after reaching a replica (refused connections are always re-routed).
         transport: an httpx transport for the upstream calls (tests).
+        face: the OpenAI-compatible routes (``/v1/models``, ``/v1/chat/completions``)
+            over the exposed models and agents, if any.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class Gateway:
         max_body_bytes: int = 1_000_000,
         retries: int = 1,
         transport: httpx.AsyncBaseTransport | None = None,
+        face: OpenAIFace | None = None,
     ) -> None:
         if max_body_bytes < 1:
             raise ConfigError("max_body_bytes", f"must be >= 1 (got {max_body_bytes})")
@@ -119,6 +123,7 @@ class Gateway:
         except ImportError as err:
             raise MissingExtraError("the gateway", "serve", "prometheus-client") from err
         self.registry = registry
+        self.face = face
         self.max_body_bytes = max_body_bytes
         self.retries = retries
         self.client = httpx.AsyncClient(
@@ -265,8 +270,13 @@ class Gateway:
             await self.client.aclose()
 
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+        face = [] if self.face is None else [
+            Route("/v1/models", self.face.models),
+            Route("/v1/chat/completions", self.face.chat_completions, methods=["POST"]),
+        ]  # fmt: skip
         app = Starlette(
             routes=[
+                *face,
                 Route("/healthz", self.healthz),
                 Route("/readyz", self.readyz),
                 Route("/metrics", self.metrics_text),

@@ -11,17 +11,31 @@ Example (TOML)::
     replicas = ["http://127.0.0.1:8101", "http://127.0.0.1:8102"]
     timeout = 10
     idempotent_routes = ["/v1/perception/perceive"]
+
+    [[models]]                      # on /v1/models and /v1/chat/completions
+    name = "smollm2"
+    model = "local:smollm2"         # any llmagentos model id
+
+    [[agents]]                      # answers with its decision for the last user message
+    name = "maze"
+    config = "examples/configs/text_maze_llm.toml"
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmagentos.exceptions import ConfigError
+from llmagentos.gateway.openai_face import Exposed
 from llmagentos.gateway.registry import ServiceRegistry
+
+if TYPE_CHECKING:
+    from llmagentos.agent import Agent
+    from llmagentos.config import RunConfig
 
 __all__ = ["GatewayConfig", "load_gateway_config"]
 
@@ -32,6 +46,38 @@ _GATEWAY_FIELDS = {"max_body_bytes", "retries"}
 class GatewayConfig:
     registry: ServiceRegistry
     options: dict[str, Any]
+    exposed: list[Exposed]
+
+
+def _agent_factory(run_config: RunConfig) -> Callable[[], Agent]:
+    from llmagentos.build import build_agent
+
+    def make() -> Agent:
+        return build_agent(run_config).agent
+
+    return make
+
+
+def _exposed(data: dict[str, Any], base: Path) -> list[Exposed]:
+    from llmagentos.build import build_agent
+    from llmagentos.config import load_config
+    from llmagentos.llm.models import make_model
+
+    exposed: list[Exposed] = []
+    for index, spec in enumerate(data.get("models", [])):
+        where = f"models[{index}]"
+        if set(spec) != {"name", "model"}:
+            raise ConfigError(where, 'each [[models]] has exactly "name" and "model"')
+        exposed.append(Exposed(str(spec["name"]), model=make_model(str(spec["model"]))))
+    for index, spec in enumerate(data.get("agents", [])):
+        where = f"agents[{index}]"
+        if set(spec) != {"name", "config"}:
+            raise ConfigError(where, 'each [[agents]] has exactly "name" and "config"')
+        path = Path(str(spec["config"]))
+        run_config = load_config(path if path.is_absolute() else base / path)
+        build_agent(run_config).agent.close()  # a broken agent fails now, not per request
+        exposed.append(Exposed(str(spec["name"]), agent_factory=_agent_factory(run_config)))
+    return exposed
 
 
 def load_gateway_config(path: str | Path) -> GatewayConfig:
@@ -43,7 +89,7 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
         raise ConfigError("", f"{source}: no such file") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError("", f"{source}: invalid TOML: {err}") from err
-    unknown = sorted(set(data) - {"gateway", "services"})
+    unknown = sorted(set(data) - {"gateway", "services", "models", "agents"})
     if unknown:
         raise ConfigError(unknown[0], "unknown section")
     options = dict(data.get("gateway", {}))
@@ -55,4 +101,4 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
     services = data.get("services", [])
     if not isinstance(services, list):
         raise ConfigError("services", "must be a list of [[services]] tables")
-    return GatewayConfig(ServiceRegistry(services), options)
+    return GatewayConfig(ServiceRegistry(services), options, _exposed(data, Path.cwd()))

@@ -20,11 +20,17 @@ __all__ = ["ServiceEntry", "ServiceRegistry", "check_replica_url", "check_servic
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
+#: First path segments the gateway answers itself.
+RESERVED_NAMES = frozenset({"v1", "gateway", "healthz", "readyz", "metrics"})
+
+
 def check_service_name(name: str, *, field_name: str = "service") -> str:
     if not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
         raise ConfigError(
             field_name, f"service names are 1-64 of a-z, 0-9, '-' and '_' (got {name!r})"
         )
+    if name in RESERVED_NAMES:
+        raise ConfigError(field_name, f"{name!r} is the gateway's own path; pick another name")
     return name
 
 
