@@ -17,6 +17,7 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     ├── BudgetExceeded         an agent used up a token, request, step, time or tool budget
     ├── RunPaused              a run stopped on purpose and can be resumed
     │   └── ApprovalPending    a sensitive action awaits a human decision
+    ├── DeployError            a deployment could not start or be found
     ├── JournalError           a durable run's journal cannot be used
     │   └── ResumeMismatch     a resumed run did not replay as recorded
     ├── ToolError              a tool error raised on purpose (a failed call is a result)
@@ -52,6 +53,7 @@ __all__ = [
     "BudgetExceeded",
     "CheckError",
     "ConfigError",
+    "DeployError",
     "EnvError",
     "JournalError",
     "MCPConnectionError",
@@ -219,6 +221,10 @@ class ApprovalPending(RunPaused):
     def __init__(self, key: str, tool: str, arguments: Any) -> None:
         self.key, self.tool, self.arguments = key, tool, arguments
         super().__init__(f"tool call {tool!r} awaits approval (request {key})")
+
+
+class DeployError(LLMAgentOSError):
+    """A deployment (``llmagentos up``) could not start, or its state cannot be read."""
 
 
 class JournalError(LLMAgentOSError):

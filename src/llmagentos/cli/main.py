@@ -22,6 +22,7 @@ from llmagentos.cli._common import (
     show_help_without_command,
 )
 from llmagentos.cli.codegen import codegen_command
+from llmagentos.cli.deploy import down_command, status_command, up_command
 from llmagentos.cli.env import env_app
 from llmagentos.cli.gateway import gateway_command
 from llmagentos.cli.mcp import mcp_app
@@ -68,6 +69,9 @@ app.command("run")(run_command)
 app.command("codegen")(codegen_command)
 app.command("serve")(serve_command)
 app.command("gateway")(gateway_command)
+app.command("up")(up_command)
+app.command("down")(down_command)
+app.command("status")(status_command)
 app.add_typer(env_app, name="env")
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(registry_app, name="registry")

@@ -1,0 +1,225 @@
+"""Start, watch and stop a one-machine deployment (``llmagentos up / down / status``).
+
+``up`` starts every replica of every service (``llmagentos serve``), waits until each
+answers ``/readyz``, writes the gateway's config, starts the gateway, waits for it, and
+records everything in a state file (``<state dir>/<name>.json``: pids, ports, URLs).
+It then stays in the foreground; Ctrl-C, SIGTERM or ``llmagentos down NAME`` stops
+the gateway first (in-flight requests finish, new ones are refused), then the services.
+If any process fails to start, everything already started is stopped again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from llmagentos.deploy.config import DeployConfig
+from llmagentos.exceptions import DeployError
+
+__all__ = ["Deployment", "Process", "process_alive", "read_state", "state_path", "stop_deployment"]
+
+STOP_SECONDS = 15.0
+
+
+def state_path(name: str, state_dir: Path) -> Path:
+    return state_dir / f"{name}.json"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(slots=True)
+class Process:
+    """One started process: a service replica or the gateway."""
+
+    role: str
+    url: str
+    args: list[str]
+    popen: subprocess.Popen[bytes] | None = None
+    pid: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"role": self.role, "url": self.url, "pid": self.pid, "args": self.args}
+
+
+@dataclass(slots=True)
+class Deployment:
+    """A deployment being started or running."""
+
+    config: DeployConfig
+    state_dir: Path
+    log: Callable[[str], None] = print
+    processes: list[Process] = field(default_factory=list)
+    gateway_url: str = ""
+
+    def up(self, *, ready_timeout: float = 120.0) -> None:
+        """Start everything and wait until it is ready; on failure stop what started."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            services = self._start_services(ready_timeout)
+            self._start_gateway(services, ready_timeout)
+        except BaseException:
+            self.down()
+            raise
+        self._write_state()
+
+    def _log_path(self, role: str) -> Path:
+        return self.state_dir / f"{self.config.name}.{role.replace('/', '-')}.log"
+
+    def _spawn(self, role: str, args: list[str], url: str) -> Process:
+        log = self._log_path(role).open("ab")
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "llmagentos", *args],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        process = Process(role, url, args, popen, popen.pid)
+        self.processes.append(process)
+        return process
+
+    def _start_services(self, timeout: float) -> dict[str, list[str]]:
+        started: dict[str, list[str]] = {}
+        for spec in self.config.services:
+            for replica in range(spec.replicas):
+                port = _free_port()
+                url = f"http://127.0.0.1:{port}"
+                args = ["serve", str(spec.config), "--modules", spec.modules, "--port", str(port)]
+                self._spawn(f"{spec.name}/{replica}", args, url)
+                started.setdefault(spec.name, []).append(url)
+        for process in self.processes:
+            self._wait_ready(process, timeout)
+            self.log(f"ready: {process.role} at {process.url}")
+        return started
+
+    def _start_gateway(self, services: dict[str, list[str]], timeout: float) -> None:
+        lines = []
+        for name, urls in services.items():
+            lines += [
+                "[[services]]",
+                f"name = {json.dumps(name)}",
+                f"replicas = {json.dumps(urls)}",
+                "",
+            ]
+        config = self.state_dir / f"{self.config.name}.gateway.toml"
+        config.write_text("\n".join(lines), encoding="utf-8")
+        port = self.config.gateway_port or _free_port()
+        self.gateway_url = f"http://127.0.0.1:{port}"
+        process = self._spawn(
+            "gateway", ["gateway", str(config), "--port", str(port)], self.gateway_url
+        )
+        self._wait_ready(process, timeout)
+        self.log(f"ready: gateway at {self.gateway_url}")
+
+    def _wait_ready(self, process: Process, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.popen is not None and process.popen.poll() is not None:
+                log = self._log_path(process.role)
+                raise DeployError(
+                    f"{process.role} exited with code {process.popen.returncode} while "
+                    f"starting; see {log}"
+                )
+            try:
+                if httpx.get(f"{process.url}/readyz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise DeployError(f"{process.role} was not ready within {timeout:g} s")
+
+    def _write_state(self) -> None:
+        state = {
+            "name": self.config.name,
+            "source": str(self.config.source),
+            "gateway": self.gateway_url,
+            "supervisor": os.getpid(),
+            "processes": [p.to_dict() for p in self.processes],
+        }
+        target = state_path(self.config.name, self.state_dir)
+        temporary = target.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state, indent=2), encoding="utf-8")
+        os.replace(temporary, target)
+
+    def watch(self, stop: Callable[[], bool]) -> None:
+        """Block until ``stop()`` says so or a process dies (which is logged)."""
+        while not stop():
+            for process in self.processes:
+                if process.popen is not None and process.popen.poll() is not None:
+                    self.log(f"warning: {process.role} exited with code {process.popen.returncode}")
+                    process.popen = None
+            time.sleep(0.2)
+
+    def down(self) -> None:
+        """Stop the gateway first, then the services; remove the state file."""
+        ordered = sorted(self.processes, key=lambda p: p.role != "gateway")
+        _stop_pids([p.pid for p in ordered if p.pid])
+        state_path(self.config.name, self.state_dir).unlink(missing_ok=True)
+        self.processes.clear()
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == 0
+
+
+def _stop_pids(pids: list[int]) -> None:
+    """SIGTERM each (graceful: in-flight requests finish), then SIGKILL what is left."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        deadline = time.monotonic() + STOP_SECONDS
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def read_state(name: str, state_dir: Path) -> dict[str, Any]:
+    path = state_path(name, state_dir)
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise DeployError(f"no running deployment {name!r} (no {path})") from err
+    return data
+
+
+def stop_deployment(name: str, state_dir: Path) -> list[str]:
+    """Stop a deployment started by ``up`` in another process; returns the roles stopped."""
+    state = read_state(name, state_dir)
+    processes = state["processes"]
+    ordered = sorted(processes, key=lambda p: p["role"] != "gateway")
+    supervisor = int(state.get("supervisor", 0))
+    if supervisor and supervisor != os.getpid() and process_alive(supervisor):
+        os.kill(supervisor, signal.SIGTERM)  # it stops its children itself
+        deadline = time.monotonic() + STOP_SECONDS * 2
+        while process_alive(supervisor) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    _stop_pids([int(p["pid"]) for p in ordered])
+    state_path(name, state_dir).unlink(missing_ok=True)
+    return [str(p["role"]) for p in ordered]
