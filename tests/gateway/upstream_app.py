@@ -1,0 +1,55 @@
+"""A small upstream for gateway tests: fast, slow and failing routes (run with uvicorn).
+
+python tests/gateway/upstream_app.py PORT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+COUNTS = {"calls": 0}
+
+
+async def ready(request: Request) -> Response:
+    return JSONResponse({"status": "ready"})
+
+
+async def echo(request: Request) -> Response:
+    COUNTS["calls"] += 1
+    body = await request.body()
+    headers = {k: v for k, v in request.headers.items() if k.startswith(("x-", "trace"))}
+    return JSONResponse({"method": request.method, "body": body.decode(), "headers": headers})
+
+
+async def slow(request: Request) -> Response:
+    await asyncio.sleep(float(request.query_params.get("s", "1.5")))
+    return PlainTextResponse("slow done")
+
+
+async def flaky(request: Request) -> Response:
+    # Fails every other call: a 50% failing upstream.
+    COUNTS["calls"] += 1
+    if COUNTS["calls"] % 2:
+        return PlainTextResponse("boom", status_code=500)
+    return PlainTextResponse("ok")
+
+
+async def calls(request: Request) -> Response:
+    return JSONResponse(COUNTS)
+
+
+app = Starlette(routes=[
+    Route("/readyz", ready), Route("/echo", echo, methods=["GET", "POST", "PUT"]),
+    Route("/slow", slow), Route("/flaky", flaky, methods=["GET", "POST"]), Route("/calls", calls),
+])  # fmt: skip
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+                timeout_graceful_shutdown=10)  # fmt: skip
