@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import bench_durable_log
+import bench_gateway
 import bench_import
 import bench_instantiation
 import bench_llm_cache
@@ -55,6 +56,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_tool_dispatch.NAME: bench_tool_dispatch.run,
     bench_durable_log.NAME: bench_durable_log.run,
     bench_remote_modules.NAME: bench_remote_modules.run,
+    bench_gateway.NAME: bench_gateway.run,
 }
 
 

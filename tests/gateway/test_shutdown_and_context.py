@@ -45,7 +45,7 @@ def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
 def pair(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
     up_port, gw_port = _port(), _port()
     upstream = subprocess.Popen(
-        [sys.executable, str(HERE / "upstream_app.py"), str(up_port)],
+        [sys.executable, "-m", "llmagentos.gateway.testing", str(up_port)],
         env=ENV, stderr=subprocess.PIPE,
     )  # fmt: skip
     up_url = f"http://127.0.0.1:{up_port}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -51,5 +50,7 @@ app = Starlette(routes=[
 ])  # fmt: skip
 
 if __name__ == "__main__":
+    import uvicorn
+
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
                 timeout_graceful_shutdown=10)  # fmt: skip

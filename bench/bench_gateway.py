@@ -1,0 +1,167 @@
+"""The gateway's cost: added latency per request, and throughput against a bare app.
+
+Two real processes on loopback, both uvicorn: the upstream (``llmagentos.gateway.
+testing``, a bare Starlette app) and the gateway in front of it.
+
+- latency: sequential ``POST /echo`` requests from one keep-alive client, directly and
+  through the gateway, interleaved; p50 and p99 of each, and the gateway's added p50
+  (target <= 1 ms);
+- throughput: 32 concurrent clients for a fixed time, directly against the bare app
+  and through the gateway (target >= 0.5x the bare app's requests/s). The load
+  generator shares the machine's two cores with both servers, as the gateway would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from _common import BenchResult, Check
+
+NAME = "gateway"
+ROOT = Path(__file__).resolve().parent.parent
+ADDED_MS_TARGET = 1.0
+THROUGHPUT_TARGET = 0.5
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(args: list[str], url: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    process = subprocess.Popen([sys.executable, "-m", *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{args} never became ready")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _latencies(direct: str, via: str, requests: int) -> tuple[list[float], list[float]]:
+    mine: list[float] = []
+    bare: list[float] = []
+    with httpx.Client(timeout=10) as client:
+        for _ in range(50):  # warm both paths
+            client.post(direct, content=b"x")
+            client.post(via, content=b"x")
+        for index in range(requests):
+            for url, into in (
+                ((direct, bare), (via, mine)) if index % 2 else ((via, mine), (direct, bare))
+            ):
+                start = time.perf_counter()
+                client.post(url, content=b"x")
+                into.append((time.perf_counter() - start) * 1000)
+    return bare, mine
+
+
+async def _throughput(url: str, seconds: float, clients: int = 32) -> tuple[float, int]:
+    """Successful requests per second, and how many requests failed."""
+    done = failed = 0
+    stop = time.monotonic() + seconds
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal done, failed
+        while time.monotonic() < stop:
+            try:
+                reply = await client.post(url, content=b"x")
+            except httpx.HTTPError:
+                failed += 1
+                continue
+            if reply.status_code == 200:
+                done += 1
+            else:
+                failed += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+        started = time.monotonic()
+        await asyncio.gather(*(worker(client) for _ in range(clients)))
+        return done / (time.monotonic() - started), failed
+
+
+def run(quick: bool) -> BenchResult:
+    requests, seconds = (300, 2.0) if quick else (2000, 6.0)
+    up_port, gw_port = _port(), _port()
+    upstream_url = f"http://127.0.0.1:{up_port}"
+    gateway_url = f"http://127.0.0.1:{gw_port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "gateway.toml"
+        config.write_text(f'[[services]]\nname = "up"\nreplicas = ["{upstream_url}"]\n')
+        upstream = _start(["llmagentos.gateway.testing", str(up_port)], upstream_url)
+        gateway = _start(
+            ["llmagentos", "gateway", str(config), "--port", str(gw_port)], gateway_url
+        )
+        try:
+            direct, via = f"{upstream_url}/echo", f"{gateway_url}/up/echo"
+            bare, mine = _latencies(direct, via, requests)
+            bare_rps, bare_failed = asyncio.run(_throughput(direct, seconds))
+            gateway_rps, gateway_failed = asyncio.run(_throughput(via, seconds))
+        finally:
+            for process in (gateway, upstream):
+                process.terminate()
+                process.wait(timeout=15)
+    p50 = {"bare": statistics.median(bare), "gateway": statistics.median(mine)}
+    p99 = {"bare": _percentile(bare, 0.99), "gateway": _percentile(mine, 0.99)}
+    added = p50["gateway"] - p50["bare"]
+    rows = [
+        ["direct to the bare app", f"{p50['bare']:.3f}", f"{p99['bare']:.3f}", f"{bare_rps:,.0f}"],
+        ["through the gateway", f"{p50['gateway']:.3f}", f"{p99['gateway']:.3f}",
+         f"{gateway_rps:,.0f}"],
+        ["added by the gateway", f"{added:.3f}", f"{p99['gateway'] - p99['bare']:.3f}", ""],
+    ]  # fmt: skip
+    checks = [
+        Check(
+            name="gateway_added_latency",
+            measured=f"gateway p50 {p50['gateway']:.3f} ms",
+            baseline=f"direct p50 {p50['bare']:.3f} ms",
+            ratio=added / ADDED_MS_TARGET,
+            target=1.0,
+            direction="<=",
+            note=f"added p50 {added:.3f} ms against the 1 ms target",
+        ),
+        Check(
+            name="gateway_throughput",
+            measured=f"gateway {gateway_rps:,.0f} req/s",
+            baseline=f"bare Starlette {bare_rps:,.0f} req/s",
+            ratio=gateway_rps / bare_rps,
+            target=THROUGHPUT_TARGET,
+            direction=">=",
+        ),
+    ]
+    return BenchResult(
+        name=NAME,
+        title=f"gateway: {requests} sequential requests each way; {seconds:g} s x 32 clients",
+        columns=["path", "p50 ms", "p99 ms", "req/s (32 clients)"],
+        rows=rows,
+        checks=checks,
+        params={"requests": requests, "seconds": seconds, "clients": 32},
+        data={
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "rps": {"bare": bare_rps, "gateway": gateway_rps},
+            "failed": {"bare": bare_failed, "gateway": gateway_failed},
+        },
+        notes=[f"failed requests under load: bare {bare_failed}, gateway {gateway_failed}"],
+    )
