@@ -33,7 +33,8 @@ import httpx
 
 from llmagentos.exceptions import ConfigError, MissingExtraError
 from llmagentos.gateway.openai_face import OpenAIFace
-from llmagentos.gateway.registry import ServiceEntry, ServiceRegistry
+from llmagentos.gateway.openapi import gateway_openapi
+from llmagentos.gateway.registry import RESERVED_NAMES, ServiceEntry, ServiceRegistry
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -148,7 +149,9 @@ class Gateway:
         request_id = request.headers.get("x-request-id") or secrets.token_hex(12)
         entry = self.registry.get(name)
         upstream, tried = "-", 0
-        if entry is None:
+        if name in RESERVED_NAMES:
+            reply = _not_allowed(request, request_id)
+        elif entry is None:
             known = ", ".join(self.registry.names()) or "none"
             reply = _problem(404, f"unknown service {name!r} (known: {known})", request_id)
         else:
@@ -231,6 +234,11 @@ class Gateway:
 
         return Response(generate_latest(self.metrics), media_type=CONTENT_TYPE_LATEST)
 
+    async def openapi(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(gateway_openapi(face=self.face is not None))
+
     async def services(self, request: Request) -> Response:
         from starlette.responses import JSONResponse
 
@@ -281,6 +289,7 @@ class Gateway:
                 Route("/healthz", self.healthz),
                 Route("/readyz", self.readyz),
                 Route("/metrics", self.metrics_text),
+                Route("/openapi.json", self.openapi),
                 Route("/gateway/services", self.services),
                 Route(
                     "/gateway/services/{name}/replicas", self.replicas, methods=["POST", "DELETE"]
@@ -291,6 +300,23 @@ class Gateway:
         )
         app.state.gateway = self
         return app
+
+
+def _not_allowed(request: Request, request_id: str) -> Response:
+    """405 for the gateway's own path with a method it does not take (the proxy route
+    would otherwise take it for an unknown service), with the ``Allow`` header."""
+    from starlette.routing import Match, Route
+
+    allowed: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.path != "/{service}/{path:path}":
+            match, _ = route.matches({**request.scope, "method": "GET"})
+            if match is not Match.NONE:
+                allowed |= set(route.methods or ())
+    reply = _problem(405, f"{request.method} is not allowed on {request.url.path}", request_id)
+    if allowed:
+        reply.headers["allow"] = ", ".join(sorted(allowed))
+    return reply
 
 
 def _problem(status: int, detail: str, request_id: str) -> Response:

@@ -21,7 +21,7 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 #: First path segments the gateway answers itself.
-RESERVED_NAMES = frozenset({"v1", "gateway", "healthz", "readyz", "metrics"})
+RESERVED_NAMES = frozenset({"v1", "gateway", "healthz", "readyz", "metrics", "openapi.json"})
 
 
 def check_service_name(name: str, *, field_name: str = "service") -> str:
