@@ -33,6 +33,14 @@ def serve_command(
     max_sessions: Annotated[
         int, typer.Option(min=1, metavar="N", help="Sessions kept before the oldest is evicted.")
     ] = 1024,
+    state_store: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DB",
+            help="Keep sessions in this SQLite file, shared by the service's replicas, so "
+            "a replica can take over a dead one's sessions (each call applied once).",
+        ),
+    ] = None,
 ) -> None:
     """Serve CONFIG's agent modules over HTTP: one agent (and its state) per session.
 
@@ -41,6 +49,7 @@ def serve_command(
     """
     from llmagentos.build import build_agent
     from llmagentos.service.app import KINDS, service_app
+    from llmagentos.service.store import SessionStore
 
     kinds = KINDS if modules == "all" else tuple(k.strip() for k in modules.split(",") if k.strip())
     try:
@@ -50,6 +59,7 @@ def serve_command(
             name=run_config.name,
             kinds=kinds,
             max_sessions=max_sessions,
+            store=None if state_store is None else SessionStore(state_store),
         )
     except LLMAgentOSError as err:
         fail(err)

@@ -25,9 +25,13 @@ names the field or value; only a failure of the service itself is a 5xx.
 from __future__ import annotations
 
 import asyncio
+import json
+import pickle
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,6 +44,7 @@ from llmagentos.exceptions import (
     ModelError,
     ModuleError,
 )
+from llmagentos.service.store import SessionStore
 from llmagentos.service.wire import (
     MODULE_ERRORS,
     SESSION_ERRORS,
@@ -64,46 +69,112 @@ from llmagentos.types import Transition
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["KINDS", "SessionPool", "service_app"]
+__all__ = ["KINDS", "Session", "SessionPool", "service_app"]
 
 KINDS = ("perception", "planning", "execution", "learning")
 T = TypeVar("T")
+# The calling request's Idempotency-Key, set by the middleware for the handler's task.
+_CALL_KEY: ContextVar[str | None] = ContextVar("llmagentos_service_call_key", default=None)
+
+
+@dataclass(slots=True)
+class Session:
+    """A session's agent, its lock, and the version of it this replica holds."""
+
+    built: BuiltAgent
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    version: int = 0
 
 
 class SessionPool:
-    """One built agent per session, least recently used evicted beyond ``max_sessions``."""
+    """One built agent per session, least recently used evicted beyond ``max_sessions``.
 
-    def __init__(self, factory: Callable[[], BuiltAgent], *, max_sessions: int = 1024) -> None:
+    With a :class:`~llmagentos.service.store.SessionStore`, sessions also live outside
+    this replica (see that module): calls are applied exactly once across replicas.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], BuiltAgent],
+        *,
+        max_sessions: int = 1024,
+        store: SessionStore | None = None,
+    ) -> None:
         if max_sessions < 1:
             raise ConfigError("max_sessions", f"must be >= 1 (got {max_sessions})")
         self.factory = factory
         self.max_sessions = max_sessions
-        self._sessions: OrderedDict[str, tuple[BuiltAgent, asyncio.Lock]] = OrderedDict()
+        self.store = store
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def get(self, session: str) -> tuple[BuiltAgent, asyncio.Lock]:
+    def get(self, session: str) -> Session:
         found = self._sessions.get(session)
         if found is None:
-            found = (self.factory(), asyncio.Lock())
+            found = Session(self.factory())
             self._sessions[session] = found
             while len(self._sessions) > self.max_sessions:
-                _, (old, _) = self._sessions.popitem(last=False)
-                old.agent.close()
+                _, old = self._sessions.popitem(last=False)
+                old.built.agent.close()
         else:
             self._sessions.move_to_end(session)
         return found
 
+    async def run(self, session: str, work: Callable[[BuiltAgent], T], key: str | None) -> Any:
+        """Apply ``work`` to the session's agent, once per idempotency ``key``."""
+        entry = self.get(session)
+        async with entry.lock:
+            store = self.store
+            if store is None:
+                return work(entry.built)
+            stored = store.load(session)
+            if stored is not None:
+                if key is not None and key == stored.last_key and stored.last_reply is not None:
+                    return _Replayed(json.loads(stored.last_reply))  # applied already
+                if stored.version != entry.version:
+                    entry.built = pickle.loads(stored.state)  # another replica moved it on
+                    entry.version = stored.version
+            try:
+                result = work(entry.built)
+            except BaseException:
+                entry.version = -1  # half-applied here: reload the stored state next time
+                raise
+            reply = json.dumps(jsonable(result))
+            if not store.save(session, entry.version + 1, pickle.dumps(entry.built), key, reply):
+                entry.version = -1
+                raise ModuleError(
+                    "service", f"session {session!r} was changed by another replica meanwhile"
+                )
+            entry.version += 1
+            return result
+
     def drop(self, session: str) -> bool:
         found = self._sessions.pop(session, None)
         if found is not None:
-            found[0].agent.close()
+            found.built.agent.close()
+        if self.store is not None:
+            stored = self.store.load(session) is not None
+            self.store.drop(session)
+            return found is not None or stored
         return found is not None
 
     def peek(self, session: str) -> BuiltAgent | None:
+        if self.store is not None:
+            stored = self.store.load(session)
+            if stored is not None:
+                built: BuiltAgent = pickle.loads(stored.state)
+                return built
         found = self._sessions.get(session)
-        return None if found is None else found[0]
+        return None if found is None else found.built
+
+
+@dataclass(frozen=True, slots=True)
+class _Replayed:
+    """The stored reply of a call applied before (returned as it was)."""
+
+    content: Any
 
 
 def _fastapi() -> Any:
@@ -121,6 +192,7 @@ def service_app(
     kinds: tuple[str, ...] = KINDS,
     agent: bool = True,
     max_sessions: int = 1024,
+    store: SessionStore | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``kinds`` (and the whole agent when ``agent``).
 
@@ -139,7 +211,7 @@ def service_app(
         if kind not in KINDS:
             raise ConfigError("modules", f"unknown module kind {kind!r}; one of {', '.join(KINDS)}")
     factory()  # fail at start, not on the first request
-    pool = SessionPool(factory, max_sessions=max_sessions)
+    pool = SessionPool(factory, max_sessions=max_sessions, store=store)
     registry = CollectorRegistry()
     requests = Counter(
         "llmagentos_service_requests", "Requests by route and status", ["route", "status"],
@@ -159,6 +231,7 @@ def service_app(
     @app.middleware("http")
     async def _measure(request: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
         started = time.perf_counter()
+        _CALL_KEY.set(request.headers.get("idempotency-key"))
         response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
@@ -184,10 +257,11 @@ def service_app(
     async def _our_error(request: Any, err: LLMAgentOSError) -> Any:
         return JSONResponse({"detail": str(err)}, status_code=500)
 
-    async def in_session(session: str, work: Callable[[BuiltAgent], T]) -> T:
-        built, lock = pool.get(session)
-        async with lock:
-            return work(built)
+    async def in_session(session: str, work: Callable[[BuiltAgent], T]) -> Any:
+        result = await pool.run(session, work, _CALL_KEY.get())
+        if isinstance(result, _Replayed):
+            return JSONResponse(result.content, headers={"x-idempotent-replay": "true"})
+        return result
 
     def module_of(built: BuiltAgent, kind: str) -> Any:
         return built.agent.modules[KINDS.index(kind)]

@@ -64,6 +64,13 @@ class ServiceClient:
             base_url=self.base_url, timeout=timeout, headers=self.headers, transport=transport
         )
         self._async: httpx.AsyncClient | None = None
+        self._calls = 0
+
+    def _key(self) -> dict[str, str]:
+        # One key per call: a gateway may retry it on another replica, and a service
+        # with a session store applies it once (see llmagentos.service.store).
+        self._calls += 1
+        return {"idempotency-key": f"{self.session}:{self._calls}"}
 
     def _reply(self, kind: str, response: httpx.Response) -> Any:
         if response.is_success:
@@ -77,7 +84,9 @@ class ServiceClient:
 
     def post(self, kind: str, path: str, **payload: Any) -> Any:
         try:
-            response = self._client.post(path, json={"session": self.session, **payload})
+            response = self._client.post(
+                path, json={"session": self.session, **payload}, headers=self._key()
+            )
         except httpx.HTTPError as err:
             raise ModuleError(kind, f"remote {self.base_url}{path}: {err!r}") from err
         return self._reply(kind, response)
@@ -88,7 +97,9 @@ class ServiceClient:
                 base_url=self.base_url, timeout=self.timeout, headers=self.headers
             )
         try:
-            response = await self._async.post(path, json={"session": self.session, **payload})
+            response = await self._async.post(
+                path, json={"session": self.session, **payload}, headers=self._key()
+            )
         except httpx.HTTPError as err:
             raise ModuleError(kind, f"remote {self.base_url}{path}: {err!r}") from err
         return self._reply(kind, response)
