@@ -15,5 +15,6 @@ if ! command -v bwrap >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)
     || echo "warning: could not install bubblewrap; sandbox tests use the unshare backend" >&2
 fi
 bash scripts/install-mcp-test-servers.sh
+bash scripts/install-redis.sh
 echo "== pytest"
 python -m pytest "$@"

@@ -20,6 +20,8 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     ├── DeployError            a deployment could not start or be found
     ├── JournalError           a durable run's journal cannot be used
     │   └── ResumeMismatch     a resumed run did not replay as recorded
+    ├── GatewayError           the gateway refused a request (``status``: the HTTP status)
+    │   └── AuthError          401 missing/malformed/unknown/revoked key, 403 no scope
     ├── ToolError              a tool error raised on purpose (a failed call is a result)
     │   ├── ToolDefinitionError  a tool cannot be built or registered (also ValueError)
     │   ├── URLRefused         a URL refused before connecting (SSRF guard; also ValueError)
@@ -50,11 +52,13 @@ from typing import Any
 __all__ = [
     "ActionError",
     "ApprovalPending",
+    "AuthError",
     "BudgetExceeded",
     "CheckError",
     "ConfigError",
     "DeployError",
     "EnvError",
+    "GatewayError",
     "JournalError",
     "MCPConnectionError",
     "MCPError",
@@ -246,6 +250,27 @@ class ResumeMismatch(JournalError):
             f"{_short(recorded)}, replay gave {_short(replayed)} (is the agent seeded and "
             "deterministic, and the config unchanged?)"
         )
+
+
+class GatewayError(LLMAgentOSError):
+    """The gateway refused a request; ``status`` is the HTTP status it answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class AuthError(GatewayError):
+    """A request is not authenticated (401) or not allowed (403).
+
+    Attributes:
+        reason: ``missing``, ``malformed``, ``unknown``, ``revoked`` (401) or
+            ``forbidden`` (403).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(403 if reason == "forbidden" else 401, message)
 
 
 class ToolError(LLMAgentOSError):
