@@ -25,6 +25,7 @@ from llmagentos.cli.codegen import codegen_command
 from llmagentos.cli.deploy import down_command, status_command, up_command
 from llmagentos.cli.env import env_app
 from llmagentos.cli.gateway import gateway_command
+from llmagentos.cli.keys import keys_app
 from llmagentos.cli.mcp import mcp_app
 from llmagentos.cli.registry import registry_app
 from llmagentos.cli.run import run_command
@@ -74,6 +75,7 @@ app.command("down")(down_command)
 app.command("status")(status_command)
 app.add_typer(env_app, name="env")
 app.add_typer(mcp_app, name="mcp")
+app.add_typer(keys_app, name="keys")
 app.add_typer(registry_app, name="registry")
 app.add_typer(runs_app, name="runs")
 

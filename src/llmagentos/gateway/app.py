@@ -21,19 +21,23 @@ run time. ``/healthz``, ``/readyz`` and ``/metrics`` are the gateway's own.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from llmagentos.exceptions import ConfigError, MissingExtraError
+from llmagentos.exceptions import AuthError, ConfigError, GatewayError, MissingExtraError
+from llmagentos.gateway.auth import ApiKeyStore, scoped_session
 from llmagentos.gateway.openai_face import OpenAIFace
 from llmagentos.gateway.openapi import gateway_openapi
+from llmagentos.gateway.ratelimit import RateLimiter
 from llmagentos.gateway.registry import RESERVED_NAMES, ServiceEntry, ServiceRegistry
 
 if TYPE_CHECKING:
@@ -104,6 +108,11 @@ class Gateway:
         transport: an httpx transport for the upstream calls (tests).
         face: the OpenAI-compatible routes (``/v1/models``, ``/v1/chat/completions``)
             over the exposed models and agents, if any.
+        keys: API keys; with them every proxied request needs ``Authorization: Bearer
+            <key>`` (401 otherwise) and a scope for ``service:route`` (403 otherwise),
+            and a JSON body's ``session`` (or a ``/v1/sessions/<id>`` path) is moved
+            into the key's tenant, so tenants never reach each other's sessions.
+        limiter: per-key (or per-client-address) token buckets: 429 with ``Retry-After``.
     """
 
     def __init__(
@@ -114,6 +123,8 @@ class Gateway:
         retries: int = 1,
         transport: httpx.AsyncBaseTransport | None = None,
         face: OpenAIFace | None = None,
+        keys: ApiKeyStore | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         if max_body_bytes < 1:
             raise ConfigError("max_body_bytes", f"must be >= 1 (got {max_body_bytes})")
@@ -125,6 +136,8 @@ class Gateway:
             raise MissingExtraError("the gateway", "serve", "prometheus-client") from err
         self.registry = registry
         self.face = face
+        self.keys = keys
+        self.limiter = limiter
         self.max_body_bytes = max_body_bytes
         self.retries = retries
         self.client = httpx.AsyncClient(
@@ -149,7 +162,10 @@ class Gateway:
         request_id = request.headers.get("x-request-id") or secrets.token_hex(12)
         entry = self.registry.get(name)
         upstream, tried = "-", 0
-        if name in RESERVED_NAMES:
+        refused = await self._admit(request, name, route, request_id)
+        if refused is not None:
+            reply = refused
+        elif name in RESERVED_NAMES:
             reply = _not_allowed(request, request_id)
         elif entry is None:
             known = ", ".join(self.registry.names()) or "none"
@@ -160,9 +176,14 @@ class Gateway:
             except _TooLarge:
                 reply = _problem(413, f"request body over {self.max_body_bytes} bytes", request_id)
             else:
-                reply, upstream, tried = await self._forward(
-                    request, entry, route, body, request_id
-                )
+                scoped = _scoped_body(request, body)
+                if isinstance(scoped, GatewayError):
+                    reply = _problem(scoped.status, str(scoped), request_id)
+                else:
+                    route = _scoped_route(request, route)
+                    reply, upstream, tried = await self._forward(
+                        request, entry, route, scoped, request_id
+                    )
         seconds = time.perf_counter() - started
         self.requests_total.labels(name, upstream, str(reply.status_code)).inc()
         self.latency.labels(name).observe(seconds)
@@ -215,6 +236,46 @@ class Gateway:
             out["x-request-id"] = request_id
             reply = Response(answer.content, status_code=answer.status_code, headers=out)
             return reply, url, len(tried)
+
+    def _guard(
+        self, service: str, route: str, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """``handler`` behind the same keys and limits as the proxied routes."""
+
+        async def guarded(request: Request) -> Response:
+            request_id = request.headers.get("x-request-id") or secrets.token_hex(12)
+            refused = await self._admit(request, service, route, request_id)
+            return refused if refused is not None else await handler(request)
+
+        return guarded
+
+    async def _admit(
+        self, request: Request, service: str, route: str, request_id: str
+    ) -> Response | None:
+        """Authenticate, authorise and rate-limit; the refusal, or ``None`` to go on."""
+        principal = None
+        if self.keys is not None:
+            try:
+                # scrypt takes ~40 ms for an uncached key: not on the event loop.
+                principal = await asyncio.to_thread(
+                    self.keys.authenticate, request.headers.get("authorization")
+                )
+                principal.require(service, route)
+            except AuthError as err:
+                reply = _problem(err.status, str(err), request_id)
+                if err.status == 401:
+                    reply.headers["www-authenticate"] = 'Bearer realm="llmagentos"'
+                return reply
+            request.state.principal = principal
+        if self.limiter is not None:
+            client = request.client.host if request.client is not None else "-"
+            who = principal.key_id if principal is not None else f"ip:{client}"
+            decision = await self.limiter.take(who)
+            if not decision.allowed:
+                reply = _problem(429, f"rate limit reached for {who}", request_id)
+                reply.headers["retry-after"] = str(max(1, math.ceil(decision.retry_after)))
+                return reply
+        return None
 
     # -- the gateway's own routes ---------------------------------------------------------
 
@@ -280,8 +341,10 @@ class Gateway:
 
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
         face = [] if self.face is None else [
-            Route("/v1/models", self.face.models),
-            Route("/v1/chat/completions", self.face.chat_completions, methods=["POST"]),
+            Route("/v1/models", self._guard("v1", "/models", self.face.models)),
+            Route("/v1/chat/completions",
+                  self._guard("v1", "/chat/completions", self.face.chat_completions),
+                  methods=["POST"]),
         ]  # fmt: skip
         app = Starlette(
             routes=[
@@ -290,9 +353,11 @@ class Gateway:
                 Route("/readyz", self.readyz),
                 Route("/metrics", self.metrics_text),
                 Route("/openapi.json", self.openapi),
-                Route("/gateway/services", self.services),
+                Route("/gateway/services", self._guard("gateway", "/services", self.services)),
                 Route(
-                    "/gateway/services/{name}/replicas", self.replicas, methods=["POST", "DELETE"]
+                    "/gateway/services/{name}/replicas",
+                    self._guard("gateway", "/replicas", self.replicas),
+                    methods=["POST", "DELETE"],
                 ),
                 Route("/{service}/{path:path}", self.proxy, methods=methods),
             ],
@@ -300,6 +365,37 @@ class Gateway:
         )
         app.state.gateway = self
         return app
+
+
+def _scoped_body(request: Request, body: bytes) -> bytes | GatewayError:
+    """The body with its ``session`` moved into the caller's tenant (JSON objects only)."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None or not body or "json" not in request.headers.get("content-type", ""):
+        return body
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body  # the service answers bad JSON itself
+    if not isinstance(data, dict) or not isinstance(data.get("session"), str):
+        return body
+    try:
+        data["session"] = scoped_session(principal, data["session"])
+    except GatewayError as err:
+        return err
+    return json.dumps(data).encode()
+
+
+def _scoped_route(request: Request, route: str) -> str:
+    """``/v1/sessions/<id>...`` with the id moved into the caller's tenant."""
+    principal = getattr(request.state, "principal", None)
+    prefix = "/v1/sessions/"
+    if principal is None or not route.startswith(prefix):
+        return route
+    session, slash, rest = route[len(prefix) :].partition("/")
+    try:
+        return prefix + scoped_session(principal, session) + slash + rest
+    except GatewayError:
+        return route  # the service answers 404/422 for an id it cannot have
 
 
 def _not_allowed(request: Request, request_id: str) -> Response:

@@ -12,6 +12,12 @@ Example (TOML)::
     timeout = 10
     idempotent_routes = ["/v1/perception/perceive"]
 
+    [gateway]                       # optional admission control
+    keys = "keys.db"                # API keys (llmagentos keys create ...)
+    rate_per_second = 50            # per key (per client address without keys)
+    burst = 100
+    redis_url = "redis://127.0.0.1:6379"   # share the limits across gateway replicas
+
     [[models]]                      # on /v1/models and /v1/chat/completions
     name = "smollm2"
     model = "local:smollm2"         # any llmagentos model id
@@ -30,7 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmagentos.exceptions import ConfigError
+from llmagentos.gateway.auth import ApiKeyStore
 from llmagentos.gateway.openai_face import Exposed
+from llmagentos.gateway.ratelimit import RedisTokenBucket, TokenBucket
 from llmagentos.gateway.registry import ServiceRegistry
 
 if TYPE_CHECKING:
@@ -39,7 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["GatewayConfig", "load_gateway_config"]
 
-_GATEWAY_FIELDS = {"max_body_bytes", "retries"}
+_INT_FIELDS = {"max_body_bytes", "retries"}
+_GATEWAY_FIELDS = _INT_FIELDS | {"keys", "rate_per_second", "burst", "redis_url"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +89,41 @@ def _exposed(data: dict[str, Any], base: Path) -> list[Exposed]:
     return exposed
 
 
+def _admission(options: dict[str, Any], base: Path) -> None:
+    """Turn ``keys``, ``rate_per_second``/``burst`` and ``redis_url`` into objects."""
+    keys = options.pop("keys", None)
+    if keys is not None:
+        if not isinstance(keys, str) or not keys:
+            raise ConfigError("gateway.keys", f"must be the path of a key file (got {keys!r})")
+        path = Path(keys) if Path(keys).is_absolute() else base / keys
+        if not path.is_file():
+            raise ConfigError(
+                "gateway.keys", f"{path}: no key file (make one with 'llmagentos keys create')"
+            )
+        options["keys"] = ApiKeyStore(path)
+    rate, burst = options.pop("rate_per_second", None), options.pop("burst", None)
+    redis_url = options.pop("redis_url", None)
+    if rate is None:
+        if burst is not None or redis_url is not None:
+            raise ConfigError("gateway.rate_per_second", "set it to use burst or redis_url")
+        return
+    for field, value in (
+        ("rate_per_second", rate),
+        ("burst", burst if burst is not None else rate),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"gateway.{field}", f"must be a number > 0 (got {value!r})")
+    size = float(burst if burst is not None else rate)
+    if redis_url is not None:
+        if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://")):
+            raise ConfigError(
+                "gateway.redis_url", f"expected redis://host:port (got {redis_url!r})"
+            )
+        options["limiter"] = RedisTokenBucket(redis_url, float(rate), size)
+    else:
+        options["limiter"] = TokenBucket(float(rate), size)
+
+
 def load_gateway_config(path: str | Path) -> GatewayConfig:
     """Read and check a gateway config; every error names its field."""
     source = Path(path)
@@ -95,9 +139,11 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
     options = dict(data.get("gateway", {}))
     for key in sorted(set(options) - _GATEWAY_FIELDS):
         raise ConfigError(f"gateway.{key}", "unknown field")
-    for key, value in options.items():
+    for key in _INT_FIELDS & set(options):
+        value = options[key]
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"gateway.{key}", f"must be an integer (got {value!r})")
+    _admission(options, source.parent)
     services = data.get("services", [])
     if not isinstance(services, list):
         raise ConfigError("services", "must be a list of [[services]] tables")
