@@ -39,6 +39,7 @@ from llmagentos.gateway.openai_face import OpenAIFace
 from llmagentos.gateway.openapi import gateway_openapi
 from llmagentos.gateway.ratelimit import RateLimiter
 from llmagentos.gateway.registry import RESERVED_NAMES, ServiceEntry, ServiceRegistry
+from llmagentos.gateway.runtime import ResilienceSettings, ServiceRuntime
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -113,6 +114,9 @@ class Gateway:
             and a JSON body's ``session`` (or a ``/v1/sessions/<id>`` path) is moved
             into the key's tenant, so tenants never reach each other's sessions.
         limiter: per-key (or per-client-address) token buckets: 429 with ``Retry-After``.
+        resilience: balancing, retry budget, breaker and ejection settings for every
+            service (defaults: least-outstanding, 20% retries, 5 failures open the
+            breaker for 30 s, 5 failures eject a replica).
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class Gateway:
         face: OpenAIFace | None = None,
         keys: ApiKeyStore | None = None,
         limiter: RateLimiter | None = None,
+        resilience: ResilienceSettings | None = None,
     ) -> None:
         if max_body_bytes < 1:
             raise ConfigError("max_body_bytes", f"must be >= 1 (got {max_body_bytes})")
@@ -138,6 +143,8 @@ class Gateway:
         self.face = face
         self.keys = keys
         self.limiter = limiter
+        self.resilience = resilience or ResilienceSettings()
+        self._runtimes: dict[str, ServiceRuntime] = {}
         self.max_body_bytes = max_body_bytes
         self.retries = retries
         self.client = httpx.AsyncClient(
@@ -195,47 +202,77 @@ class Gateway:
             }))  # fmt: skip
         return reply
 
+    def _runtime(self, entry: ServiceEntry) -> ServiceRuntime:
+        runtime = self._runtimes.get(entry.name)
+        if runtime is None:
+            runtime = self._runtimes[entry.name] = ServiceRuntime(self.resilience)
+        return runtime
+
     async def _forward(
         self, request: Request, entry: ServiceEntry, route: str, body: bytes, request_id: str
     ) -> tuple[Response, str, int]:
-        """Send to the replicas in turn; returns the reply, the last upstream, attempts."""
+        """Send to the replicas in turn; returns the reply, the last upstream, attempts.
+
+        The service's breaker may refuse at once (503); a refused connection moves on to
+        another replica for any method; a failure after the request reached a replica
+        (an error, a timeout, a 5xx) is retried on another only for idempotent calls
+        and only while the service's retry budget allows.
+        """
         from starlette.responses import Response
 
-        headers = _forwarded(request.headers)
-        headers["x-request-id"] = request_id
-        headers["traceparent"] = _traceparent(request.headers.get("traceparent"))
-        if request.client is not None:
-            headers["x-forwarded-for"] = request.client.host
+        runtime = self._runtime(entry)
+        permit = runtime.breaker.acquire()
+        if permit is None:
+            wait = max(1, math.ceil(runtime.breaker.retry_after()))
+            reply = _problem(503, f"{entry.name!r} is failing; circuit open", request_id)
+            reply.headers["retry-after"] = str(wait)
+            return reply, "-", 0
+        runtime.budget.record_request()
+        headers = _upstream_headers(request, request_id)
         idempotent = _is_idempotent(request.method, route, entry, request.headers)
-        tried: list[str] = []
-        retries_left = self.retries
+        tried: set[str] = set()
+        attempts = 0
+        failure: Response | None = None
         while True:
-            url = self.registry.pick(entry, exclude=tried)
-            if url is None:
+            replica = runtime.pick(entry, tried)
+            if replica is None:
+                permit.failure()
                 detail = f"no replica of {entry.name!r} is available"
-                return _problem(503, detail, request_id), tried[-1] if tried else "-", len(tried)
-            tried.append(url)
+                return failure or _problem(503, detail, request_id), "-", attempts
+            tried.add(replica.url)
+            attempts += 1
+            replica.begin()
             try:
                 answer = await self.client.request(
-                    request.method, url + route, content=body, headers=headers,
+                    request.method, replica.url + route, content=body, headers=headers,
                     params=request.query_params, timeout=entry.timeout,
                 )  # fmt: skip
             except httpx.ConnectError:
+                runtime.record(replica, False, entry)
                 continue  # nothing reached that replica: safe to go on, whatever the method
             except httpx.HTTPError as err:
-                if idempotent and retries_left > 0:
-                    retries_left -= 1
+                runtime.record(replica, False, entry)
+                if idempotent and runtime.budget.can_retry():
                     continue
+                permit.failure()
                 if isinstance(err, httpx.TimeoutException):
                     detail = f"{entry.name!r} did not answer within {entry.timeout:g} s"
-                    return _problem(504, detail, request_id), url, len(tried)
+                    return _problem(504, detail, request_id), replica.url, attempts
                 detail = f"{entry.name!r} failed: {type(err).__name__}"
-                return _problem(502, detail, request_id), url, len(tried)
+                return _problem(502, detail, request_id), replica.url, attempts
+            finally:
+                replica.end()
+            ok = answer.status_code < 500
+            runtime.record(replica, ok, entry)
             out = _forwarded(answer.headers)
             out.pop("content-encoding", None)  # httpx has decoded the body
             out["x-request-id"] = request_id
             reply = Response(answer.content, status_code=answer.status_code, headers=out)
-            return reply, url, len(tried)
+            if not ok and idempotent and runtime.budget.can_retry():
+                failure = reply  # kept in case no other replica is left to ask
+                continue
+            permit.record(ok)
+            return reply, replica.url, attempts
 
     def _guard(
         self, service: str, route: str, handler: Callable[[Request], Awaitable[Response]]
@@ -365,6 +402,15 @@ class Gateway:
         )
         app.state.gateway = self
         return app
+
+
+def _upstream_headers(request: Request, request_id: str) -> dict[str, str]:
+    headers = _forwarded(request.headers)
+    headers["x-request-id"] = request_id
+    headers["traceparent"] = _traceparent(request.headers.get("traceparent"))
+    if request.client is not None:
+        headers["x-forwarded-for"] = request.client.host
+    return headers
 
 
 def _scoped_body(request: Request, body: bytes) -> bytes | GatewayError:

@@ -40,6 +40,7 @@ from llmagentos.gateway.auth import ApiKeyStore
 from llmagentos.gateway.openai_face import Exposed
 from llmagentos.gateway.ratelimit import RedisTokenBucket, TokenBucket
 from llmagentos.gateway.registry import ServiceRegistry
+from llmagentos.gateway.runtime import ResilienceSettings, ServiceRuntime
 
 if TYPE_CHECKING:
     from llmagentos.agent import Agent
@@ -48,7 +49,10 @@ if TYPE_CHECKING:
 __all__ = ["GatewayConfig", "load_gateway_config"]
 
 _INT_FIELDS = {"max_body_bytes", "retries"}
-_GATEWAY_FIELDS = _INT_FIELDS | {"keys", "rate_per_second", "burst", "redis_url"}
+_RESILIENCE_FIELDS = set(ResilienceSettings.__dataclass_fields__)
+_GATEWAY_FIELDS = (
+    _INT_FIELDS | _RESILIENCE_FIELDS | {"keys", "rate_per_second", "burst", "redis_url"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,30 @@ def _admission(options: dict[str, Any], base: Path) -> None:
         options["limiter"] = TokenBucket(float(rate), size)
 
 
+def _resilience(options: dict[str, Any]) -> None:
+    given = {key: options.pop(key) for key in _RESILIENCE_FIELDS & set(options)}
+    if not given:
+        return
+    balancing = given.get("balancing", "least_outstanding")
+    if balancing not in ("least_outstanding", "round_robin"):
+        raise ConfigError(
+            "gateway.balancing", f"one of least_outstanding, round_robin (got {balancing!r})"
+        )
+    for key, value in given.items():
+        if key != "balancing" and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+        ):
+            raise ConfigError(f"gateway.{key}", f"must be a number >= 0 (got {value!r})")
+    try:
+        settings = ResilienceSettings(**given)
+        ServiceRuntime(settings)  # builds the blocks once, which checks every range
+    except TypeError as err:
+        raise ConfigError("gateway", str(err)) from err
+    except ConfigError as err:
+        raise ConfigError(f"gateway.{err.field}", err.problem) from err
+    options["resilience"] = settings
+
+
 def load_gateway_config(path: str | Path) -> GatewayConfig:
     """Read and check a gateway config; every error names its field."""
     source = Path(path)
@@ -144,6 +172,7 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"gateway.{key}", f"must be an integer (got {value!r})")
     _admission(options, source.parent)
+    _resilience(options)
     services = data.get("services", [])
     if not isinstance(services, list):
         raise ConfigError("services", "must be a list of [[services]] tables")

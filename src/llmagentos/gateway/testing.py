@@ -40,6 +40,13 @@ async def flaky(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
+async def status(request: Request) -> Response:
+    # Answers with the status in the path, counting the call: /status/500, /status/418.
+    COUNTS["calls"] += 1
+    code = int(request.path_params["code"])
+    return PlainTextResponse(f"status {code}", status_code=code)
+
+
 async def calls(request: Request) -> Response:
     return JSONResponse(COUNTS)
 
@@ -47,6 +54,7 @@ async def calls(request: Request) -> Response:
 app = Starlette(routes=[
     Route("/readyz", ready), Route("/echo", echo, methods=["GET", "POST", "PUT"]),
     Route("/slow", slow), Route("/flaky", flaky, methods=["GET", "POST"]), Route("/calls", calls),
+    Route("/status/{code:int}", status, methods=["GET", "POST"]),
 ])  # fmt: skip
 
 if __name__ == "__main__":

@@ -1,0 +1,75 @@
+"""Per-service state the gateway keeps while routing: replicas, breaker, retry budget.
+
+The registry says which replicas a service has; this keeps what the gateway has
+learned about them (outstanding calls, ejections) and the service's circuit breaker
+and retry budget, and follows the registry as replicas come and go.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from llmagentos.gateway.balancer import LeastOutstanding, OutlierDetector, Replica, RoundRobin
+from llmagentos.gateway.breaker import CircuitBreaker
+from llmagentos.gateway.registry import ServiceEntry
+from llmagentos.gateway.retry_budget import RetryBudget
+
+__all__ = ["ResilienceSettings", "ServiceRuntime"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResilienceSettings:
+    """The gateway's defaults for every service (``[gateway]`` in its config)."""
+
+    balancing: str = "least_outstanding"  # or "round_robin"
+    retry_ratio: float = 0.2
+    retry_floor_per_second: float = 1.0
+    breaker_failures: int = 5
+    breaker_open_seconds: float = 30.0
+    eject_after_failures: int = 5
+
+
+@dataclass(slots=True)
+class ServiceRuntime:
+    settings: ResilienceSettings
+    breaker: CircuitBreaker = field(init=False)
+    budget: RetryBudget = field(init=False)
+    picker: RoundRobin | LeastOutstanding = field(init=False)
+    outliers: OutlierDetector = field(init=False)
+    replicas: dict[str, Replica] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        self.breaker = CircuitBreaker(
+            failure_threshold=settings.breaker_failures, open_seconds=settings.breaker_open_seconds
+        )
+        self.budget = RetryBudget(
+            settings.retry_ratio, min_per_second=settings.retry_floor_per_second
+        )
+        self.picker = RoundRobin() if settings.balancing == "round_robin" else LeastOutstanding()
+        self.outliers = OutlierDetector(consecutive_failures=settings.eject_after_failures)
+
+    def pool(self, entry: ServiceEntry) -> list[Replica]:
+        """The service's replicas, following the registry (new ones added, gone ones dropped)."""
+        current = set(entry.replicas)
+        for url in list(self.replicas):
+            if url not in current:
+                del self.replicas[url]
+        for url in entry.replicas:
+            if url not in self.replicas:
+                self.replicas[url] = Replica(url)
+        return [self.replicas[url] for url in entry.replicas]
+
+    def pick(self, entry: ServiceEntry, exclude: set[str]) -> Replica | None:
+        candidates = [r for r in self.pool(entry) if r.url not in exclude]
+        choice = self.picker.pick(candidates)
+        if choice is None and candidates:
+            # Every candidate is ejected or unhealthy: try one anyway rather than fail
+            # a request the gateway might still serve (ejection is a hint, not a ban).
+            now = time.monotonic()
+            choice = min(candidates, key=lambda r: (r.ejected_until > now, r.outstanding))
+        return choice
+
+    def record(self, replica: Replica, success: bool, entry: ServiceEntry) -> None:
+        self.outliers.record(replica, success, self.pool(entry))
