@@ -35,6 +35,7 @@ import httpx
 
 from llmagentos.exceptions import AuthError, ConfigError, GatewayError, MissingExtraError
 from llmagentos.gateway.auth import ApiKeyStore, scoped_session
+from llmagentos.gateway.balancer import HealthChecker, Replica
 from llmagentos.gateway.openai_face import OpenAIFace
 from llmagentos.gateway.openapi import gateway_openapi
 from llmagentos.gateway.ratelimit import RateLimiter
@@ -136,7 +137,7 @@ class Gateway:
         if retries < 0:
             raise ConfigError("retries", f"must be >= 0 (got {retries})")
         try:
-            from prometheus_client import CollectorRegistry, Counter, Histogram
+            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
         except ImportError as err:
             raise MissingExtraError("the gateway", "serve", "prometheus-client") from err
         self.registry = registry
@@ -154,6 +155,14 @@ class Gateway:
         self.requests_total = Counter(
             "llmagentos_gateway_requests", "Proxied requests", ["service", "upstream", "status"],
             registry=self.metrics,
+        )  # fmt: skip
+        self.replica_healthy = Gauge(
+            "llmagentos_gateway_replica_healthy", "1 when a replica passes its checks and is "
+            "not ejected", ["service", "replica"], registry=self.metrics,
+        )  # fmt: skip
+        self.breaker_open = Gauge(
+            "llmagentos_gateway_breaker_open", "1 while a service's circuit breaker is not closed",
+            ["service"], registry=self.metrics,
         )  # fmt: skip
         self.latency = Histogram(
             "llmagentos_gateway_request_seconds", "Proxied request time", ["service"],
@@ -201,6 +210,15 @@ class Gateway:
                 "ms": round(seconds * 1000, 2), "attempts": tried,
             }))  # fmt: skip
         return reply
+
+    def all_replicas(self) -> list[Replica]:
+        """Every registered replica (what the active health checker polls)."""
+        replicas: list[Replica] = []
+        for name in self.registry.names():
+            entry = self.registry.get(name)
+            if entry is not None:
+                replicas += self._runtime(entry).pool(entry)
+        return replicas
 
     def _runtime(self, entry: ServiceEntry) -> ServiceRuntime:
         runtime = self._runtimes.get(entry.name)
@@ -330,6 +348,11 @@ class Gateway:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
         from starlette.responses import Response
 
+        now = time.monotonic()
+        for name, runtime in self._runtimes.items():
+            self.breaker_open.labels(name).set(runtime.breaker.state.value != "closed")
+            for url, replica in runtime.replicas.items():
+                self.replica_healthy.labels(name, url).set(replica.available(now))
         return Response(generate_latest(self.metrics), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(self, request: Request) -> Response:
@@ -373,7 +396,13 @@ class Gateway:
 
         @asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            checker = None
+            if self.resilience.health_interval > 0:
+                checker = HealthChecker(self.all_replicas, interval=self.resilience.health_interval)
+                checker.start()
             yield
+            if checker is not None:
+                await checker.stop()
             await self.client.aclose()
 
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

@@ -28,6 +28,7 @@ class ResilienceSettings:
     breaker_failures: int = 5
     breaker_open_seconds: float = 30.0
     eject_after_failures: int = 5
+    health_interval: float = 5.0  # seconds between active checks of /readyz; 0: none
 
 
 @dataclass(slots=True)
