@@ -135,6 +135,10 @@ def test_the_config_builds_keys_and_limits_and_names_bad_fields(tmp_path: Path) 
         '[gateway]\nrate_per_second = 1\nredis_url = "http://x"\n': "gateway.redis_url",
         "[gateway]\nretries = 1.5\n": "gateway.retries",
         "[gateway]\ncolour = 1\n": "gateway.colour",
+        '[gateway]\nbalancing = "random"\n': "gateway.balancing",
+        '[[services]]\nname = "x"\nroute_timeouts = { "slow" = 1 }\n': (
+            "services[0].route_timeouts.slow"
+        ),
     }
     for text, field in cases.items():
         bad = tmp_path / "bad.toml"

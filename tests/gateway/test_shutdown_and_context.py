@@ -51,7 +51,10 @@ def pair(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
     up_url = f"http://127.0.0.1:{up_port}"
     _wait(up_url, upstream)
     config = tmp_path / "gw.toml"
-    config.write_text(f'[[services]]\nname = "up"\nreplicas = ["{up_url}"]\ntimeout = 5\n')
+    config.write_text(
+        f'[[services]]\nname = "up"\nreplicas = ["{up_url}"]\ntimeout = 5\n'
+        'route_timeouts = { "/nap" = 0.3 }\n'
+    )
     gateway = subprocess.Popen(
         [sys.executable, "-m", "llmagentos", "gateway", str(config), "--port", str(gw_port)],
         env=ENV, stderr=subprocess.PIPE,
@@ -108,3 +111,12 @@ def test_upstream_errors_pass_through_unretried(pair) -> None:
     assert sorted(statuses) == [200] * 5 + [500] * 5  # the upstream's answers, as they were
     assert after - before == 10  # one upstream call per client call: a POST is not retried
     assert json.loads(httpx.get(f"{gateway}/gateway/services").text)["services"][0]["name"] == "up"
+
+
+def test_routes_have_their_own_timeouts(pair) -> None:
+    gateway, _, _ = pair
+    started = time.monotonic()
+    cut = httpx.get(f"{gateway}/up/nap?s=2", timeout=10)
+    assert cut.status_code == 504 and "0.3 s" in cut.json()["detail"]
+    assert time.monotonic() - started < 1.5
+    assert httpx.get(f"{gateway}/up/slow?s=0.5", timeout=10).status_code == 200  # the 5 s

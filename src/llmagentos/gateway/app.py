@@ -263,21 +263,18 @@ class Gateway:
             try:
                 answer = await self.client.request(
                     request.method, replica.url + route, content=body, headers=headers,
-                    params=request.query_params, timeout=entry.timeout,
+                    params=request.query_params, timeout=entry.timeout_for(route),
                 )  # fmt: skip
             except httpx.ConnectError:
                 runtime.record(replica, False, entry)
                 continue  # nothing reached that replica: safe to go on, whatever the method
             except httpx.HTTPError as err:
                 runtime.record(replica, False, entry)
+                failure = _failed(err, entry, route, request_id)
                 if idempotent and runtime.budget.can_retry():
-                    continue
+                    continue  # kept as the answer if no other replica is left to ask
                 permit.failure()
-                if isinstance(err, httpx.TimeoutException):
-                    detail = f"{entry.name!r} did not answer within {entry.timeout:g} s"
-                    return _problem(504, detail, request_id), replica.url, attempts
-                detail = f"{entry.name!r} failed: {type(err).__name__}"
-                return _problem(502, detail, request_id), replica.url, attempts
+                return failure, replica.url, attempts
             finally:
                 replica.end()
             ok = answer.status_code < 500
@@ -431,6 +428,14 @@ class Gateway:
         )
         app.state.gateway = self
         return app
+
+
+def _failed(err: httpx.HTTPError, entry: ServiceEntry, route: str, request_id: str) -> Response:
+    """504 for a timeout, 502 for any other failure of a call that reached a replica."""
+    if isinstance(err, httpx.TimeoutException):
+        limit = entry.timeout_for(route)
+        return _problem(504, f"{entry.name!r} did not answer within {limit:g} s", request_id)
+    return _problem(502, f"{entry.name!r} failed: {type(err).__name__}", request_id)
 
 
 def _upstream_headers(request: Request, request_id: str) -> dict[str, str]:

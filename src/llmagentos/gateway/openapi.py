@@ -34,8 +34,9 @@ _SERVICE = {
         "replicas": {"type": "array", "items": {"type": "string"}},
         "timeout": {"type": "number"},
         "idempotent_routes": {"type": "array", "items": {"type": "string"}},
+        "route_timeouts": {"type": "object", "additionalProperties": {"type": "number"}},
     },
-    "required": ["name", "replicas", "timeout", "idempotent_routes"],
+    "required": ["name", "replicas", "timeout", "idempotent_routes", "route_timeouts"],
 }
 _REPLICA_BODY = {
     "required": True,

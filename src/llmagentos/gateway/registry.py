@@ -51,7 +51,16 @@ class ServiceEntry:
     replicas: list[str] = field(default_factory=list)
     timeout: float = 30.0
     idempotent_routes: tuple[str, ...] = ()
+    route_timeouts: dict[str, float] = field(default_factory=dict)
     _next: int = 0
+
+    def timeout_for(self, route: str) -> float:
+        """The timeout of the longest ``route_timeouts`` prefix of ``route``, else the service's."""
+        best, seconds = -1, self.timeout
+        for prefix, limit in self.route_timeouts.items():
+            if route.startswith(prefix) and len(prefix) > best:
+                best, seconds = len(prefix), limit
+        return seconds
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +68,7 @@ class ServiceEntry:
             "replicas": list(self.replicas),
             "timeout": self.timeout,
             "idempotent_routes": list(self.idempotent_routes),
+            "route_timeouts": dict(self.route_timeouts),
         }
 
 
@@ -75,7 +85,7 @@ class ServiceRegistry:
         self, spec: Mapping[str, Any], *, field_prefix: str = "service"
     ) -> ServiceEntry:
         """Add (or replace) a service from ``{"name", "replicas", "timeout", ...}``."""
-        known = {"name", "replicas", "timeout", "idempotent_routes"}
+        known = {"name", "replicas", "timeout", "idempotent_routes", "route_timeouts"}
         unknown = sorted(set(spec) - known)
         if unknown:
             raise ConfigError(f"{field_prefix}.{unknown[0]}", "unknown field")
@@ -88,7 +98,15 @@ class ServiceRegistry:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ConfigError(f"{field_prefix}.timeout", f"must be a number > 0 (got {timeout!r})")
         routes = tuple(str(route) for route in spec.get("idempotent_routes", ()))
-        entry = ServiceEntry(name, replicas, float(timeout), routes)
+        route_timeouts: dict[str, float] = {}
+        for prefix, limit in dict(spec.get("route_timeouts", {})).items():
+            where = f"{field_prefix}.route_timeouts.{prefix}"
+            if not str(prefix).startswith("/"):
+                raise ConfigError(where, "route prefixes start with '/'")
+            if isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0:
+                raise ConfigError(where, f"must be a number > 0 (got {limit!r})")
+            route_timeouts[str(prefix)] = float(limit)
+        entry = ServiceEntry(name, replicas, float(timeout), routes, route_timeouts)
         with self._lock:
             self._services[name] = entry
         return entry

@@ -54,7 +54,7 @@ async def calls(request: Request) -> Response:
 app = Starlette(routes=[
     Route("/readyz", ready), Route("/echo", echo, methods=["GET", "POST", "PUT"]),
     Route("/slow", slow), Route("/flaky", flaky, methods=["GET", "POST"]), Route("/calls", calls),
-    Route("/status/{code:int}", status, methods=["GET", "POST"]),
+    Route("/status/{code:int}", status, methods=["GET", "POST"]), Route("/nap", slow),
 ])  # fmt: skip
 
 if __name__ == "__main__":
