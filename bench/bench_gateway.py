@@ -14,11 +14,7 @@ testing``, a bare Starlette app) and the gateway in front of it.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,32 +22,12 @@ from pathlib import Path
 import httpx
 
 from _common import BenchResult, Check
+from llmagentos._processes import start_server
 
 NAME = "gateway"
 ROOT = Path(__file__).resolve().parent.parent
 ADDED_MS_TARGET = 1.0
 THROUGHPUT_TARGET = 0.5
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start(args: list[str], url: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    process = subprocess.Popen([sys.executable, "-m", *args], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{args} never became ready")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -103,16 +79,11 @@ async def _throughput(url: str, seconds: float, clients: int = 32) -> tuple[floa
 
 def run(quick: bool) -> BenchResult:
     requests, seconds = (300, 2.0) if quick else (2000, 6.0)
-    up_port, gw_port = _port(), _port()
-    upstream_url = f"http://127.0.0.1:{up_port}"
-    gateway_url = f"http://127.0.0.1:{gw_port}"
     with tempfile.TemporaryDirectory() as tmp:
+        upstream, upstream_url = start_server(["llmagentos.gateway.testing"], port_flag=None)
         config = Path(tmp) / "gateway.toml"
         config.write_text(f'[[services]]\nname = "up"\nreplicas = ["{upstream_url}"]\n')
-        upstream = _start(["llmagentos.gateway.testing", str(up_port)], upstream_url)
-        gateway = _start(
-            ["llmagentos", "gateway", str(config), "--port", str(gw_port)], gateway_url
-        )
+        gateway, gateway_url = start_server(["llmagentos", "gateway", str(config)])
         try:
             direct, via = f"{upstream_url}/echo", f"{gateway_url}/up/echo"
             bare, mine = _latencies(direct, via, requests)

@@ -12,17 +12,12 @@ Reported per step; the issue sets no target for these rows.
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
-
-import httpx
 
 from _common import BenchResult, Case, Check, clock, interleave, ratio_text
 from llmagentos import Agent
+from llmagentos._processes import start_server
 from llmagentos.build import build_agent
 from llmagentos.config import load_config
 from llmagentos.service import remote_modules
@@ -34,24 +29,7 @@ TARGET = 1_000.0  # informational: a remote step stays within 1000x an in-proces
 
 
 def _serve() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llmagentos", "serve", str(CONFIG), "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the module service never became ready")
+    return start_server(["llmagentos", "serve", str(CONFIG)])
 
 
 def episodes_of(make: object, episodes: int) -> Case:

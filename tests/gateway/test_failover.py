@@ -8,11 +8,8 @@ end exactly like the same agent in-process: same returns, same Q-table, same vis
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,6 +18,7 @@ import httpx
 import pytest
 
 from llmagentos import Agent
+from llmagentos._processes import start_server
 from llmagentos.build import build_agent
 from llmagentos.config import load_config
 from llmagentos.service import remote_modules
@@ -29,32 +27,11 @@ pytest.importorskip("fastapi", reason="needs llmagentos[serve]")
 
 ROOT = Path(__file__).resolve().parents[2]
 TAXI = ROOT / "examples" / "configs" / "taxi.toml"
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 EPISODES, MAX_STEPS = 6, 60
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start(*args: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llmagentos", *args, "--port", str(port)],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{args} never became ready")
+    return start_server(["llmagentos", *args])
 
 
 def test_a_replica_killed_mid_episode_loses_and_doubles_no_step(tmp_path: Path) -> None:

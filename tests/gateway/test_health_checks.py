@@ -3,40 +3,23 @@ its checks and taken out of rotation, and /metrics shows it."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-pytest.importorskip("starlette", reason="needs llmagentos[serve]")
+from llmagentos._processes import start_server
 
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+pytest.importorskip("starlette", reason="needs llmagentos[serve]")
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", *args, str(port)], env=ENV,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{args} never became ready")
+    flag = "--port" if args[-1] == "--port" else None
+    return start_server(list(args[:-1] if flag else args), port_flag=flag)
 
 
 def _healthy(metrics: str, replica: str) -> float | None:

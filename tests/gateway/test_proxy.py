@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from llmagentos._processes import free_port, start_server
+
 pytest.importorskip("starlette", reason="needs llmagentos[serve]")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,29 +25,11 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
 
 def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llmagentos", *args, "--port", str(port)],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(process.stderr.read().decode() if process.stderr else "exited")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{args} never became ready")
+    return start_server(["llmagentos", *args], output=subprocess.PIPE)
 
 
 @pytest.fixture(scope="module")

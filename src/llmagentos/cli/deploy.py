@@ -62,7 +62,7 @@ def up_command(
         )
         deployment.watch(lambda: bool(stopping))
     except KeyboardInterrupt:
-        pass
+        console.print("stopping (Ctrl-C)", highlight=False)
     except LLMAgentOSError as err:
         fail(err, 1)
     finally:

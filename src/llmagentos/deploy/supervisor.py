@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from llmagentos._processes import free_port, wait_ready
 from llmagentos.deploy.config import DeployConfig
 from llmagentos.exceptions import DeployError
 
@@ -35,12 +33,6 @@ STOP_SECONDS = 15.0
 
 def state_path(name: str, state_dir: Path) -> Path:
     return state_dir / f"{name}.json"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(slots=True)
@@ -95,7 +87,7 @@ class Deployment:
         started: dict[str, list[str]] = {}
         for spec in self.config.services:
             for replica in range(spec.replicas):
-                port = _free_port()
+                port = free_port()
                 url = f"http://127.0.0.1:{port}"
                 args = ["serve", str(spec.config), "--modules", spec.modules, "--port", str(port)]
                 self._spawn(f"{spec.name}/{replica}", args, url)
@@ -116,7 +108,7 @@ class Deployment:
             ]
         config = self.state_dir / f"{self.config.name}.gateway.toml"
         config.write_text("\n".join(lines), encoding="utf-8")
-        port = self.config.gateway_port or _free_port()
+        port = self.config.gateway_port or free_port()
         self.gateway_url = f"http://127.0.0.1:{port}"
         process = self._spawn(
             "gateway", ["gateway", str(config), "--port", str(port)], self.gateway_url
@@ -125,21 +117,10 @@ class Deployment:
         self.log(f"ready: gateway at {self.gateway_url}")
 
     def _wait_ready(self, process: Process, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.popen is not None and process.popen.poll() is not None:
-                log = self._log_path(process.role)
-                raise DeployError(
-                    f"{process.role} exited with code {process.popen.returncode} while "
-                    f"starting; see {log}"
-                )
-            try:
-                if httpx.get(f"{process.url}/readyz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise DeployError(f"{process.role} was not ready within {timeout:g} s")
+        try:
+            wait_ready(process.url, process=process.popen, timeout=timeout)
+        except DeployError as err:
+            raise DeployError(f"{process.role}: {err}; see {self._log_path(process.role)}") from err
 
     def _write_state(self) -> None:
         state = {

@@ -82,7 +82,7 @@ def _is_idempotent(
 
 
 class _TooLarge(Exception):
-    pass
+    """The request body passed the size limit (answered 413)."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
