@@ -114,6 +114,33 @@ def test_services_are_added_and_removed_at_run_time(stack: dict[str, object]) ->
     )
 
 
+def test_metrics_are_per_route_template_and_upstream(stack: dict[str, object]) -> None:
+    gateway = str(stack["gateway"])
+    deadline = time.monotonic() + 10  # the gateway reads the service's /openapi.json
+    while time.monotonic() < deadline:
+        listed = httpx.get(f"{gateway}/gateway/services").json()["services"]
+        templates = next(s["route_templates"] for s in listed if s["name"] == "taxi")
+        if templates:
+            break
+        time.sleep(0.05)
+    assert "/v1/sessions/{session}" in templates
+    for index in range(5):  # sessions in paths: one template, not one series each
+        httpx.delete(f"{gateway}/taxi/v1/sessions/metric-{index}")
+    for name in ("nope-1", "nope-2", "nope-3"):
+        httpx.get(f"{gateway}/{name}/v1/x")
+    metrics = httpx.get(f"{gateway}/metrics").text
+    assert 'route="/v1/sessions/{session}",service="taxi",status="404"' in metrics
+    assert 'route="/v1/perception/perceive",service="taxi",status="200",upstream="http' in metrics
+    assert "metric-" not in metrics  # no raw session ids
+    assert 'service="(unknown)",status="404",upstream="-"' in metrics  # nor unknown names
+    assert "nope-" not in metrics
+    replica_url = stack["replicas"][0][1]  # type: ignore[index]
+    assert (
+        f'llmagentos_gateway_upstream_seconds_count{{service="taxi",upstream="{replica_url}"}}'
+        in (metrics)
+    )
+
+
 def test_a_killed_replica_is_routed_around_and_none_left_is_503(stack: dict[str, object]) -> None:
     gateway = str(stack["gateway"])
     replicas = stack["replicas"]
@@ -132,7 +159,7 @@ def test_a_killed_replica_is_routed_around_and_none_left_is_503(stack: dict[str,
     assert down.status_code == 503 and down.headers["retry-after"] == "1"
     assert "no replica of 'taxi'" in down.json()["detail"]
     metrics = httpx.get(f"{gateway}/metrics").text
-    assert 'llmagentos_gateway_requests_total{service="taxi"' in metrics
+    assert 'service="taxi",status="503",upstream="-"' in metrics
 
 
 def test_a_bad_gateway_config_fails_before_listening(tmp_path: Path) -> None:

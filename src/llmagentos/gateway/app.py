@@ -12,7 +12,8 @@ What it does on every proxied request:
   it); other failures are retried on another replica only for idempotent calls
   (GET, HEAD, PUT, DELETE, OPTIONS, a route the service marks idempotent, or a request
   with an ``Idempotency-Key``), otherwise answered 502;
-- writes one structured access-log line and Prometheus metrics per route and upstream.
+- writes one structured access-log line and Prometheus metrics per route and upstream
+  (routes labelled by the service's own path templates: see :mod:`.route_labels`).
 
 ``/gateway/services`` lists the registry; ``POST``/``DELETE
 /gateway/services/{name}/replicas`` with ``{"url": ...}`` add and remove replicas at
@@ -40,7 +41,17 @@ from llmagentos.gateway.openai_face import OpenAIFace
 from llmagentos.gateway.openapi import gateway_openapi
 from llmagentos.gateway.ratelimit import RateLimiter
 from llmagentos.gateway.registry import RESERVED_NAMES, ServiceEntry, ServiceRegistry
+from llmagentos.gateway.route_labels import RouteLabels
 from llmagentos.gateway.runtime import ResilienceSettings, ServiceRuntime
+from llmagentos.gateway.upstream import (
+    AiohttpUpstream,
+    HttpxUpstream,
+    Upstream,
+    UpstreamError,
+    UpstreamRefused,
+    UpstreamReply,
+    UpstreamTimeout,
+)
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -107,7 +118,9 @@ class Gateway:
         max_body_bytes: the largest request body accepted (larger: 413).
         retries: extra attempts on another replica for idempotent calls that failed
             after reaching a replica (refused connections are always re-routed).
-        transport: an httpx transport for the upstream calls (tests).
+        upstream: the HTTP client for the hop to replicas (default: aiohttp's).
+        transport: an httpx transport for the upstream calls instead (tests put
+            in-process ASGI apps behind the gateway this way).
         face: the OpenAI-compatible routes (``/v1/models``, ``/v1/chat/completions``)
             over the exposed models and agents, if any.
         keys: API keys; with them every proxied request needs ``Authorization: Bearer
@@ -126,6 +139,7 @@ class Gateway:
         *,
         max_body_bytes: int = 1_000_000,
         retries: int = 1,
+        upstream: Upstream | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         face: OpenAIFace | None = None,
         keys: ApiKeyStore | None = None,
@@ -139,7 +153,7 @@ class Gateway:
         try:
             from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
         except ImportError as err:
-            raise MissingExtraError("the gateway", "serve", "prometheus-client") from err
+            raise MissingExtraError("the gateway", "gateway", "prometheus-client") from err
         self.registry = registry
         self.face = face
         self.keys = keys
@@ -148,13 +162,20 @@ class Gateway:
         self._runtimes: dict[str, ServiceRuntime] = {}
         self.max_body_bytes = max_body_bytes
         self.retries = retries
-        self.client = httpx.AsyncClient(
-            transport=transport, follow_redirects=False, trust_env=False
-        )
+        if upstream is None:
+            upstream = HttpxUpstream(transport) if transport is not None else AiohttpUpstream()
+        self.upstream = upstream
         self.metrics = CollectorRegistry()
+        self.route_labels = RouteLabels()
+        self._learning: dict[str, float] = {}  # service -> when its templates may be fetched
+        self._tasks: set[asyncio.Task[None]] = set()
         self.requests_total = Counter(
-            "llmagentos_gateway_requests", "Proxied requests", ["service", "upstream", "status"],
-            registry=self.metrics,
+            "llmagentos_gateway_requests", "Proxied requests",
+            ["service", "route", "upstream", "status"], registry=self.metrics,
+        )  # fmt: skip
+        self.upstream_latency = Histogram(
+            "llmagentos_gateway_upstream_seconds", "Time of each attempt at a replica",
+            ["service", "upstream"], registry=self.metrics,
         )  # fmt: skip
         self.replica_healthy = Gauge(
             "llmagentos_gateway_replica_healthy", "1 when a replica passes its checks and is "
@@ -165,8 +186,8 @@ class Gateway:
             ["service"], registry=self.metrics,
         )  # fmt: skip
         self.latency = Histogram(
-            "llmagentos_gateway_request_seconds", "Proxied request time", ["service"],
-            registry=self.metrics,
+            "llmagentos_gateway_request_seconds", "Proxied request time, end to end",
+            ["service", "route"], registry=self.metrics,
         )  # fmt: skip
 
     # -- proxying -------------------------------------------------------------------------
@@ -201,8 +222,9 @@ class Gateway:
                         request, entry, route, scoped, request_id
                     )
         seconds = time.perf_counter() - started
-        self.requests_total.labels(name, upstream, str(reply.status_code)).inc()
-        self.latency.labels(name).observe(seconds)
+        self._observe(
+            name, entry, route, upstream=upstream, status=reply.status_code, seconds=seconds
+        )
         if access_log.isEnabledFor(logging.INFO):  # build the line only if someone reads it
             access_log.info(json.dumps({
                 "request_id": request_id, "method": request.method, "service": name,
@@ -210,6 +232,48 @@ class Gateway:
                 "ms": round(seconds * 1000, 2), "attempts": tried,
             }))  # fmt: skip
         return reply
+
+    def _observe(
+        self,
+        name: str,
+        entry: ServiceEntry | None,
+        route: str,
+        *,
+        upstream: str,
+        status: int,
+        seconds: float,
+    ) -> None:
+        # Labels are bounded: unknown names and raw paths would grow a series per request.
+        if entry is None:
+            service, label = "(unknown)", "-"
+        else:
+            service, label = name, self.route_labels.label(name, route)
+            self._learn_routes(entry)
+        self.requests_total.labels(service, label, upstream, str(status)).inc()
+        self.latency.labels(service, label).observe(seconds)
+
+    def _learn_routes(self, entry: ServiceEntry) -> None:
+        """Fetch the service's route templates in the background, if due (every 30 s
+        until one replica answers with an OpenAPI document)."""
+        now = time.monotonic()
+        if self.route_labels.knows(entry.name) or self._learning.get(entry.name, 0.0) > now:
+            return
+        self._learning[entry.name] = now + 30.0
+        task = asyncio.get_running_loop().create_task(self._fetch_routes(entry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch_routes(self, entry: ServiceEntry) -> None:
+        for url in list(entry.replicas):
+            try:
+                reply = await self.upstream.request(
+                    "GET", url + "/openapi.json", body=b"", headers={}, timeout=2.0
+                )
+                document = json.loads(reply.content) if reply.status == 200 else None
+            except (UpstreamError, ValueError):
+                continue  # another replica may answer; generic labels meanwhile
+            if isinstance(document, dict) and self.route_labels.learn(entry.name, document):
+                return
 
     def all_replicas(self) -> list[Replica]:
         """Every registered replica (what the active health checker polls)."""
@@ -236,7 +300,6 @@ class Gateway:
         (an error, a timeout, a 5xx) is retried on another only for idempotent calls
         and only while the service's retry budget allows.
         """
-        from starlette.responses import Response
 
         runtime = self._runtime(entry)
         permit = runtime.breaker.acquire()
@@ -248,6 +311,8 @@ class Gateway:
         runtime.budget.record_request()
         headers = _upstream_headers(request, request_id)
         idempotent = _is_idempotent(request.method, route, entry, request.headers)
+        query = request.scope.get("query_string", b"")
+        target = route + "?" + query.decode("latin-1") if query else route
         tried: set[str] = set()
         attempts = 0
         failure: Response | None = None
@@ -260,15 +325,16 @@ class Gateway:
             tried.add(replica.url)
             attempts += 1
             replica.begin()
+            sent = time.perf_counter()
             try:
-                answer = await self.client.request(
-                    request.method, replica.url + route, content=body, headers=headers,
-                    params=request.query_params, timeout=entry.timeout_for(route),
+                answer = await self.upstream.request(
+                    request.method, replica.url + target, body=body, headers=headers,
+                    timeout=entry.timeout_for(route),
                 )  # fmt: skip
-            except httpx.ConnectError:
+            except UpstreamRefused:
                 runtime.record(replica, False, entry)
                 continue  # nothing reached that replica: safe to go on, whatever the method
-            except httpx.HTTPError as err:
+            except UpstreamError as err:
                 runtime.record(replica, False, entry)
                 failure = _failed(err, entry, route, request_id)
                 if idempotent and runtime.budget.can_retry():
@@ -277,12 +343,11 @@ class Gateway:
                 return failure, replica.url, attempts
             finally:
                 replica.end()
-            ok = answer.status_code < 500
+                hop = time.perf_counter() - sent
+                self.upstream_latency.labels(entry.name, replica.url).observe(hop)
+            ok = answer.status < 500
             runtime.record(replica, ok, entry)
-            out = _forwarded(answer.headers)
-            out.pop("content-encoding", None)  # httpx has decoded the body
-            out["x-request-id"] = request_id
-            reply = Response(answer.content, status_code=answer.status_code, headers=out)
+            reply = _reply(answer, request_id)
             if not ok and idempotent and runtime.budget.can_retry():
                 failure = reply  # kept in case no other replica is left to ask
                 continue
@@ -360,7 +425,10 @@ class Gateway:
     async def services(self, request: Request) -> Response:
         from starlette.responses import JSONResponse
 
-        return JSONResponse({"services": self.registry.to_dict()})
+        listed = self.registry.to_dict()
+        for service in listed:  # what metrics label its routes with (see route_labels)
+            service["route_templates"] = self.route_labels.templates(service["name"])
+        return JSONResponse({"services": listed})
 
     async def replicas(self, request: Request) -> Response:
         """``POST``: register ``{"url"}`` as a replica of the service; ``DELETE``: remove it."""
@@ -397,10 +465,16 @@ class Gateway:
             if self.resilience.health_interval > 0:
                 checker = HealthChecker(self.all_replicas, interval=self.resilience.health_interval)
                 checker.start()
+            for name in self.registry.names():  # learn route templates early
+                entry = self.registry.get(name)
+                if entry is not None:
+                    self._learn_routes(entry)
             yield
             if checker is not None:
                 await checker.stop()
-            await self.client.aclose()
+            for task in list(self._tasks):
+                task.cancel()
+            await self.upstream.aclose()
 
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
         face = [] if self.face is None else [
@@ -430,12 +504,26 @@ class Gateway:
         return app
 
 
-def _failed(err: httpx.HTTPError, entry: ServiceEntry, route: str, request_id: str) -> Response:
+def _failed(err: UpstreamError, entry: ServiceEntry, route: str, request_id: str) -> Response:
     """504 for a timeout, 502 for any other failure of a call that reached a replica."""
-    if isinstance(err, httpx.TimeoutException):
+    if isinstance(err, UpstreamTimeout):
         limit = entry.timeout_for(route)
         return _problem(504, f"{entry.name!r} did not answer within {limit:g} s", request_id)
-    return _problem(502, f"{entry.name!r} failed: {type(err).__name__}", request_id)
+    return _problem(502, f"{entry.name!r} failed: {err}", request_id)
+
+
+def _reply(answer: UpstreamReply, request_id: str) -> Response:
+    """The replica's answer for the client: hop-by-hop headers dropped, repeats kept."""
+    from starlette.responses import Response
+
+    reply = Response(answer.content, status_code=answer.status)
+    reply.raw_headers += [
+        (k.lower().encode("latin-1"), v.encode("latin-1"))
+        for k, v in answer.headers
+        if k.lower() not in _HOP_BY_HOP and k.lower() != "x-request-id"
+    ]
+    reply.raw_headers.append((b"x-request-id", request_id.encode()))
+    return reply
 
 
 def _upstream_headers(request: Request, request_id: str) -> dict[str, str]:
@@ -509,10 +597,11 @@ def gateway_app(registry: ServiceRegistry, **options: Any) -> Starlette:
 
     Raises:
         ConfigError: a limit is out of range.
-        MissingExtraError: Starlette or prometheus-client is missing (``llmagentos[serve]``).
+        MissingExtraError: Starlette, aiohttp or prometheus-client is missing
+            (``llmagentos[gateway]``).
     """
     try:
         import starlette  # noqa: F401
     except ImportError as err:
-        raise MissingExtraError("the gateway", "serve", "starlette") from err
+        raise MissingExtraError("the gateway", "gateway", "starlette") from err
     return Gateway(registry, **options).app()

@@ -1,11 +1,12 @@
-"""A small upstream for gateway tests: fast, slow and failing routes (run with uvicorn).
+"""A small upstream for gateway tests and benchmarks: fast, slow and failing routes.
 
-python tests/gateway/upstream_app.py PORT
+python -m llmagentos.gateway.testing PORT
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import sys
 
 from starlette.applications import Starlette
@@ -47,6 +48,21 @@ async def status(request: Request) -> Response:
     return PlainTextResponse(f"status {code}", status_code=code)
 
 
+async def inspect(request: Request) -> Response:
+    # Exactly what arrived: the raw query string and every header, repeats kept.
+    headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.scope["headers"]]
+    query = request.scope["query_string"].decode("latin-1")
+    return JSONResponse({"query": query, "headers": headers})
+
+
+async def compressed(request: Request) -> Response:
+    # A gzip body with two cookies: what a proxy must pass on untouched.
+    reply = Response(gzip.compress(b"squeezed " * 50), media_type="text/plain")
+    reply.headers["content-encoding"] = "gzip"
+    reply.raw_headers += [(b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")]
+    return reply
+
+
 async def calls(request: Request) -> Response:
     return JSONResponse(COUNTS)
 
@@ -55,6 +71,7 @@ app = Starlette(routes=[
     Route("/readyz", ready), Route("/echo", echo, methods=["GET", "POST", "PUT"]),
     Route("/slow", slow), Route("/flaky", flaky, methods=["GET", "POST"]), Route("/calls", calls),
     Route("/status/{code:int}", status, methods=["GET", "POST"]), Route("/nap", slow),
+    Route("/inspect", inspect, methods=["GET", "POST"]), Route("/gzip", compressed),
 ])  # fmt: skip
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import json
 import pickle
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import Enum
@@ -185,6 +185,36 @@ def _fastapi() -> Any:
     return fastapi
 
 
+class _Measure:
+    """Pure ASGI middleware: per-route metrics, and the call's ``Idempotency-Key`` made
+    visible to the handlers (a contextvar set in the same task, before routing)."""
+
+    def __init__(self, app: Any, *, requests: Any, seconds: Any) -> None:
+        self.app, self.requests, self.seconds = app, requests, seconds
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        key = next((v for k, v in scope["headers"] if k == b"idempotency-key"), None)
+        _CALL_KEY.set(key.decode("latin-1") if key is not None else None)
+        status = 500  # what the client sees if the app fails before answering
+
+        async def send_and_note(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")  # the route template
+            self.requests.labels(path, str(status)).inc()
+            self.seconds.labels(path).observe(time.perf_counter() - started)
+
+
 def service_app(
     factory: Callable[[], BuiltAgent],
     *,
@@ -228,16 +258,7 @@ def service_app(
     )
     app.state.pool = pool
 
-    @app.middleware("http")
-    async def _measure(request: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
-        started = time.perf_counter()
-        _CALL_KEY.set(request.headers.get("idempotency-key"))
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        requests.labels(path, str(response.status_code)).inc()
-        seconds.labels(path).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(_Measure, requests=requests, seconds=seconds)
 
     @app.exception_handler(ModuleError)
     async def _module_error(request: Any, err: ModuleError) -> Any:

@@ -1,0 +1,120 @@
+"""The gateway's hop to a replica (aiohttp by default): what it passes on untouched,
+and how each kind of failure is told apart. A real upstream process on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from llmagentos._processes import free_port, start_server
+from llmagentos.gateway import ServiceRegistry
+from llmagentos.gateway.app import Gateway
+from llmagentos.gateway.upstream import (
+    AiohttpUpstream,
+    HttpxUpstream,
+    Upstream,
+    UpstreamFailed,
+    UpstreamRefused,
+    UpstreamTimeout,
+)
+
+pytest.importorskip("aiohttp", reason="needs llmagentos[gateway]")
+
+
+@pytest.fixture(scope="module")
+def upstream_url() -> Iterator[str]:
+    process, url = start_server(["llmagentos.gateway.testing"], port_flag=None)
+    yield url
+    process.terminate()
+    process.wait(timeout=15)
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+def client(request: pytest.FixtureRequest) -> Upstream:
+    return AiohttpUpstream() if request.param == "aiohttp" else HttpxUpstream()
+
+
+async def test_query_and_headers_arrive_exactly(client: Upstream, upstream_url: str) -> None:
+    query = "a=1&a=2&b=%20x%2F&empty="
+    try:
+        reply = await client.request(
+            "POST", f"{upstream_url}/inspect?{query}", body=b"{}",
+            headers={"x-one": "1", "content-type": "application/json"}, timeout=5,
+        )  # fmt: skip
+    finally:
+        await client.aclose()
+    seen = json.loads(reply.content)
+    assert reply.status == 200
+    assert seen["query"] == query  # not re-quoted, repeats kept
+    names = [name for name, _ in seen["headers"]]
+    assert ("x-one", "1") in {(k, v) for k, v in seen["headers"]}
+    if isinstance(client, AiohttpUpstream):
+        assert "accept-encoding" not in names  # nothing added that the client did not send
+        assert "user-agent" not in names
+
+
+async def test_compressed_reply_and_repeated_headers(upstream_url: str) -> None:
+    client = AiohttpUpstream()
+    try:
+        reply = await client.request("GET", f"{upstream_url}/gzip", body=b"", headers={}, timeout=5)
+    finally:
+        await client.aclose()
+    headers = [(k.lower(), v) for k, v in reply.headers]
+    assert ("content-encoding", "gzip") in headers
+    assert gzip.decompress(reply.content) == b"squeezed " * 50  # passed on, not decoded
+    assert [v for k, v in headers if k == "set-cookie"] == ["a=1", "b=2"]
+
+
+async def test_refused_connection(client: Upstream) -> None:
+    url = f"http://127.0.0.1:{free_port()}/echo"
+    with pytest.raises(UpstreamRefused):
+        await client.request("GET", url, body=b"", headers={}, timeout=5)
+    await client.aclose()
+
+
+async def test_timeout(client: Upstream, upstream_url: str) -> None:
+    with pytest.raises(UpstreamTimeout, match=r"0\.2 s"):
+        await client.request("GET", f"{upstream_url}/slow?s=3", body=b"", headers={}, timeout=0.2)
+    await client.aclose()
+
+
+async def test_connection_dropped_mid_request(client: Upstream) -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()  # the request arrived; no answer comes
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(UpstreamFailed):
+            await client.request(
+                "POST", f"http://127.0.0.1:{port}/x", body=b"1", headers={}, timeout=5
+            )
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_gateway_passes_the_reply_on_untouched(upstream_url: str) -> None:
+    """Through the whole gateway app with its default (aiohttp) client."""
+    registry = ServiceRegistry()
+    registry.register("up", upstream_url)
+    gateway = Gateway(registry)
+    app = gateway.app()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        raw = await http.get("/up/gzip", headers={"accept-encoding": "gzip"})
+        seen = (await http.get("/up/inspect?q=%2A&q=2", headers={"x-mine": "v"})).json()
+    await gateway.upstream.aclose()
+    assert raw.headers["content-encoding"] == "gzip"
+    assert raw.text == "squeezed " * 50  # httpx decodes what the gateway passed on as sent
+    assert raw.headers.get_list("set-cookie") == ["a=1", "b=2"]
+    assert seen["query"] == "q=%2A&q=2"
+    names = {k for k, _ in seen["headers"]}
+    assert {"x-mine", "x-request-id", "traceparent", "x-forwarded-for"} <= names
