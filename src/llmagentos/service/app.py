@@ -29,7 +29,7 @@ import json
 import pickle
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import Enum
@@ -122,13 +122,19 @@ class SessionPool:
             self._sessions.move_to_end(session)
         return found
 
-    async def run(self, session: str, work: Callable[[BuiltAgent], T], key: str | None) -> Any:
-        """Apply ``work`` to the session's agent, once per idempotency ``key``."""
+    async def run(
+        self, session: str, work: Callable[[BuiltAgent], Awaitable[T]], key: str | None
+    ) -> Any:
+        """Apply ``work`` to the session's agent, once per idempotency ``key``.
+
+        Calls of one session wait for each other; other sessions' calls run meanwhile
+        (the modules' async methods: an LLM planner awaits its model, not the loop).
+        """
         entry = self.get(session)
         async with entry.lock:
             store = self.store
             if store is None:
-                return work(entry.built)
+                return await work(entry.built)
             stored = store.load(session)
             if stored is not None:
                 if key is not None and key == stored.last_key and stored.last_reply is not None:
@@ -137,7 +143,7 @@ class SessionPool:
                     entry.built = pickle.loads(stored.state)  # another replica moved it on
                     entry.version = stored.version
             try:
-                result = work(entry.built)
+                result = await work(entry.built)
             except BaseException:
                 entry.version = -1  # half-applied here: reload the stored state next time
                 raise
@@ -278,7 +284,7 @@ def service_app(
     async def _our_error(request: Any, err: LLMAgentOSError) -> Any:
         return JSONResponse({"detail": str(err)}, status_code=500)
 
-    async def in_session(session: str, work: Callable[[BuiltAgent], T]) -> Any:
+    async def in_session(session: str, work: Callable[[BuiltAgent], Awaitable[T]]) -> Any:
         result = await pool.run(session, work, _CALL_KEY.get())
         if isinstance(result, _Replayed):
             return JSONResponse(result.content, headers={"x-idempotent-replay": "true"})
@@ -287,9 +293,9 @@ def service_app(
     def module_of(built: BuiltAgent, kind: str) -> Any:
         return built.agent.modules[KINDS.index(kind)]
 
-    def guarded(kind: str, call: Callable[[], T]) -> T:
+    async def guarded(kind: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
-            return call()
+            return await call()
         except (ModuleError, ModelError):
             raise
         except (LLMAgentOSError, TypeError, ValueError, KeyError, IndexError) as err:
@@ -351,9 +357,9 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
     async def reset(body: ResetRequest) -> ObservationReply:
         """Reset the module for a new episode (execution: returns the first observation)."""
 
-        def work(built: BuiltAgent) -> ObservationReply:
+        async def work(built: BuiltAgent) -> ObservationReply:
             module = module_of(built, kind)
-            observation = guarded(kind, lambda: module.reset(seed=body.seed))
+            observation = await guarded(kind, lambda: module.areset(seed=body.seed))
             shown = jsonable(observation) if kind == "execution" else None
             return ObservationReply(observation=shown)
 
@@ -362,7 +368,11 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
     @app.post(f"/v1/{kind}/train", tags=tags, name=f"{kind}_train", responses=MODULE_ERRORS)
     async def train(body: TrainRequest) -> dict[str, bool]:
         """Switch training (exploration, learning) on or off."""
-        await in_session(body.session, lambda built: module_of(built, kind).train(body.mode))
+
+        async def work(built: BuiltAgent) -> None:
+            module_of(built, kind).train(body.mode)
+
+        await in_session(body.session, work)
         return {"training": body.mode}
 
     if kind == "perception":
@@ -371,9 +381,9 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
         async def perceive(body: PerceiveRequest) -> FeaturesReply:
             """Observation -> features."""
 
-            def work(built: BuiltAgent) -> FeaturesReply:
+            async def work(built: BuiltAgent) -> FeaturesReply:
                 module = module_of(built, kind)
-                features = guarded(kind, lambda: module.perceive(body.observation))
+                features = await guarded(kind, lambda: module.aperceive(body.observation))
                 return FeaturesReply(features=jsonable(features))
 
             return await in_session(body.session, work)  # type: ignore[no-any-return]
@@ -384,9 +394,9 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
         async def decide(body: DecideRequest) -> DecisionReply:
             """Features -> the decision: action, reason, scores."""
 
-            def work(built: BuiltAgent) -> DecisionReply:
+            async def work(built: BuiltAgent) -> DecisionReply:
                 module = module_of(built, kind)
-                decision = guarded(kind, lambda: module.decide(body.features))
+                decision = await guarded(kind, lambda: module.adecide(body.features))
                 return DecisionReply(
                     action=jsonable(decision.action),
                     reason=decision.reason,
@@ -401,9 +411,9 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
         async def perform(body: PerformRequest) -> OutcomeReply:
             """Action -> the outcome: observation, reward, flags, info."""
 
-            def work(built: BuiltAgent) -> OutcomeReply:
+            async def work(built: BuiltAgent) -> OutcomeReply:
                 module = module_of(built, kind)
-                outcome = guarded(kind, lambda: module.perform(body.action))
+                outcome = await guarded(kind, lambda: module.aperform(body.action))
                 return OutcomeReply(**outcome.to_dict())
 
             return await in_session(body.session, work)  # type: ignore[no-any-return]
@@ -414,10 +424,10 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
         async def update(body: UpdateRequest) -> ReportReply:
             """Learn from a whole transition; returns the learner's report."""
 
-            def work(built: BuiltAgent) -> ReportReply:
+            async def work(built: BuiltAgent) -> ReportReply:
                 module = module_of(built, kind)
                 transition = Transition(**body.transition.model_dump())
-                report = guarded(kind, lambda: module.update(transition))
+                report = await guarded(kind, lambda: module.aupdate(transition))
                 return ReportReply(report=None if report is None else jsonable(report))
 
             return await in_session(body.session, work)  # type: ignore[no-any-return]
@@ -426,9 +436,9 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
         async def learn(body: LearnRequest) -> ReportReply:
             """Learn from (observation, reward): the seed's method."""
 
-            def work(built: BuiltAgent) -> ReportReply:
+            async def work(built: BuiltAgent) -> ReportReply:
                 module = module_of(built, kind)
-                guarded(kind, lambda: module.learn(body.observation, body.reward))
+                await guarded(kind, lambda: module.alearn(body.observation, body.reward))
                 return ReportReply()
 
             return await in_session(body.session, work)  # type: ignore[no-any-return]
@@ -441,8 +451,8 @@ def _agent_routes(app: FastAPI, in_session: Any, guarded: Any) -> None:
     async def agent_reset(body: ResetRequest) -> ObservationReply:
         """Start an episode of the session's agent; returns the first observation."""
 
-        def work(built: BuiltAgent) -> ObservationReply:
-            observation = guarded("agent", lambda: built.agent.reset(seed=body.seed))
+        async def work(built: BuiltAgent) -> ObservationReply:
+            observation = await guarded("agent", lambda: built.agent.areset(seed=body.seed))
             return ObservationReply(observation=jsonable(observation))
 
         return await in_session(body.session, work)  # type: ignore[no-any-return]
@@ -451,8 +461,8 @@ def _agent_routes(app: FastAPI, in_session: Any, guarded: Any) -> None:
     async def agent_act(body: ActRequest) -> ActionReply:
         """Perceive and plan: the action for an observation."""
 
-        def work(built: BuiltAgent) -> ActionReply:
-            action = guarded("agent", lambda: built.agent.act(body.observation))
+        async def work(built: BuiltAgent) -> ActionReply:
+            action = await guarded("agent", lambda: built.agent.aact(body.observation))
             return ActionReply(action=jsonable(action))
 
         return await in_session(body.session, work)  # type: ignore[no-any-return]
@@ -461,9 +471,9 @@ def _agent_routes(app: FastAPI, in_session: Any, guarded: Any) -> None:
     async def agent_step(body: PerformRequest) -> OutcomeReply:
         """Execute and learn: the outcome of an action."""
 
-        def work(built: BuiltAgent) -> OutcomeReply:
+        async def work(built: BuiltAgent) -> OutcomeReply:
             agent = built.agent
-            observation, reward = guarded("agent", lambda: agent.step(body.action))
+            observation, reward = await guarded("agent", lambda: agent.astep(body.action))
             record = agent.last_record
             info = {} if record is None else jsonable(record.info)
             return OutcomeReply(
@@ -477,10 +487,10 @@ def _agent_routes(app: FastAPI, in_session: Any, guarded: Any) -> None:
     async def agent_episode(body: EpisodeRequest) -> dict[str, Any]:
         """Run one whole episode; returns its result."""
 
-        def work(built: BuiltAgent) -> dict[str, Any]:
-            result = guarded(
+        async def work(built: BuiltAgent) -> dict[str, Any]:
+            result = await guarded(
                 "agent",
-                lambda: built.agent.run_episode(seed=body.seed, max_steps=body.max_steps),
+                lambda: built.agent.arun_episode(seed=body.seed, max_steps=body.max_steps),
             )
             return dict(result.to_dict())
 
