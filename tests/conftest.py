@@ -11,6 +11,8 @@ from llmagentos.llm.testing import block_network_models
 from llmagentos.modules import DiscreteExtractor
 from llmagentos.rl import EpsilonGreedySelector, QLearning, QTable
 
+pytest_plugins = ["tests.redis_server"]  # the redis_url fixture
+
 # No test talks to a real network model unless it opts in with allow_network_models().
 block_network_models()
 

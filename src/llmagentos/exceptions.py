@@ -60,6 +60,7 @@ __all__ = [
     "EnvError",
     "GatewayError",
     "JournalError",
+    "SessionStoreError",
     "MCPConnectionError",
     "MCPError",
     "LLMAgentOSError",
@@ -229,6 +230,11 @@ class ApprovalPending(RunPaused):
 
 class DeployError(LLMAgentOSError):
     """A deployment (``llmagentos up``) could not start, or its state cannot be read."""
+
+
+class SessionStoreError(LLMAgentOSError):
+    """A module service's session store cannot be used (unreachable, or a stored
+    state that fails its signature check)."""
 
 
 class JournalError(LLMAgentOSError):

@@ -1,7 +1,8 @@
 """Kill one of two replicas (SIGKILL) in the middle of episodes: every episode completes
 through failover, with no step lost or applied twice.
 
-Two ``llmagentos serve`` replicas share a session store; the gateway routes round-robin
+Two ``llmagentos serve`` replicas share a session store (a SQLite file, as on one
+machine, or a real Redis, as across machines, with signed state); the gateway routes round-robin
 between them; the agent's four modules are remote, through the gateway. The run must
 end exactly like the same agent in-process: same returns, same Q-table, same visits.
 """
@@ -34,7 +35,10 @@ def _start(*args: str) -> tuple[subprocess.Popen[bytes], str]:
     return start_server(["llmagentos", *args])
 
 
-def test_a_replica_killed_mid_episode_loses_and_doubles_no_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_replica_killed_mid_episode_loses_and_doubles_no_step(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     twin = build_agent(load_config(TAXI))
     expected = [
         e.total_reward for e in twin.agent.run(EPISODES, seed=0, max_steps=MAX_STEPS).episodes
@@ -42,8 +46,11 @@ def test_a_replica_killed_mid_episode_loses_and_doubles_no_step(tmp_path: Path) 
     assert twin.q_table is not None
     expected_q = twin.q_table.to_dict()
 
-    store = tmp_path / "sessions.db"
-    replicas = [_start("serve", str(TAXI), "--state-store", str(store)) for _ in range(2)]
+    store = str(tmp_path / "sessions.db")
+    if backend == "redis":
+        store = request.getfixturevalue("redis_url")
+    options = ["--state-store", store, "--state-secret", "shared by the replicas"]
+    replicas = [_start("serve", str(TAXI), *options) for _ in range(2)]
     config = tmp_path / "gateway.toml"
     urls = ", ".join(f'"{url}"' for _, url in replicas)
     config.write_text(f'[[services]]\nname = "taxi"\nreplicas = [{urls}]\ntimeout = 10\n')

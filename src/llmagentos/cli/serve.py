@@ -34,11 +34,20 @@ def serve_command(
         int, typer.Option(min=1, metavar="N", help="Sessions kept before the oldest is evicted.")
     ] = 1024,
     state_store: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            metavar="DB",
-            help="Keep sessions in this SQLite file, shared by the service's replicas, so "
-            "a replica can take over a dead one's sessions (each call applied once).",
+            metavar="DB|URL",
+            help="Keep sessions outside the replica, so one replica can take over a dead "
+            "one's sessions (each call applied once): a SQLite file shared by the "
+            "replicas of one machine, or a redis:// URL shared across machines.",
+        ),
+    ] = None,
+    state_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LLMAGENTOS_STATE_SECRET",
+            metavar="SECRET",
+            help="Sign stored sessions (HMAC-SHA256) and refuse any not signed with it.",
         ),
     ] = None,
 ) -> None:
@@ -49,7 +58,7 @@ def serve_command(
     """
     from llmagentos.build import build_agent
     from llmagentos.service.app import KINDS, service_app
-    from llmagentos.service.store import SessionStore
+    from llmagentos.service.store import open_session_store
 
     kinds = KINDS if modules == "all" else tuple(k.strip() for k in modules.split(",") if k.strip())
     try:
@@ -59,7 +68,14 @@ def serve_command(
             name=run_config.name,
             kinds=kinds,
             max_sessions=max_sessions,
-            store=None if state_store is None else SessionStore(state_store),
+            store=None
+            if state_store is None
+            else open_session_store(
+                state_store,
+                secret=state_secret,
+                # one namespace per service: what it serves, of which config
+                namespace=f"llmagentos:sessions:{run_config.name}:{'+'.join(kinds)}",
+            ),
         )
     except LLMAgentOSError as err:
         fail(err)

@@ -1,4 +1,5 @@
-"""Shared fixtures of the gateway tests: a real ``redis-server`` on loopback."""
+"""A real ``redis-server`` on loopback for the tests that share state through Redis
+(registered as a plugin in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
