@@ -14,7 +14,6 @@ testing``, a bare Starlette app) and the gateway in front of it.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -22,34 +21,14 @@ from pathlib import Path
 import httpx
 
 from _common import BenchResult, Check
+from _http import Target, percentile, sequential_latencies
+from _http import p50 as median
 from llmagentos._processes import start_server
 
 NAME = "gateway"
 ROOT = Path(__file__).resolve().parent.parent
 ADDED_MS_TARGET = 1.0
 THROUGHPUT_TARGET = 0.5
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _latencies(direct: str, via: str, requests: int) -> tuple[list[float], list[float]]:
-    mine: list[float] = []
-    bare: list[float] = []
-    with httpx.Client(timeout=10) as client:
-        for _ in range(50):  # warm both paths
-            client.post(direct, content=b"x")
-            client.post(via, content=b"x")
-        for index in range(requests):
-            for url, into in (
-                ((direct, bare), (via, mine)) if index % 2 else ((via, mine), (direct, bare))
-            ):
-                start = time.perf_counter()
-                client.post(url, content=b"x")
-                into.append((time.perf_counter() - start) * 1000)
-    return bare, mine
 
 
 async def _throughput(url: str, seconds: float, clients: int = 32) -> tuple[float, int]:
@@ -86,15 +65,19 @@ def run(quick: bool) -> BenchResult:
         gateway, gateway_url = start_server(["llmagentos", "gateway", str(config)])
         try:
             direct, via = f"{upstream_url}/echo", f"{gateway_url}/up/echo"
-            bare, mine = _latencies(direct, via, requests)
+            times = sequential_latencies(
+                {"bare": Target(direct, content=b"x"), "gateway": Target(via, content=b"x")},
+                requests,
+            )
+            bare, mine = times["bare"], times["gateway"]
             bare_rps, bare_failed = asyncio.run(_throughput(direct, seconds))
             gateway_rps, gateway_failed = asyncio.run(_throughput(via, seconds))
         finally:
             for process in (gateway, upstream):
                 process.terminate()
                 process.wait(timeout=15)
-    p50 = {"bare": statistics.median(bare), "gateway": statistics.median(mine)}
-    p99 = {"bare": _percentile(bare, 0.99), "gateway": _percentile(mine, 0.99)}
+    p50 = {"bare": median(bare), "gateway": median(mine)}
+    p99 = {"bare": percentile(bare, 0.99), "gateway": percentile(mine, 0.99)}
     added = p50["gateway"] - p50["bare"]
     rows = [
         ["direct to the bare app", f"{p50['bare']:.3f}", f"{p99['bare']:.3f}", f"{bare_rps:,.0f}"],

@@ -26,6 +26,7 @@ import bench_instantiation
 import bench_llm_cache
 import bench_llm_stack
 import bench_local_model
+import bench_openai_proxies
 import bench_qlearning_throughput
 import bench_remote_modules
 import bench_sandbox
@@ -57,6 +58,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_durable_log.NAME: bench_durable_log.run,
     bench_remote_modules.NAME: bench_remote_modules.run,
     bench_gateway.NAME: bench_gateway.run,
+    bench_openai_proxies.NAME: bench_openai_proxies.run,
 }
 
 

@@ -63,6 +63,18 @@ async def compressed(request: Request) -> Response:
     return reply
 
 
+async def chat(request: Request) -> Response:
+    # A minimal OpenAI-compatible model that always answers "pong" (benchmarks).
+    body = await request.json()
+    return JSONResponse({
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 0,
+        "model": body.get("model", "mock"),
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "pong"}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    })  # fmt: skip
+
+
 async def calls(request: Request) -> Response:
     return JSONResponse(COUNTS)
 
@@ -72,6 +84,7 @@ app = Starlette(routes=[
     Route("/slow", slow), Route("/flaky", flaky, methods=["GET", "POST"]), Route("/calls", calls),
     Route("/status/{code:int}", status, methods=["GET", "POST"]), Route("/nap", slow),
     Route("/inspect", inspect, methods=["GET", "POST"]), Route("/gzip", compressed),
+    Route("/v1/chat/completions", chat, methods=["POST"]),
 ])  # fmt: skip
 
 if __name__ == "__main__":
