@@ -60,6 +60,7 @@ __all__ = [
     "EnvError",
     "GatewayError",
     "JournalError",
+    "SessionConflict",
     "SessionStoreError",
     "MCPConnectionError",
     "MCPError",
@@ -235,6 +236,11 @@ class DeployError(LLMAgentOSError):
 class SessionStoreError(LLMAgentOSError):
     """A module service's session store cannot be used (unreachable, or a stored
     state that fails its signature check)."""
+
+
+class SessionConflict(SessionStoreError):
+    """Another replica moved the session on while this one applied a call (HTTP 409:
+    the call was not applied; sending it again is safe)."""
 
 
 class JournalError(LLMAgentOSError):

@@ -85,5 +85,13 @@ def test_a_broken_deployment_is_refused_before_anything_starts(tmp_path, capsys)
     bad.write_text('name = "x"\n[[services]]\nname = "p"\nconfig = "missing.toml"\n')
     assert main(["up", str(bad), "--state-dir", str(tmp_path)]) == 2
     assert "services[0].config" in capsys.readouterr().err
+    taxi = (Path(__file__).resolve().parents[2] / "examples" / "configs" / "taxi.toml").read_text()
+    (tmp_path / "typo.toml").write_text(taxi.replace('"epsilon_greedy"', '"epsilon_gredy"'))
+    typo = tmp_path / "typo_deploy.toml"
+    typo.write_text('name = "t"\n[[services]]\nname = "p"\nconfig = "typo.toml"\n')
+    assert main(["up", str(typo), "--state-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "services[0].config" in err and "unknown planning module 'epsilon_gredy'" in err
+    assert not (tmp_path / "t.json").exists()  # nothing started, no state written
     assert main(["down", "nothing-here", "--state-dir", str(tmp_path)]) == 2
     assert main(["status", "nothing-here", "--state-dir", str(tmp_path)]) == 2

@@ -72,7 +72,11 @@ def test_unknown_service_and_route_name_the_problem(stack: dict[str, object]) ->
     assert unknown.status_code == 404 and "unknown service 'nope'" in unknown.json()["detail"]
     assert "taxi" in unknown.json()["detail"]
     missing = httpx.post(f"{gateway}/taxi/v1/nowhere", json={})
-    assert missing.status_code == 404  # the replica's 404, passed through
+    assert missing.status_code == 404  # the replica's 404, passed through, naming the route
+    assert "no route /v1/nowhere" in missing.json()["detail"]
+    wrong_method = httpx.get(f"{gateway}/taxi/v1/perception/perceive")
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert "GET is not allowed on /v1/perception/perceive" in wrong_method.json()["detail"]
 
 
 def test_client_mistakes_stay_4xx_through_the_gateway(stack: dict[str, object]) -> None:

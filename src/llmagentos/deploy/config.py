@@ -56,6 +56,7 @@ def _int(value: Any, field: str, low: int, high: int) -> int:
 
 def load_deploy_config(path: str | Path) -> DeployConfig:
     """Read and check a deployment; run configs are checked too, before anything starts."""
+    from llmagentos.build import build_agent
     from llmagentos.config import load_config
 
     source = Path(path).resolve()
@@ -76,6 +77,7 @@ def load_deploy_config(path: str | Path) -> DeployConfig:
         raise ConfigError(f"gateway.{key}", "unknown field")
     port = _int(gateway.get("port", 8080), "gateway.port", 0, 65535)
     services: list[ServiceSpec] = []
+    built: set[Path] = set()
     for index, spec in enumerate(data.get("services", [])):
         where = f"services[{index}]"
         for key in sorted(set(spec) - {"name", "config", "modules", "replicas"}):
@@ -84,10 +86,12 @@ def load_deploy_config(path: str | Path) -> DeployConfig:
         if "config" not in spec:
             raise ConfigError(f"{where}.config", "required field is missing")
         config = (source.parent / str(spec["config"])).resolve()
-        try:
-            load_config(config)
-        except ConfigError as err:
-            raise ConfigError(f"{where}.config", str(err)) from err
+        if config not in built:
+            try:  # built once here, so a module the config names but nobody registered
+                build_agent(load_config(config)).agent.close()  # fails before anything starts
+            except ConfigError as err:
+                raise ConfigError(f"{where}.config", str(err)) from err
+            built.add(config)
         modules = str(spec.get("modules", "all"))
         kinds = [k.strip() for k in modules.split(",")] if modules != "all" else list(_KINDS)
         bad = [k for k in kinds if k not in _KINDS]

@@ -195,7 +195,7 @@ class Gateway:
     async def proxy(self, request: Request) -> Response:
         started = time.perf_counter()
         name = request.path_params["service"]
-        route = "/" + request.path_params["path"]
+        route = "/" + request.path_params.get("path", "")
         request_id = request.headers.get("x-request-id") or secrets.token_hex(12)
         entry = self.registry.get(name)
         upstream, tried = "-", 0
@@ -203,7 +203,7 @@ class Gateway:
         if refused is not None:
             reply = refused
         elif name in RESERVED_NAMES:
-            reply = _not_allowed(request, request_id)
+            reply = _own_path_refused(request, request_id, face=self.face is not None)
         elif entry is None:
             known = ", ".join(self.registry.names()) or "none"
             reply = _problem(404, f"unknown service {name!r} (known: {known})", request_id)
@@ -497,8 +497,10 @@ class Gateway:
                     methods=["POST", "DELETE"],
                 ),
                 Route("/{service}/{path:path}", self.proxy, methods=methods),
+                Route("/{service}", self.proxy, methods=methods),  # not a redirect to /{service}/
             ],
             lifespan=lifespan,
+            exception_handlers={404: _not_found, 405: _not_found},
         )
         app.state.gateway = self
         return app
@@ -566,20 +568,44 @@ def _scoped_route(request: Request, route: str) -> str:
         return route  # the service answers 404/422 for an id it cannot have
 
 
-def _not_allowed(request: Request, request_id: str) -> Response:
-    """405 for the gateway's own path with a method it does not take (the proxy route
-    would otherwise take it for an unknown service), with the ``Allow`` header."""
+def _own_path_refused(request: Request, request_id: str, *, face: bool) -> Response:
+    """A gateway path the proxy route caught: 405 with ``Allow`` when another method
+    would do, else 404 naming the path (the proxy would otherwise take the gateway's
+    own first segment for an unknown service)."""
     from starlette.routing import Match, Route
 
     allowed: set[str] = set()
     for route in request.app.routes:
-        if isinstance(route, Route) and route.path != "/{service}/{path:path}":
+        if isinstance(route, Route) and not route.path.startswith("/{service}"):
             match, _ = route.matches({**request.scope, "method": "GET"})
             if match is not Match.NONE:
                 allowed |= set(route.methods or ())
-    reply = _problem(405, f"{request.method} is not allowed on {request.url.path}", request_id)
+    path = request.url.path
     if allowed:
+        reply = _problem(405, f"{request.method} is not allowed on {path}", request_id)
         reply.headers["allow"] = ", ".join(sorted(allowed))
+        return reply
+    if path.startswith("/v1/") and not face:
+        detail = (
+            f"no route {path}: the OpenAI-compatible face is off "
+            "(no [[models]] or [[agents]] in the gateway's config)"
+        )
+        return _problem(404, detail, request_id)
+    return _problem(404, f"no gateway route {path}", request_id)
+
+
+async def _not_found(request: Request, err: Exception) -> Response:
+    """Starlette's own 404/405 (a path no route takes), as JSON naming the path."""
+    from starlette.exceptions import HTTPException
+
+    status = err.status_code if isinstance(err, HTTPException) else 404
+    detail = f"no route {request.url.path}"
+    if status == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    request_id = request.headers.get("x-request-id") or secrets.token_hex(12)
+    reply = _problem(status, detail, request_id)
+    if isinstance(err, HTTPException) and err.headers:
+        reply.headers.update(err.headers)
     return reply
 
 

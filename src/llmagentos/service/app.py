@@ -43,6 +43,7 @@ from llmagentos.exceptions import (
     MissingExtraError,
     ModelError,
     ModuleError,
+    SessionConflict,
 )
 from llmagentos.service.store import SessionStore
 from llmagentos.service.wire import (
@@ -150,8 +151,9 @@ class SessionPool:
             reply = json.dumps(jsonable(result))
             if not store.save(session, entry.version + 1, pickle.dumps(entry.built), key, reply):
                 entry.version = -1
-                raise ModuleError(
-                    "service", f"session {session!r} was changed by another replica meanwhile"
+                raise SessionConflict(
+                    f"session {session!r} was changed by another replica meanwhile; "
+                    "the call was not applied"
                 )
             entry.version += 1
             return result
@@ -242,6 +244,7 @@ def service_app(
     fastapi = _fastapi()
     from fastapi.responses import JSONResponse
     from prometheus_client import CollectorRegistry, Counter, Histogram
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     for kind in kinds:
         if kind not in KINDS:
@@ -279,6 +282,20 @@ def service_app(
     async def _model_down(request: Any, err: ModelError) -> Any:
         # A backend this service depends on failed: not the client's mistake.
         return JSONResponse({"detail": str(err)}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(SessionConflict)
+    async def _conflict(request: Any, err: SessionConflict) -> Any:
+        return JSONResponse({"detail": str(err)}, status_code=409)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Any, err: StarletteHTTPException) -> Any:
+        # Name what was not found or not allowed; keep a handler's own detail.
+        detail = err.detail
+        if err.status_code == 404 and detail == "Not Found":
+            detail = f"no route {request.url.path} (see /openapi.json)"
+        elif err.status_code == 405 and detail == "Method Not Allowed":
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return JSONResponse({"detail": detail}, status_code=err.status_code, headers=err.headers)
 
     @app.exception_handler(LLMAgentOSError)
     async def _our_error(request: Any, err: LLMAgentOSError) -> Any:
