@@ -452,6 +452,10 @@ class Gateway:
             return JSONResponse(
                 {"detail": f"{url!r} is not a replica of {name!r}"}, status_code=404
             )
+        if self.registry.get(name) is None:  # its last replica: the service is gone
+            self._runtimes.pop(name, None)
+            self._learning.pop(name, None)
+            self.route_labels.forget(name)
         return JSONResponse({"removed": url})
 
     def app(self) -> Starlette:
