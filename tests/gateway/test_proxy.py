@@ -88,6 +88,11 @@ def test_client_mistakes_stay_4xx_through_the_gateway(stack: dict[str, object]) 
         json={"session": "s", "observation": 1, "reward": "lots"},
     )
     assert wrong.status_code == 422 and "reward" in wrong.text
+    broken = httpx.post(
+        f"{gateway}/taxi/v1/learning/learn", content=b'{"session": "s", "obs',
+        headers={"content-type": "application/json"},
+    )  # fmt: skip
+    assert broken.status_code == 422 and "JSON" in broken.text
 
 
 def test_services_are_added_and_removed_at_run_time(stack: dict[str, object]) -> None:
