@@ -11,13 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from llmagentos._processes import free_port
+
 REDIS_SERVER = shutil.which("redis-server")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

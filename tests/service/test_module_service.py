@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from llmagentos import Agent
+from llmagentos._processes import free_port
 from llmagentos.build import build_agent
 from llmagentos.config import load_config
 from llmagentos.exceptions import ModuleError
@@ -26,15 +26,9 @@ CONFIG = ROOT / "examples" / "configs" / "taxi.toml"
 EPISODES = 12
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def service() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     process = subprocess.Popen(
         [sys.executable, "-m", "llmagentos", "serve", str(CONFIG), "--port", str(port)],
@@ -161,7 +155,7 @@ def test_a_bad_config_fails_before_listening(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\n[env]\nid = "Taxi-v3"\n')
     done = subprocess.run(
-        [sys.executable, "-m", "llmagentos", "serve", str(bad), "--port", str(_free_port())],
+        [sys.executable, "-m", "llmagentos", "serve", str(bad), "--port", str(free_port())],
         check=False, capture_output=True, text=True, timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )  # fmt: skip
