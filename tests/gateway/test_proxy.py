@@ -29,7 +29,7 @@ def _port() -> int:
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[bytes], str]:
-    return start_server(["llmagentos", *args], output=subprocess.PIPE)
+    return start_server(["llmagentos", *args])
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -20,12 +21,21 @@ def gateway_command(
     *,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8080,
+    access_log: Annotated[
+        str,
+        typer.Option(
+            metavar="FILE|-|off",
+            help="The JSON access log, a line per request: a file (appended), - for "
+            "stderr, or off.",
+        ),
+    ] = "-",
 ) -> None:
     """Route /<service>/<path> to the services' replicas; admin at /gateway/services.
 
     The config is checked before anything listens. Ctrl-C (or SIGTERM) lets in-flight
     requests finish and refuses new ones.
     """
+    from llmagentos.gateway.access_log import configure_access_log
     from llmagentos.gateway.app import gateway_app
     from llmagentos.gateway.config import load_gateway_config
     from llmagentos.gateway.openai_face import OpenAIFace
@@ -34,10 +44,20 @@ def gateway_command(
         loaded = load_gateway_config(config)
         face = OpenAIFace(loaded.exposed) if loaded.exposed else None
         app = gateway_app(loaded.registry, face=face, **loaded.options)
+        listener = configure_access_log(access_log)
+        if listener is not None:
+            # Flushed when the app shuts down: uvicorn ends a SIGTERMed process itself.
+            app.state.gateway.closers.append(listener.close)
     except LLMAgentOSError as err:
         fail(err)
     import uvicorn
 
     names = ", ".join(loaded.registry.names()) or "no services yet"
     typer.echo(f"gateway on http://{host}:{port} ({names})", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+    # uvicorn's own logging config would close every handler set up before it (the
+    # access log's included): plain stderr lines for its warnings instead.
+    logging.basicConfig(format="%(levelname)s: %(name)s: %(message)s", level=logging.WARNING)
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", log_config=None,
+        timeout_graceful_shutdown=10,
+    )  # fmt: skip

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from llmagentos.exceptions import AuthError, ConfigError, GatewayError, MissingExtraError
+from llmagentos.gateway.access_log import ACCESS_LOGGER
 from llmagentos.gateway.auth import ApiKeyStore, scoped_session
 from llmagentos.gateway.balancer import HealthChecker, Replica
 from llmagentos.gateway.openai_face import OpenAIFace
@@ -65,7 +66,7 @@ _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
     "trailer", "transfer-encoding", "upgrade", "host", "content-length",
 })  # fmt: skip
-access_log = logging.getLogger("llmagentos.gateway.access")
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 def _forwarded(headers: Mapping[str, str]) -> dict[str, str]:
@@ -165,6 +166,7 @@ class Gateway:
         if upstream is None:
             upstream = HttpxUpstream(transport) if transport is not None else AiohttpUpstream()
         self.upstream = upstream
+        self.closers: list[Callable[[], None]] = []  # run at shutdown, after the last request
         self.metrics = CollectorRegistry()
         self.route_labels = RouteLabels()
         self._learning: dict[str, float] = {}  # service -> when its templates may be fetched
@@ -479,6 +481,8 @@ class Gateway:
             for task in list(self._tasks):
                 task.cancel()
             await self.upstream.aclose()
+            for close in self.closers:
+                close()
 
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
         face = [] if self.face is None else [

@@ -1,0 +1,61 @@
+"""The gateway's structured access log: one JSON line per request, written off the
+event loop and flushed at shutdown (real gateway and upstream processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llmagentos._processes import free_port, start_server
+
+pytest.importorskip("starlette", reason="needs llmagentos[gateway]")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_request_is_one_json_line(tmp_path: Path) -> None:
+    upstream, upstream_url = start_server(["llmagentos.gateway.testing"], port_flag=None)
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[[services]]\nname = "up"\nreplicas = ["{upstream_url}"]\n')
+    log = tmp_path / "access.jsonl"
+    gateway, url = start_server(["llmagentos", "gateway", str(config), "--access-log", str(log)])
+    try:
+        httpx.post(f"{url}/up/echo?x=1", content=b"hi", headers={"x-request-id": "req-abc"})
+        httpx.get(f"{url}/nope/v1/x", headers={"x-request-id": "req-404"})
+        for index in range(20):
+            httpx.get(f"{url}/up/echo", headers={"x-request-id": f"bulk-{index}"})
+    finally:
+        gateway.terminate()  # a graceful stop flushes what is still queued
+        gateway.wait(timeout=15)
+        upstream.terminate()
+        upstream.wait(timeout=15)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    by_id = {line["request_id"]: line for line in lines}
+    assert len(lines) == 22 and len(by_id) == 22
+    first = by_id["req-abc"]
+    assert {k: first[k] for k in ("method", "service", "route", "status", "upstream")} == {
+        "method": "POST", "service": "up", "route": "/echo", "status": 200,
+        "upstream": upstream_url,
+    }  # fmt: skip
+    assert first["attempts"] == 1 and first["ms"] > 0
+    missing = by_id["req-404"]
+    assert missing["status"] == 404 and missing["upstream"] == "-"
+    assert [line["request_id"] for line in lines[2:]] == [f"bulk-{i}" for i in range(20)]
+
+
+def test_an_unwritable_access_log_fails_before_listening(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text('[[services]]\nname = "up"\nreplicas = ["http://127.0.0.1:9"]\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "llmagentos", "gateway", str(config), "--port", str(free_port()),
+         "--access-log", str(tmp_path / "no" / "such" / "dir" / "a.log")],
+        check=False, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )  # fmt: skip
+    assert done.returncode == 2 and "access_log" in done.stderr
