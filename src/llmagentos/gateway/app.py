@@ -36,6 +36,7 @@ import httpx
 
 from llmagentos.exceptions import AuthError, ConfigError, GatewayError, MissingExtraError
 from llmagentos.gateway.access_log import ACCESS_LOGGER
+from llmagentos.gateway.affinity import session_key
 from llmagentos.gateway.auth import ApiKeyStore, scoped_session
 from llmagentos.gateway.balancer import HealthChecker, Replica
 from llmagentos.gateway.openai_face import OpenAIFace
@@ -289,7 +290,9 @@ class Gateway:
     def _runtime(self, entry: ServiceEntry) -> ServiceRuntime:
         runtime = self._runtimes.get(entry.name)
         if runtime is None:
-            runtime = self._runtimes[entry.name] = ServiceRuntime(self.resilience)
+            runtime = self._runtimes[entry.name] = ServiceRuntime(
+                self.resilience, balancing=entry.balancing
+            )
         return runtime
 
     async def _forward(
@@ -313,13 +316,13 @@ class Gateway:
         runtime.budget.record_request()
         headers = _upstream_headers(request, request_id)
         idempotent = _is_idempotent(request.method, route, entry, request.headers)
-        query = request.scope.get("query_string", b"")
-        target = route + "?" + query.decode("latin-1") if query else route
+        session = _session_of(request, route, body) if runtime.affinity is not None else None
+        target = _with_query(request, route)
         tried: set[str] = set()
         attempts = 0
         failure: Response | None = None
         while True:
-            replica = runtime.pick(entry, tried)
+            replica = runtime.pick(entry, tried, session)
             if replica is None:
                 permit.failure()
                 detail = f"no replica of {entry.name!r} is available"
@@ -520,6 +523,16 @@ def _failed(err: UpstreamError, entry: ServiceEntry, route: str, request_id: str
         limit = entry.timeout_for(route)
         return _problem(504, f"{entry.name!r} did not answer within {limit:g} s", request_id)
     return _problem(502, f"{entry.name!r} failed: {err}", request_id)
+
+
+def _session_of(request: Request, route: str, body: bytes) -> str | None:
+    return session_key(route, body, request.headers.get("content-type", ""))
+
+
+def _with_query(request: Request, route: str) -> str:
+    """``route`` with the client's query string, as sent (not re-encoded)."""
+    query = request.scope.get("query_string", b"")
+    return route + "?" + query.decode("latin-1") if query else route
 
 
 def _reply(answer: UpstreamReply, request_id: str) -> Response:

@@ -25,7 +25,17 @@ import httpx
 from llmagentos.exceptions import ConfigError
 from llmagentos.gateway.clock import Clock, monotonic
 
-__all__ = ["HealthChecker", "LeastOutstanding", "OutlierDetector", "Replica", "RoundRobin"]
+__all__ = [
+    "BALANCING",
+    "HealthChecker",
+    "LeastOutstanding",
+    "OutlierDetector",
+    "Replica",
+    "RoundRobin",
+]
+
+#: The balancing a service can use ("session": see :mod:`.affinity`).
+BALANCING = ("least_outstanding", "round_robin", "session")
 
 
 @dataclass(slots=True, eq=False)

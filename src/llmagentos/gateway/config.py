@@ -11,6 +11,7 @@ Example (TOML)::
     replicas = ["http://127.0.0.1:8101", "http://127.0.0.1:8102"]
     timeout = 10
     idempotent_routes = ["/v1/perception/perceive"]
+    balancing = "session"           # each session on one replica (default: the gateway's)
 
     [gateway]                       # optional admission control
     keys = "keys.db"                # API keys (llmagentos keys create ...)
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmagentos.exceptions import ConfigError
 from llmagentos.gateway.auth import ApiKeyStore
+from llmagentos.gateway.balancer import BALANCING
 from llmagentos.gateway.openai_face import Exposed
 from llmagentos.gateway.ratelimit import RedisTokenBucket, TokenBucket
 from llmagentos.gateway.registry import ServiceRegistry
@@ -133,10 +135,8 @@ def _resilience(options: dict[str, Any]) -> None:
     if not given:
         return
     balancing = given.get("balancing", "least_outstanding")
-    if balancing not in ("least_outstanding", "round_robin"):
-        raise ConfigError(
-            "gateway.balancing", f"one of least_outstanding, round_robin (got {balancing!r})"
-        )
+    if balancing not in BALANCING:
+        raise ConfigError("gateway.balancing", f"one of {', '.join(BALANCING)} (got {balancing!r})")
     for key, value in given.items():
         if key != "balancing" and (
             isinstance(value, bool) or not isinstance(value, int | float) or value < 0

@@ -2,7 +2,8 @@
 
 Services come from the gateway's config at start and from the register/deregister
 API at run time, so services are added and removed while the gateway runs. Each
-service carries its per-route settings (timeout, which routes are idempotent).
+service carries its per-route settings (timeout, which routes are idempotent) and may
+choose its own balancing (``"session"`` keeps each session on one replica).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from llmagentos.exceptions import ConfigError
+from llmagentos.gateway.balancer import BALANCING
 
 __all__ = ["ServiceEntry", "ServiceRegistry", "check_replica_url", "check_service_name"]
 
@@ -52,6 +54,7 @@ class ServiceEntry:
     timeout: float = 30.0
     idempotent_routes: tuple[str, ...] = ()
     route_timeouts: dict[str, float] = field(default_factory=dict)
+    balancing: str | None = None  # None: the gateway's default
     _next: int = 0
 
     def timeout_for(self, route: str) -> float:
@@ -69,6 +72,7 @@ class ServiceEntry:
             "timeout": self.timeout,
             "idempotent_routes": list(self.idempotent_routes),
             "route_timeouts": dict(self.route_timeouts),
+            "balancing": self.balancing,
         }
 
 
@@ -85,7 +89,7 @@ class ServiceRegistry:
         self, spec: Mapping[str, Any], *, field_prefix: str = "service"
     ) -> ServiceEntry:
         """Add (or replace) a service from ``{"name", "replicas", "timeout", ...}``."""
-        known = {"name", "replicas", "timeout", "idempotent_routes", "route_timeouts"}
+        known = {"name", "replicas", "timeout", "idempotent_routes", "route_timeouts", "balancing"}
         unknown = sorted(set(spec) - known)
         if unknown:
             raise ConfigError(f"{field_prefix}.{unknown[0]}", "unknown field")
@@ -106,7 +110,12 @@ class ServiceRegistry:
             if isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0:
                 raise ConfigError(where, f"must be a number > 0 (got {limit!r})")
             route_timeouts[str(prefix)] = float(limit)
-        entry = ServiceEntry(name, replicas, float(timeout), routes, route_timeouts)
+        balancing = spec.get("balancing")
+        if balancing is not None and balancing not in BALANCING:
+            raise ConfigError(
+                f"{field_prefix}.balancing", f"one of {', '.join(BALANCING)} (got {balancing!r})"
+            )
+        entry = ServiceEntry(name, replicas, float(timeout), routes, route_timeouts, balancing)
         with self._lock:
             self._services[name] = entry
         return entry

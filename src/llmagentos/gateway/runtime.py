@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from llmagentos.gateway.affinity import SessionAffinity
 from llmagentos.gateway.balancer import LeastOutstanding, OutlierDetector, Replica, RoundRobin
 from llmagentos.gateway.breaker import CircuitBreaker
 from llmagentos.gateway.registry import ServiceEntry
@@ -22,7 +23,7 @@ __all__ = ["ResilienceSettings", "ServiceRuntime"]
 class ResilienceSettings:
     """The gateway's defaults for every service (``[gateway]`` in its config)."""
 
-    balancing: str = "least_outstanding"  # or "round_robin"
+    balancing: str = "least_outstanding"  # or "round_robin", "session"
     retry_ratio: float = 0.2
     retry_floor_per_second: float = 1.0
     breaker_failures: int = 5
@@ -33,10 +34,19 @@ class ResilienceSettings:
 
 @dataclass(slots=True)
 class ServiceRuntime:
+    """One service's live routing state.
+
+    Args:
+        settings: the gateway's defaults.
+        balancing: this service's own balancing, if it sets one.
+    """
+
     settings: ResilienceSettings
+    balancing: str | None = None
     breaker: CircuitBreaker = field(init=False)
     budget: RetryBudget = field(init=False)
     picker: RoundRobin | LeastOutstanding = field(init=False)
+    affinity: SessionAffinity | None = field(init=False)
     outliers: OutlierDetector = field(init=False)
     replicas: dict[str, Replica] = field(default_factory=dict)
 
@@ -48,7 +58,10 @@ class ServiceRuntime:
         self.budget = RetryBudget(
             settings.retry_ratio, min_per_second=settings.retry_floor_per_second
         )
-        self.picker = RoundRobin() if settings.balancing == "round_robin" else LeastOutstanding()
+        balancing = self.balancing or settings.balancing
+        self.picker = RoundRobin() if balancing == "round_robin" else LeastOutstanding()
+        # Calls that name no session are spread by least-outstanding.
+        self.affinity = SessionAffinity() if balancing == "session" else None
         self.outliers = OutlierDetector(consecutive_failures=settings.eject_after_failures)
 
     def pool(self, entry: ServiceEntry) -> list[Replica]:
@@ -62,12 +75,21 @@ class ServiceRuntime:
                 self.replicas[url] = Replica(url)
         return [self.replicas[url] for url in entry.replicas]
 
-    def pick(self, entry: ServiceEntry, exclude: set[str]) -> Replica | None:
+    def pick(
+        self, entry: ServiceEntry, exclude: set[str], session: str | None = None
+    ) -> Replica | None:
+        """A replica not in ``exclude``: the session's own with affinity, else balanced."""
         candidates = [r for r in self.pool(entry) if r.url not in exclude]
-        choice = self.picker.pick(candidates)
+        if self.affinity is not None and session is not None:
+            choice = self.affinity.pick(candidates, session)
+        else:
+            choice = self.picker.pick(candidates)
         if choice is None and candidates:
             # Every candidate is ejected or unhealthy: try one anyway rather than fail
-            # a request the gateway might still serve (ejection is a hint, not a ban).
+            # a request the gateway might still serve (ejection is a hint, not a ban);
+            # a session keeps to its own replica.
+            if self.affinity is not None and session is not None:
+                return self.affinity.pick(candidates, session, available_only=False)
             now = time.monotonic()
             choice = min(candidates, key=lambda r: (r.ejected_until > now, r.outstanding))
         return choice
