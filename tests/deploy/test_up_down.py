@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from llmagentos.cli.main import main
@@ -55,7 +56,7 @@ def test_up_runs_four_services_behind_the_gateway_and_down_stops_them(tmp_path, 
         processes = state["processes"]
         assert isinstance(processes, list)
         roles = sorted(p["role"] for p in processes)
-        assert roles == ["execution/0", "gateway", "learning/0", "perception/0",
+        assert roles == ["execution/0", "gateway", "learning/0", "learning/1", "perception/0",
                          "planning/0", "planning/1"]  # fmt: skip
 
         assert main(["status", "maze-test", "--state-dir", str(state_dir)]) == 0
@@ -69,6 +70,9 @@ def test_up_runs_four_services_behind_the_gateway_and_down_stops_them(tmp_path, 
         assert run.returncode == 0, run.stderr
         assert run.stdout.startswith("3 steps, return ")
         assert "last action" in run.stdout  # the LLM planner's reason came back too
+        learners = [p["url"] for p in processes if str(p["role"]).startswith("learning/")]
+        sessions = [httpx.get(f"{url}/readyz").json()["sessions"] for url in learners]
+        assert sorted(sessions) == [0, 1]  # balancing = "session": one replica has it all
 
         assert main(["down", "maze-test", "--state-dir", str(state_dir)]) == 0
         assert up.wait(timeout=60) == 0

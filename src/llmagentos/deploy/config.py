@@ -12,6 +12,7 @@ Example (TOML)::
     config = "../configs/text_maze_llm.toml"   # the run config whose module is served
     modules = "planning"              # or "all", or "planning,learning"
     replicas = 2
+    balancing = "session"             # optional: keep each session on one replica
 
 Paths are relative to the deployment file.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from llmagentos.exceptions import ConfigError
+from llmagentos.gateway.balancer import BALANCING
 from llmagentos.gateway.registry import check_service_name
 
 __all__ = ["DeployConfig", "ServiceSpec", "load_deploy_config"]
@@ -38,6 +40,7 @@ class ServiceSpec:
     config: Path
     modules: str
     replicas: int
+    balancing: str | None = None  # None: the gateway's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,7 @@ def load_deploy_config(path: str | Path) -> DeployConfig:
     built: set[Path] = set()
     for index, spec in enumerate(data.get("services", [])):
         where = f"services[{index}]"
-        for key in sorted(set(spec) - {"name", "config", "modules", "replicas"}):
+        for key in sorted(set(spec) - {"name", "config", "modules", "replicas", "balancing"}):
             raise ConfigError(f"{where}.{key}", "unknown field")
         service = check_service_name(str(spec.get("name", "")), field_name=f"{where}.name")
         if "config" not in spec:
@@ -98,7 +101,12 @@ def load_deploy_config(path: str | Path) -> DeployConfig:
         if bad:
             raise ConfigError(f"{where}.modules", f"unknown module kinds {bad}; one of {_KINDS}")
         replicas = _int(spec.get("replicas", 1), f"{where}.replicas", 1, 32)
-        services.append(ServiceSpec(service, config, modules, replicas))
+        balancing = spec.get("balancing")
+        if balancing is not None and balancing not in BALANCING:
+            raise ConfigError(
+                f"{where}.balancing", f"one of {', '.join(BALANCING)} (got {balancing!r})"
+            )
+        services.append(ServiceSpec(service, config, modules, replicas, balancing))
     names = [s.name for s in services]
     if len(set(names)) != len(names):
         raise ConfigError("services", f"service names must be distinct (got {names})")

@@ -98,14 +98,14 @@ class Deployment:
         return started
 
     def _start_gateway(self, services: dict[str, list[str]], timeout: float) -> None:
+        balancing = {spec.name: spec.balancing for spec in self.config.services}
         lines = []
         for name, urls in services.items():
-            lines += [
-                "[[services]]",
-                f"name = {json.dumps(name)}",
-                f"replicas = {json.dumps(urls)}",
-                "",
-            ]
+            lines += ["[[services]]", f"name = {json.dumps(name)}"]
+            lines.append(f"replicas = {json.dumps(urls)}")
+            if balancing.get(name):
+                lines.append(f"balancing = {json.dumps(balancing[name])}")
+            lines.append("")
         config = self.state_dir / f"{self.config.name}.gateway.toml"
         config.write_text("\n".join(lines), encoding="utf-8")
         port = self.config.gateway_port or free_port()
