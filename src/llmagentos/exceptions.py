@@ -18,6 +18,8 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     ├── RunPaused              a run stopped on purpose and can be resumed
     │   └── ApprovalPending    a sensitive action awaits a human decision
     ├── DeployError            a deployment could not start or be found
+    ├── SessionStoreError      a service's session store is unusable (a bad signature)
+    │   └── SessionConflict    another replica moved the session on (HTTP 409)
     ├── JournalError           a durable run's journal cannot be used
     │   └── ResumeMismatch     a resumed run did not replay as recorded
     ├── GatewayError           the gateway refused a request (``status``: the HTTP status)
