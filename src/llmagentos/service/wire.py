@@ -154,6 +154,11 @@ class ErrorReply(BaseModel):
 #: The error replies a module route may give besides validation's 422.
 MODULE_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorReply, "description": "The module refused the value (named)."},
+    409: {
+        "model": ErrorReply,
+        "description": "Another replica moved the session on meanwhile; the call was not "
+        "applied and may be sent again.",
+    },
     503: {"model": ErrorReply, "description": "A backend the module needs is down."},
 }
 #: The error replies of a session route.
