@@ -118,3 +118,45 @@ async def test_gateway_passes_the_reply_on_untouched(upstream_url: str) -> None:
     assert seen["query"] == "q=%2A&q=2"
     names = {k for k, _ in seen["headers"]}
     assert {"x-mine", "x-request-id", "traceparent", "x-forwarded-for"} <= names
+
+
+def test_event_streams_pass_through_as_they_come(upstream_url: str, tmp_path) -> None:
+    """Each event reaches the client before the upstream produces the next one (the
+    upstream waits for the client's go-ahead between events: buffering would hang)."""
+    from llmagentos._processes import start_server
+
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[[services]]\nname = "up"\nreplicas = ["{upstream_url}"]\n')
+    gateway, url = start_server(["llmagentos", "gateway", str(config), "--access-log", "off"])
+    try:
+        seen = []
+        timeout = httpx.Timeout(10.0)
+        with httpx.stream("GET", f"{url}/up/sse?n=3", timeout=timeout) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            for line in stream.iter_lines():
+                if line.startswith("data: "):
+                    seen.append(line[6:])
+                    if line != "data: [DONE]":
+                        httpx.post(f"{upstream_url}/sse/next", timeout=timeout)
+        assert seen == ["0", "1", "2", "[DONE]"]
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'route="/sse",service="up",status="200"' in metrics
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=15)
+
+
+async def test_a_streamed_reply_through_either_client(client: Upstream, upstream_url: str) -> None:
+    async def go_ahead() -> None:
+        async with httpx.AsyncClient() as http:
+            await http.post(f"{upstream_url}/sse/next")
+
+    reply = await client.request("GET", f"{upstream_url}/sse?n=2", body=b"", headers={}, timeout=5)
+    assert reply.stream is not None and reply.content == b""
+    received = b""
+    async for piece in reply.stream:
+        received += piece
+        if not received.endswith(b"[DONE]\n\n"):
+            await go_ahead()
+    await client.aclose()
+    assert received == b"data: 0\n\ndata: 1\n\ndata: [DONE]\n\n"

@@ -28,7 +28,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -309,10 +309,7 @@ class Gateway:
         runtime = self._runtime(entry)
         permit = runtime.breaker.acquire()
         if permit is None:
-            wait = max(1, math.ceil(runtime.breaker.retry_after()))
-            reply = _problem(503, f"{entry.name!r} is failing; circuit open", request_id)
-            reply.headers["retry-after"] = str(wait)
-            return reply, "-", 0
+            return _circuit_open(entry, runtime, request_id), "-", 0
         runtime.budget.record_request()
         headers = _upstream_headers(request, request_id)
         idempotent = _is_idempotent(request.method, route, entry, request.headers)
@@ -331,11 +328,13 @@ class Gateway:
             attempts += 1
             replica.begin()
             sent = time.perf_counter()
+            streaming = False
             try:
                 answer = await self.upstream.request(
                     request.method, replica.url + target, body=body, headers=headers,
                     timeout=entry.timeout_for(route),
                 )  # fmt: skip
+                streaming = answer.stream is not None
             except UpstreamRefused:
                 runtime.record(replica, False, entry)
                 continue  # nothing reached that replica: safe to go on, whatever the method
@@ -347,12 +346,13 @@ class Gateway:
                 permit.failure()
                 return failure, replica.url, attempts
             finally:
-                replica.end()
+                if not streaming:  # a stream is in flight on the replica until it ends
+                    replica.end()
                 hop = time.perf_counter() - sent
                 self.upstream_latency.labels(entry.name, replica.url).observe(hop)
             ok = answer.status < 500
             runtime.record(replica, ok, entry)
-            reply = _reply(answer, request_id)
+            reply = _reply(answer, request_id, on_end=replica.end)
             if not ok and idempotent and runtime.budget.can_retry():
                 failure = reply  # kept in case no other replica is left to ask
                 continue
@@ -525,6 +525,24 @@ def _failed(err: UpstreamError, entry: ServiceEntry, route: str, request_id: str
     return _problem(502, f"{entry.name!r} failed: {err}", request_id)
 
 
+async def _relay(
+    pieces: AsyncGenerator[bytes, None], on_end: Callable[[], None]
+) -> AsyncIterator[bytes]:
+    try:
+        async for piece in pieces:
+            yield piece
+    finally:
+        await pieces.aclose()  # the upstream connection is released or closed now
+        on_end()
+
+
+def _circuit_open(entry: ServiceEntry, runtime: ServiceRuntime, request_id: str) -> Response:
+    """503 with the breaker's own ``Retry-After``: the service is failing, no call made."""
+    reply = _problem(503, f"{entry.name!r} is failing; circuit open", request_id)
+    reply.headers["retry-after"] = str(max(1, math.ceil(runtime.breaker.retry_after())))
+    return reply
+
+
 def _session_of(request: Request, route: str, body: bytes) -> str | None:
     return session_key(route, body, request.headers.get("content-type", ""))
 
@@ -535,11 +553,16 @@ def _with_query(request: Request, route: str) -> str:
     return route + "?" + query.decode("latin-1") if query else route
 
 
-def _reply(answer: UpstreamReply, request_id: str) -> Response:
-    """The replica's answer for the client: hop-by-hop headers dropped, repeats kept."""
-    from starlette.responses import Response
+def _reply(answer: UpstreamReply, request_id: str, *, on_end: Callable[[], None]) -> Response:
+    """The replica's answer for the client: hop-by-hop headers dropped, repeats kept; a
+    streamed answer passed on piece by piece (``on_end`` when it is over)."""
+    from starlette.responses import Response, StreamingResponse
 
-    reply = Response(answer.content, status_code=answer.status)
+    reply: Response
+    if answer.stream is not None:
+        reply = StreamingResponse(_relay(answer.stream, on_end), status_code=answer.status)
+    else:
+        reply = Response(answer.content, status_code=answer.status)
     reply.raw_headers += [
         (k.lower().encode("latin-1"), v.encode("latin-1"))
         for k, v in answer.headers

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 import sys
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 COUNTS = {"calls": 0}
@@ -75,6 +76,29 @@ async def chat(request: Request) -> Response:
     })  # fmt: skip
 
 
+NEXT = asyncio.Event()
+
+
+async def events(request: Request) -> Response:
+    # Server-sent events, one per POST /sse/next: a proxy that buffers never shows the
+    # first one, because the second waits on the client.
+    count = int(request.query_params.get("n", "3"))
+
+    async def produce() -> AsyncIterator[bytes]:
+        for index in range(count):
+            yield f"data: {index}\n\n".encode()
+            await NEXT.wait()
+            NEXT.clear()
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(produce(), media_type="text/event-stream")
+
+
+async def next_event(request: Request) -> Response:
+    NEXT.set()
+    return PlainTextResponse("ok")
+
+
 async def calls(request: Request) -> Response:
     return JSONResponse(COUNTS)
 
@@ -85,6 +109,7 @@ app = Starlette(routes=[
     Route("/status/{code:int}", status, methods=["GET", "POST"]), Route("/nap", slow),
     Route("/inspect", inspect, methods=["GET", "POST"]), Route("/gzip", compressed),
     Route("/v1/chat/completions", chat, methods=["POST"]),
+    Route("/sse", events), Route("/sse/next", next_event, methods=["POST"]),
 ])  # fmt: skip
 
 if __name__ == "__main__":

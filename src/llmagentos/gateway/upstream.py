@@ -5,6 +5,11 @@ client adds about half what httpx's async client does on loopback (bench/README)
 :class:`AiohttpUpstream` is the default; :class:`HttpxUpstream` runs over any httpx
 transport, which lets tests put in-process ASGI apps behind the gateway.
 
+A reply whose content type is a stream (``text/event-stream``, as OpenAI-style token
+streams, or ``application/x-ndjson``) and whose status is not a 5xx is handed on as it
+arrives (:attr:`UpstreamReply.stream`) instead of being read whole; the route's
+timeout then bounds the wait for the headers and for each next piece.
+
 Both answer the same way: an :class:`UpstreamReply`, or one of three errors the
 gateway treats differently — :class:`UpstreamRefused` (nothing reached the replica:
 safe to try another whatever the method), :class:`UpstreamTimeout` (504) and
@@ -13,8 +18,11 @@ safe to try another whatever the method), :class:`UpstreamTimeout` (504) and
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -24,6 +32,7 @@ if TYPE_CHECKING:
     import aiohttp
 
 __all__ = [
+    "STREAMED_TYPES",
     "AiohttpUpstream",
     "HttpxUpstream",
     "Upstream",
@@ -35,13 +44,27 @@ __all__ = [
 ]
 
 
+#: Content types passed on as they arrive rather than read whole.
+STREAMED_TYPES = frozenset({"text/event-stream", "application/x-ndjson"})
+log = logging.getLogger("llmagentos.gateway")
+
+
+def _is_streamed(status: int, content_type: str) -> bool:
+    return status < 500 and content_type.split(";", 1)[0].strip().lower() in STREAMED_TYPES
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamReply:
-    """A replica's answer, read whole. ``headers`` keeps repeats (``set-cookie``)."""
+    """A replica's answer. ``headers`` keeps repeats (``set-cookie``).
+
+    ``content`` is the whole body, unless ``stream`` is set: then the body comes from
+    iterating ``stream`` once (which releases the connection at its end).
+    """
 
     status: int
     headers: list[tuple[str, str]]
     content: bytes
+    stream: AsyncGenerator[bytes, None] | None = None
 
 
 class UpstreamError(Exception):
@@ -109,24 +132,46 @@ class AiohttpUpstream:
         aiohttp = self._aiohttp
         from yarl import URL
 
+        # The route's timeout bounds the answer (headers and body); a streamed body's
+        # pieces each get that long again (sock_read).
+        limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         try:
-            async with self._client().request(
-                method,
-                URL(url, encoded=True),  # the client's own encoding, not re-quoted
-                data=body or None,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                allow_redirects=False,
-            ) as answer:
-                content = await answer.read()
+            async with asyncio.timeout(timeout):
+                answer = await self._client().request(
+                    method,
+                    URL(url, encoded=True),  # the client's own encoding, not re-quoted
+                    data=body or None,
+                    headers=headers,
+                    timeout=limits,
+                    allow_redirects=False,
+                )
                 pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.raw_headers]
+                if _is_streamed(answer.status, answer.headers.get("content-type", "")):
+                    return UpstreamReply(answer.status, pairs, b"", self._pieces(answer))
+                try:
+                    content = await answer.read()
+                finally:
+                    answer.release()
                 return UpstreamReply(answer.status, pairs, content)
         except aiohttp.ClientConnectorError as err:
             raise UpstreamRefused(str(err)) from err
-        except TimeoutError as err:  # aiohttp's timeouts are TimeoutErrors
+        except TimeoutError as err:  # aiohttp's timeouts are TimeoutErrors too
             raise UpstreamTimeout(f"no answer within {timeout:g} s") from err
         except aiohttp.ClientError as err:
             raise UpstreamFailed(type(err).__name__) from err
+
+    async def _pieces(self, answer: Any) -> AsyncGenerator[bytes, None]:
+        try:
+            async for piece in answer.content.iter_any():
+                yield piece
+        except (self._aiohttp.ClientError, TimeoutError) as err:
+            # Headers are gone already: all a proxy can do is end the stream early.
+            log.warning("stream from %s cut: %s", answer.url, type(err).__name__)
+        finally:
+            if answer.content.at_eof():
+                answer.release()  # the connection goes back to the pool
+            else:
+                answer.close()  # the client left early: this connection is spent
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -144,19 +189,36 @@ class HttpxUpstream:
     async def request(
         self, method: str, url: str, *, body: bytes, headers: dict[str, str], timeout: float
     ) -> UpstreamReply:
+        outgoing = self._client.build_request(
+            method, url, content=body, headers=headers, timeout=timeout
+        )
         try:
-            answer = await self._client.request(
-                method, url, content=body, headers=headers, timeout=timeout
-            )
+            answer = await self._client.send(outgoing, stream=True)
+            # httpx decodes the body: its content-encoding no longer applies.
+            pairs = [(k, v) for k, v in answer.headers.multi_items() if k != "content-encoding"]
+            if _is_streamed(answer.status_code, answer.headers.get("content-type", "")):
+                return UpstreamReply(answer.status_code, pairs, b"", self._pieces(answer))
+            try:
+                content = await answer.aread()
+            finally:
+                await answer.aclose()
         except httpx.ConnectError as err:
             raise UpstreamRefused(str(err)) from err
         except httpx.TimeoutException as err:
             raise UpstreamTimeout(f"no answer within {timeout:g} s") from err
         except httpx.HTTPError as err:
             raise UpstreamFailed(type(err).__name__) from err
-        # httpx has decoded the body: its content-encoding no longer applies.
-        pairs = [(k, v) for k, v in answer.headers.multi_items() if k != "content-encoding"]
-        return UpstreamReply(answer.status_code, pairs, answer.content)
+        return UpstreamReply(answer.status_code, pairs, content)
+
+    @staticmethod
+    async def _pieces(answer: httpx.Response) -> AsyncGenerator[bytes, None]:
+        try:
+            async for piece in answer.aiter_bytes():
+                yield piece
+        except httpx.HTTPError as err:
+            log.warning("stream from %s cut: %s", answer.url, type(err).__name__)
+        finally:
+            await answer.aclose()
 
     async def aclose(self) -> None:
         await self._client.aclose()
