@@ -30,6 +30,9 @@ def test_every_request_is_one_json_line(tmp_path: Path) -> None:
         httpx.get(f"{url}/nope/v1/x", headers={"x-request-id": "req-404"})
         for index in range(20):
             httpx.get(f"{url}/up/echo", headers={"x-request-id": f"bulk-{index}"})
+        admin = httpx.get(f"{url}/gateway/services", headers={"x-request-id": "req-admin"})
+        assert admin.headers["x-request-id"] == "req-admin"
+        metrics = httpx.get(f"{url}/metrics").text
     finally:
         gateway.terminate()  # a graceful stop flushes what is still queued
         gateway.wait(timeout=15)
@@ -37,7 +40,7 @@ def test_every_request_is_one_json_line(tmp_path: Path) -> None:
         upstream.wait(timeout=15)
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     by_id = {line["request_id"]: line for line in lines}
-    assert len(lines) == 22 and len(by_id) == 22
+    assert len(lines) == 23 and len(by_id) == 23  # the gateway's own routes too
     first = by_id["req-abc"]
     assert {k: first[k] for k in ("method", "service", "route", "status", "upstream")} == {
         "method": "POST", "service": "up", "route": "/echo", "status": 200,
@@ -46,7 +49,9 @@ def test_every_request_is_one_json_line(tmp_path: Path) -> None:
     assert first["attempts"] == 1 and first["ms"] > 0
     missing = by_id["req-404"]
     assert missing["status"] == 404 and missing["upstream"] == "-"
-    assert [line["request_id"] for line in lines[2:]] == [f"bulk-{i}" for i in range(20)]
+    assert [line["request_id"] for line in lines[2:22]] == [f"bulk-{i}" for i in range(20)]
+    assert by_id["req-admin"]["service"] == "gateway" and by_id["req-admin"]["route"] == "/services"
+    assert 'route="/services",service="gateway",status="200",upstream="-"' in metrics
 
 
 def test_an_unwritable_access_log_fails_before_listening(tmp_path: Path) -> None:

@@ -95,6 +95,8 @@ def test_an_agent_answers_with_its_decision(gateway: str) -> None:
     )
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert set(json.loads(text)) == {"action", "reason"}
+    metrics = httpx.get(f"{gateway}/metrics").text  # the face is counted like any route
+    assert 'route="/chat/completions",service="v1",status="200",upstream="-"' in metrics
 
 
 def test_mistakes_are_4xx_in_openai_form(gateway: str) -> None:

@@ -225,35 +225,23 @@ class Gateway:
                         request, entry, route, scoped, request_id
                     )
         seconds = time.perf_counter() - started
-        self._observe(
-            name, entry, route, upstream=upstream, status=reply.status_code, seconds=seconds
-        )
-        if access_log.isEnabledFor(logging.INFO):  # build the line only if someone reads it
-            access_log.info(json.dumps({
-                "request_id": request_id, "method": request.method, "service": name,
-                "route": route, "upstream": upstream, "status": reply.status_code,
-                "ms": round(seconds * 1000, 2), "attempts": tried,
-            }))  # fmt: skip
-        return reply
-
-    def _observe(
-        self,
-        name: str,
-        entry: ServiceEntry | None,
-        route: str,
-        *,
-        upstream: str,
-        status: int,
-        seconds: float,
-    ) -> None:
         # Labels are bounded: unknown names and raw paths would grow a series per request.
         if entry is None:
-            service, label = "(unknown)", "-"
+            labels = ("(unknown)", "-")
         else:
-            service, label = name, self.route_labels.label(name, route)
+            labels = (name, self.route_labels.label(name, route))
             self._learn_routes(entry)
-        self.requests_total.labels(service, label, upstream, str(status)).inc()
-        self.latency.labels(service, label).observe(seconds)
+        self._observe(labels, upstream, reply.status_code, seconds)
+        _log_access(
+            request, request_id, service=name, route=route, upstream=upstream,
+            status=reply.status_code, seconds=seconds, attempts=tried,
+        )  # fmt: skip
+        return reply
+
+    def _observe(self, labels: tuple[str, str], upstream: str, status: int, seconds: float) -> None:
+        """Count a request by (service, route), upstream and status, and time it."""
+        self.requests_total.labels(*labels, upstream, str(status)).inc()
+        self.latency.labels(*labels).observe(seconds)
 
     def _learn_routes(self, entry: ServiceEntry) -> None:
         """Fetch the service's route templates in the background, if due (every 30 s
@@ -365,9 +353,18 @@ class Gateway:
         """``handler`` behind the same keys and limits as the proxied routes."""
 
         async def guarded(request: Request) -> Response:
+            started = time.perf_counter()
             request_id = request.headers.get("x-request-id") or secrets.token_hex(12)
             refused = await self._admit(request, service, route, request_id)
-            return refused if refused is not None else await handler(request)
+            reply = refused if refused is not None else await handler(request)
+            reply.headers.setdefault("x-request-id", request_id)
+            seconds = time.perf_counter() - started  # a stream: until its headers
+            self._observe((service, route), "-", reply.status_code, seconds)
+            _log_access(
+                request, request_id, service=service, route=route, upstream="-",
+                status=reply.status_code, seconds=seconds, attempts=0,
+            )  # fmt: skip
+            return reply
 
         return guarded
 
@@ -515,6 +512,18 @@ class Gateway:
         )
         app.state.gateway = self
         return app
+
+
+def _log_access(
+    request: Request, request_id: str, *, service: str, route: str, upstream: str,
+    status: int, seconds: float, attempts: int,
+) -> None:  # fmt: skip
+    if access_log.isEnabledFor(logging.INFO):  # build the line only if someone reads it
+        access_log.info(json.dumps({
+            "request_id": request_id, "method": request.method, "service": service,
+            "route": route, "upstream": upstream, "status": status,
+            "ms": round(seconds * 1000, 2), "attempts": attempts,
+        }))  # fmt: skip
 
 
 def _failed(err: UpstreamError, entry: ServiceEntry, route: str, request_id: str) -> Response:
