@@ -110,7 +110,9 @@ async def test_gateway_passes_the_reply_on_untouched(upstream_url: str) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
         raw = await http.get("/up/gzip", headers={"accept-encoding": "gzip"})
-        seen = (await http.get("/up/inspect?q=%2A&q=2", headers={"x-mine": "v"})).json()
+        sent = [("x-mine", "v"), ("x-dup", "a"), ("x-dup", "b"), ("connection", "x-hop"),
+                ("x-hop", "private"), ("x-forwarded-for", "10.0.0.1")]  # fmt: skip
+        seen = (await http.get("/up/inspect?q=%2A&q=2", headers=sent)).json()
     await gateway.upstream.aclose()
     assert raw.headers["content-encoding"] == "gzip"
     assert raw.text == "squeezed " * 50  # httpx decodes what the gateway passed on as sent
@@ -118,6 +120,10 @@ async def test_gateway_passes_the_reply_on_untouched(upstream_url: str) -> None:
     assert seen["query"] == "q=%2A&q=2"
     names = {k for k, _ in seen["headers"]}
     assert {"x-mine", "x-request-id", "traceparent", "x-forwarded-for"} <= names
+    arrived = [(k, v) for k, v in seen["headers"]]
+    assert [v for k, v in arrived if k == "x-dup"] == ["a", "b"]  # repeats kept
+    assert "x-hop" not in names  # named in Connection: for the first hop only
+    assert dict(arrived)["x-forwarded-for"] == "10.0.0.1, 127.0.0.1"  # the chain grows
 
 
 def test_event_streams_pass_through_as_they_come(upstream_url: str, tmp_path) -> None:

@@ -28,7 +28,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -70,8 +70,15 @@ _HOP_BY_HOP = frozenset({
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 
-def _forwarded(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
+def _hop_by_hop(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """The standard hop-by-hop headers plus any the message's ``Connection`` names."""
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
+    return _HOP_BY_HOP | named if named else _HOP_BY_HOP
 
 
 def _traceparent(incoming: str | None) -> str:
@@ -258,7 +265,7 @@ class Gateway:
         for url in list(entry.replicas):
             try:
                 reply = await self.upstream.request(
-                    "GET", url + "/openapi.json", body=b"", headers={}, timeout=2.0
+                    "GET", url + "/openapi.json", body=b"", headers=[], timeout=2.0
                 )
                 document = json.loads(reply.content) if reply.status == 200 else None
             except (UpstreamError, ValueError):
@@ -572,21 +579,30 @@ def _reply(answer: UpstreamReply, request_id: str, *, on_end: Callable[[], None]
         reply = StreamingResponse(_relay(answer.stream, on_end), status_code=answer.status)
     else:
         reply = Response(answer.content, status_code=answer.status)
+    drop = _hop_by_hop(answer.headers) | {"x-request-id"}
     reply.raw_headers += [
         (k.lower().encode("latin-1"), v.encode("latin-1"))
         for k, v in answer.headers
-        if k.lower() not in _HOP_BY_HOP and k.lower() != "x-request-id"
+        if k.lower() not in drop
     ]
     reply.raw_headers.append((b"x-request-id", request_id.encode()))
     return reply
 
 
-def _upstream_headers(request: Request, request_id: str) -> dict[str, str]:
-    headers = _forwarded(request.headers)
-    headers["x-request-id"] = request_id
-    headers["traceparent"] = _traceparent(request.headers.get("traceparent"))
+def _upstream_headers(request: Request, request_id: str) -> list[tuple[str, str]]:
+    """The client's headers for the hop (repeats kept, hop-by-hop ones dropped), with
+    the request id, the next span of the trace and the client added to
+    ``X-Forwarded-For``."""
+    pairs = request.headers.items()
+    drop = _hop_by_hop(pairs) | {"x-request-id", "traceparent", "x-forwarded-for"}
+    headers = [(k, v) for k, v in pairs if k.lower() not in drop]
+    headers.append(("x-request-id", request_id))
+    headers.append(("traceparent", _traceparent(request.headers.get("traceparent"))))
+    chain = request.headers.get("x-forwarded-for")
     if request.client is not None:
-        headers["x-forwarded-for"] = request.client.host
+        chain = f"{chain}, {request.client.host}" if chain else request.client.host
+    if chain:
+        headers.append(("x-forwarded-for", chain))
     return headers
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STREAMED_TYPES",
     "AiohttpUpstream",
+    "Headers",
     "HttpxUpstream",
     "Upstream",
     "UpstreamError",
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 
+#: Request headers for the hop: pairs (repeats kept) or a mapping.
+Headers = Sequence[tuple[str, str]] | Mapping[str, str]
 #: Content types passed on as they arrive rather than read whole.
 STREAMED_TYPES = frozenset({"text/event-stream", "application/x-ndjson"})
 log = logging.getLogger("llmagentos.gateway")
@@ -87,7 +90,7 @@ class Upstream(Protocol):
     """What the gateway needs from an HTTP client."""
 
     async def request(
-        self, method: str, url: str, *, body: bytes, headers: dict[str, str], timeout: float
+        self, method: str, url: str, *, body: bytes, headers: Headers, timeout: float
     ) -> UpstreamReply:
         """Send one request (``url`` already carries its query string)."""
         ...
@@ -127,7 +130,7 @@ class AiohttpUpstream:
         return self._session
 
     async def request(
-        self, method: str, url: str, *, body: bytes, headers: dict[str, str], timeout: float
+        self, method: str, url: str, *, body: bytes, headers: Headers, timeout: float
     ) -> UpstreamReply:
         aiohttp = self._aiohttp
         from yarl import URL
@@ -187,7 +190,7 @@ class HttpxUpstream:
         )
 
     async def request(
-        self, method: str, url: str, *, body: bytes, headers: dict[str, str], timeout: float
+        self, method: str, url: str, *, body: bytes, headers: Headers, timeout: float
     ) -> UpstreamReply:
         outgoing = self._client.build_request(
             method, url, content=body, headers=headers, timeout=timeout
