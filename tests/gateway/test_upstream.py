@@ -110,6 +110,10 @@ async def test_gateway_passes_the_reply_on_untouched(upstream_url: str) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
         raw = await http.get("/up/gzip", headers={"accept-encoding": "gzip"})
+        head = await http.head("/up/gzip", headers={"accept-encoding": "gzip"})
+        posted = await http.post(
+            "/up/echo", content=b"body", headers={"expect": "100-continue"}
+        )  # the gateway has read the body: the replica is not asked to wait for it
         sent = [("x-mine", "v"), ("x-dup", "a"), ("x-dup", "b"), ("connection", "x-hop"),
                 ("x-hop", "private"), ("x-forwarded-for", "10.0.0.1")]  # fmt: skip
         seen = (await http.get("/up/inspect?q=%2A&q=2", headers=sent)).json()
@@ -117,6 +121,9 @@ async def test_gateway_passes_the_reply_on_untouched(upstream_url: str) -> None:
     assert raw.headers["content-encoding"] == "gzip"
     assert raw.text == "squeezed " * 50  # httpx decodes what the gateway passed on as sent
     assert raw.headers.get_list("set-cookie") == ["a=1", "b=2"]
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == raw.headers["content-length"]  # the GET's
+    assert posted.status_code == 200 and posted.json()["body"] == "body"
     assert seen["query"] == "q=%2A&q=2"
     names = {k for k, _ in seen["headers"]}
     assert {"x-mine", "x-request-id", "traceparent", "x-forwarded-for"} <= names

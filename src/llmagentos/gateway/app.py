@@ -66,6 +66,7 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
     "trailer", "transfer-encoding", "upgrade", "host", "content-length",
+    "expect",  # the gateway has read the body already: nothing to wait for upstream
 })  # fmt: skip
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -347,7 +348,7 @@ class Gateway:
                 self.upstream_latency.labels(entry.name, replica.url).observe(hop)
             ok = answer.status < 500
             runtime.record(replica, ok, entry)
-            reply = _reply(answer, request_id, on_end=replica.end)
+            reply = _reply(answer, request_id, on_end=replica.end, head=request.method == "HEAD")
             if not ok and idempotent and runtime.budget.can_retry():
                 failure = reply  # kept in case no other replica is left to ask
                 continue
@@ -569,7 +570,13 @@ def _with_query(request: Request, route: str) -> str:
     return route + "?" + query.decode("latin-1") if query else route
 
 
-def _reply(answer: UpstreamReply, request_id: str, *, on_end: Callable[[], None]) -> Response:
+def _length(value: str | None) -> dict[str, str] | None:
+    return None if value is None else {"content-length": value}
+
+
+def _reply(
+    answer: UpstreamReply, request_id: str, *, on_end: Callable[[], None], head: bool = False
+) -> Response:
     """The replica's answer for the client: hop-by-hop headers dropped, repeats kept; a
     streamed answer passed on piece by piece (``on_end`` when it is over)."""
     from starlette.responses import Response, StreamingResponse
@@ -577,6 +584,9 @@ def _reply(answer: UpstreamReply, request_id: str, *, on_end: Callable[[], None]
     reply: Response
     if answer.stream is not None:
         reply = StreamingResponse(_relay(answer.stream, on_end), status_code=answer.status)
+    elif head:  # no body, but the length the body would have: the replica's own
+        length = next((v for k, v in answer.headers if k.lower() == "content-length"), None)
+        reply = Response(status_code=answer.status, headers=_length(length))
     else:
         reply = Response(answer.content, status_code=answer.status)
     drop = _hop_by_hop(answer.headers) | {"x-request-id"}
