@@ -19,6 +19,7 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     │   └── ApprovalPending    a sensitive action awaits a human decision
     ├── DeployError            a deployment could not start or be found
     ├── SessionStoreError      a service's session store is unusable (a bad signature)
+    │   ├── SessionStoreUnavailable  the store did not answer (HTTP 503)
     │   └── SessionConflict    another replica moved the session on (HTTP 409)
     ├── JournalError           a durable run's journal cannot be used
     │   └── ResumeMismatch     a resumed run did not replay as recorded
@@ -64,6 +65,7 @@ __all__ = [
     "JournalError",
     "SessionConflict",
     "SessionStoreError",
+    "SessionStoreUnavailable",
     "MCPConnectionError",
     "MCPError",
     "LLMAgentOSError",
@@ -238,6 +240,11 @@ class DeployError(LLMAgentOSError):
 class SessionStoreError(LLMAgentOSError):
     """A module service's session store cannot be used (unreachable, or a stored
     state that fails its signature check)."""
+
+
+class SessionStoreUnavailable(SessionStoreError):
+    """The session store did not answer (Redis down, SQLite locked or full): HTTP 503,
+    the call was not applied or not kept; sending it again is safe."""
 
 
 class SessionConflict(SessionStoreError):

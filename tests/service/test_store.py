@@ -108,3 +108,45 @@ def test_an_unreachable_redis_is_a_clear_error() -> None:
 
     with pytest.raises(ConfigError, match="cannot reach Redis"):
         RedisSessionStore(f"redis://127.0.0.1:{free_port()}/0")
+
+
+async def test_a_service_whose_redis_dies_answers_503_and_recovers_nothing_lost() -> None:
+    import httpx
+
+    from llmagentos.build import build_agent
+    from llmagentos.config import load_config
+    from llmagentos.service import service_app
+    from tests.redis_server import running_redis
+
+    taxi = Path(__file__).resolve().parents[2] / "examples" / "configs" / "taxi.toml"
+    config = load_config(taxi)
+    with running_redis() as (redis, url):
+        store = RedisSessionStore(url, namespace="test:dies")
+        app = service_app(lambda: build_agent(config), name="taxi", store=store)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            body = {"session": "s", "observation": 5}
+            assert (await client.post("/v1/perception/perceive", json=body)).status_code == 200
+            redis.kill()
+            redis.wait(5)
+            down = await client.post("/v1/perception/perceive", json=body)
+            assert down.status_code == 503 and down.headers["retry-after"] == "1"
+            assert "session store" in down.json()["detail"]
+            health = await client.get("/healthz")  # the service itself stays up
+            assert health.status_code == 200
+        store.close()
+
+
+def test_store_failures_are_typed() -> None:
+    from llmagentos.exceptions import SessionStoreUnavailable
+    from tests.redis_server import running_redis
+
+    with running_redis() as (redis, url):
+        store = RedisSessionStore(url, namespace="test:typed")
+        redis.kill()
+        redis.wait(5)
+        with pytest.raises(SessionStoreUnavailable, match="session store"):
+            store.load("s")
+        with pytest.raises(SessionStoreUnavailable):
+            store.save("s", 1, b"x", None, None)
+        store.close()

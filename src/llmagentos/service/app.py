@@ -44,6 +44,7 @@ from llmagentos.exceptions import (
     ModelError,
     ModuleError,
     SessionConflict,
+    SessionStoreUnavailable,
 )
 from llmagentos.service.store import SessionStore
 from llmagentos.service.wire import (
@@ -136,7 +137,9 @@ class SessionPool:
             store = self.store
             if store is None:
                 return await work(entry.built)
-            stored = store.load(session)
+            # The store's I/O and the pickling run in a worker thread: a slow disk or
+            # Redis holds up this session only, never the event loop.
+            stored = await asyncio.to_thread(store.load, session)
             if stored is not None:
                 if key is not None and key == stored.last_key and stored.last_reply is not None:
                     return _Replayed(json.loads(stored.last_reply))  # applied already
@@ -145,17 +148,21 @@ class SessionPool:
                     entry.version = stored.version
             try:
                 result = await work(entry.built)
+                reply = json.dumps(jsonable(result))
+                built, version = entry.built, entry.version + 1
+                saved = await asyncio.to_thread(
+                    lambda: store.save(session, version, pickle.dumps(built), key, reply)
+                )
             except BaseException:
-                entry.version = -1  # half-applied here: reload the stored state next time
+                entry.version = -1  # applied here but not stored: reload it next time
                 raise
-            reply = json.dumps(jsonable(result))
-            if not store.save(session, entry.version + 1, pickle.dumps(entry.built), key, reply):
+            if not saved:
                 entry.version = -1
                 raise SessionConflict(
                     f"session {session!r} was changed by another replica meanwhile; "
                     "the call was not applied"
                 )
-            entry.version += 1
+            entry.version = version
             return result
 
     def drop(self, session: str) -> bool:
@@ -281,6 +288,11 @@ def service_app(
     @app.exception_handler(ModelError)
     async def _model_down(request: Any, err: ModelError) -> Any:
         # A backend this service depends on failed: not the client's mistake.
+        return JSONResponse({"detail": str(err)}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(SessionStoreUnavailable)
+    async def _store_down(request: Any, err: SessionStoreUnavailable) -> Any:
+        # Not the client's mistake, and passing: answered so the call may be sent again.
         return JSONResponse({"detail": str(err)}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(SessionConflict)

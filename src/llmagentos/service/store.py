@@ -32,11 +32,18 @@ import hmac
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from llmagentos.exceptions import ConfigError, MissingExtraError, SessionStoreError
+from llmagentos.exceptions import (
+    ConfigError,
+    MissingExtraError,
+    SessionStoreError,
+    SessionStoreUnavailable,
+)
 
 __all__ = [
     "RedisSessionStore",
@@ -123,7 +130,7 @@ class SqliteSessionStore:
         self._lock = threading.Lock()
 
     def load(self, session: str) -> StoredSession | None:
-        with self._lock:
+        with self._lock, self._unavailable():
             row = self._db.execute(
                 "select version, state, last_key, last_reply from sessions where session = ?",
                 (session,),
@@ -137,7 +144,7 @@ class SqliteSessionStore:
         self, session: str, version: int, state: bytes, key: str | None, reply: str | None
     ) -> bool:
         blob = self._signer.sign(state)
-        with self._lock:
+        with self._lock, self._unavailable():
             if version == 1:
                 cursor = self._db.execute(
                     "insert or ignore into sessions values (?, 1, ?, ?, ?, ?)",
@@ -152,11 +159,18 @@ class SqliteSessionStore:
             return cursor.rowcount == 1
 
     def drop(self, session: str) -> None:
-        with self._lock:
+        with self._lock, self._unavailable():
             self._db.execute("delete from sessions where session = ?", (session,))
 
     def close(self) -> None:
         self._db.close()
+
+    @contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as err:  # locked past the busy timeout, disk full
+            raise SessionStoreUnavailable(f"session store {self.path}: {err}") from err
 
 
 # Compare-and-set in one step on the server: version 1 only if absent, version n only
@@ -203,12 +217,16 @@ class RedisSessionStore:
         except redis.RedisError as err:
             raise ConfigError("state_store", f"cannot reach Redis at {url}: {err}") from err
         self._save = self._client.register_script(_SAVE)
+        self._errors: type[Exception] = redis.RedisError
+        self._url = url
         self._prefix = namespace + ":"
         self._signer = _Signer(secret)
         self.ttl_seconds = ttl_seconds
 
     def load(self, session: str) -> StoredSession | None:
-        version, blob, key, reply = self._client.hmget(self._prefix + session, "v", "s", "k", "r")
+        with self._unavailable():
+            fields = self._client.hmget(self._prefix + session, "v", "s", "k", "r")
+        version, blob, key, reply = fields
         if version is None:
             return None
         return StoredSession(
@@ -224,14 +242,23 @@ class RedisSessionStore:
         args: list[bytes | str | int | float] = [
             version, self._signer.sign(state), key or "", reply or "", time.time(), self.ttl_seconds
         ]  # fmt: skip
-        done = self._save(keys=[self._prefix + session], args=args)
+        with self._unavailable():
+            done = self._save(keys=[self._prefix + session], args=args)
         return bool(done)
 
     def drop(self, session: str) -> None:
-        self._client.delete(self._prefix + session)
+        with self._unavailable():
+            self._client.delete(self._prefix + session)
 
     def close(self) -> None:
         self._client.close()
+
+    @contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        try:
+            yield
+        except self._errors as err:
+            raise SessionStoreUnavailable(f"session store {self._url}: {err}") from err
 
 
 def open_session_store(
