@@ -39,6 +39,7 @@ from llmagentos.gateway.access_log import ACCESS_LOGGER
 from llmagentos.gateway.affinity import session_key
 from llmagentos.gateway.auth import ApiKeyStore, scoped_session
 from llmagentos.gateway.balancer import HealthChecker, Replica
+from llmagentos.gateway.jwt_auth import Credentials, JwtVerifier
 from llmagentos.gateway.openai_face import OpenAIFace
 from llmagentos.gateway.openapi import gateway_openapi
 from llmagentos.gateway.ratelimit import RateLimiter
@@ -137,6 +138,8 @@ class Gateway:
             <key>`` (401 otherwise) and a scope for ``service:route`` (403 otherwise),
             and a JSON body's ``session`` (or a ``/v1/sessions/<id>`` path) is moved
             into the key's tenant, so tenants never reach each other's sessions.
+        jwt: accept bearer JWTs too (or only them, without ``keys``): tenant and scopes
+            from the token's claims, with the same rules as keys.
         limiter: per-key (or per-client-address) token buckets: 429 with ``Retry-After``.
         resilience: balancing, retry budget, breaker and ejection settings for every
             service (defaults: least-outstanding, 20% retries, 5 failures open the
@@ -153,6 +156,7 @@ class Gateway:
         transport: httpx.AsyncBaseTransport | None = None,
         face: OpenAIFace | None = None,
         keys: ApiKeyStore | None = None,
+        jwt: JwtVerifier | None = None,
         limiter: RateLimiter | None = None,
         resilience: ResilienceSettings | None = None,
     ) -> None:
@@ -167,6 +171,7 @@ class Gateway:
         self.registry = registry
         self.face = face
         self.keys = keys
+        self.credentials = Credentials(keys, jwt) if keys is not None or jwt is not None else None
         self.limiter = limiter
         self.resilience = resilience or ResilienceSettings()
         self._runtimes: dict[str, ServiceRuntime] = {}
@@ -381,11 +386,12 @@ class Gateway:
     ) -> Response | None:
         """Authenticate, authorise and rate-limit; the refusal, or ``None`` to go on."""
         principal = None
-        if self.keys is not None:
+        if self.credentials is not None:
             try:
-                # scrypt takes ~40 ms for an uncached key: not on the event loop.
+                # scrypt takes ~40 ms for an uncached key, a JWKS may be fetched: not on
+                # the event loop.
                 principal = await asyncio.to_thread(
-                    self.keys.authenticate, request.headers.get("authorization")
+                    self.credentials.authenticate, request.headers.get("authorization")
                 )
                 principal.require(service, route)
             except AuthError as err:

@@ -19,6 +19,10 @@ Example (TOML)::
     burst = 100
     redis_url = "redis://127.0.0.1:6379"   # share the limits across gateway replicas
 
+    [gateway.jwt]                   # optional: bearer JWTs from an identity provider
+    secret_env = "LLMAGENTOS_JWT_SECRET"   # HS256; or public_key = "idp.pem", or jwks_url
+    audience = "llmagentos"         # tenant from the "tenant" claim, scopes from "scope"
+
     [[models]]                      # on /v1/models and /v1/chat/completions
     name = "smollm2"
     model = "local:smollm2"         # any llmagentos model id
@@ -30,6 +34,7 @@ Example (TOML)::
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from llmagentos.exceptions import ConfigError
 from llmagentos.gateway.auth import ApiKeyStore
 from llmagentos.gateway.balancer import BALANCING
+from llmagentos.gateway.jwt_auth import JwtVerifier, read_public_key
 from llmagentos.gateway.openai_face import Exposed
 from llmagentos.gateway.ratelimit import RedisTokenBucket, TokenBucket
 from llmagentos.gateway.registry import ServiceRegistry
@@ -53,7 +59,7 @@ __all__ = ["GatewayConfig", "load_gateway_config"]
 _INT_FIELDS = {"max_body_bytes", "retries"}
 _RESILIENCE_FIELDS = set(ResilienceSettings.__dataclass_fields__)
 _GATEWAY_FIELDS = (
-    _INT_FIELDS | _RESILIENCE_FIELDS | {"keys", "rate_per_second", "burst", "redis_url"}
+    _INT_FIELDS | _RESILIENCE_FIELDS | {"keys", "jwt", "rate_per_second", "burst", "redis_url"}
 )
 
 
@@ -107,6 +113,9 @@ def _admission(options: dict[str, Any], base: Path) -> None:
                 "gateway.keys", f"{path}: no key file (make one with 'llmagentos keys create')"
             )
         options["keys"] = ApiKeyStore(path)
+    jwt = options.pop("jwt", None)
+    if jwt is not None:
+        options["jwt"] = _jwt_verifier(jwt, base)
     rate, burst = options.pop("rate_per_second", None), options.pop("burst", None)
     redis_url = options.pop("redis_url", None)
     if rate is None:
@@ -128,6 +137,35 @@ def _admission(options: dict[str, Any], base: Path) -> None:
         options["limiter"] = RedisTokenBucket(redis_url, float(rate), size)
     else:
         options["limiter"] = TokenBucket(float(rate), size)
+
+
+_JWT_FIELDS = {
+    "secret_env", "public_key", "jwks_url", "algorithms", "audience", "issuer",
+    "tenant_claim", "scope_claim", "leeway_seconds",
+}  # fmt: skip
+
+
+def _jwt_verifier(spec: Any, base: Path) -> JwtVerifier:
+    """``[gateway.jwt]``: the secret comes from an environment variable, never the file."""
+    if not isinstance(spec, dict):
+        raise ConfigError("gateway.jwt", "must be a table ([gateway.jwt])")
+    for key in sorted(set(spec) - _JWT_FIELDS):
+        hint = " (put the secret in an environment variable: secret_env)" if key == "secret" else ""
+        raise ConfigError(f"gateway.jwt.{key}", "unknown field" + hint)
+    options = {k: v for k, v in spec.items() if k not in ("secret_env", "public_key")}
+    if "secret_env" in spec:
+        name = str(spec["secret_env"])
+        secret = os.environ.get(name)
+        if not secret:
+            raise ConfigError("gateway.jwt.secret_env", f"the environment variable {name} is empty")
+        options["secret"] = secret
+    if "public_key" in spec:
+        path = Path(str(spec["public_key"]))
+        options["public_key"] = read_public_key(path if path.is_absolute() else base / path)
+    try:
+        return JwtVerifier(**options)
+    except TypeError as err:
+        raise ConfigError("gateway.jwt", str(err)) from err
 
 
 def _resilience(options: dict[str, Any]) -> None:
