@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -37,18 +38,20 @@ def wait_ready(
     process: subprocess.Popen[bytes] | None = None,
     timeout: float = 60.0,
     path: str = "/readyz",
+    verify: str | bool = True,
 ) -> None:
-    """Poll ``url + path`` until it answers 200.
+    """Poll ``url + path`` until it answers 200 (``verify``: a CA file for https).
 
     Raises:
         DeployError: the process exited first, or ``timeout`` seconds passed.
     """
+    trust = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise DeployError(f"{url}: the process exited with code {process.returncode}")
         try:
-            if httpx.get(url + path, timeout=1.0).status_code == 200:
+            if httpx.get(url + path, timeout=1.0, verify=trust).status_code == 200:
                 return
         except httpx.HTTPError:
             time.sleep(0.1)  # not listening yet
@@ -62,6 +65,8 @@ def start_server(
     env: Mapping[str, str] | None = None,
     output: IO[bytes] | int = subprocess.DEVNULL,
     timeout: float = 60.0,
+    scheme: str = "http",
+    verify: str | bool = True,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Run ``python -m <args> [port_flag] PORT`` on a free port; return it once ready.
 
@@ -75,9 +80,9 @@ def start_server(
         p for p in (_SRC, environment.get("PYTHONPATH", "")) if p
     )
     process = subprocess.Popen(command, env=environment, stdout=output, stderr=output)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{scheme}://127.0.0.1:{port}"
     try:
-        wait_ready(url, process=process, timeout=timeout)
+        wait_ready(url, process=process, timeout=timeout, verify=verify)
     except BaseException:
         process.kill()
         process.wait(timeout=15)

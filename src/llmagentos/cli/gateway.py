@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from llmagentos.cli._common import fail
+from llmagentos.cli._tls import TlsCert, TlsKey, uvicorn_tls
 from llmagentos.exceptions import LLMAgentOSError
 
 __all__ = ["gateway_command"]
@@ -29,6 +30,8 @@ def gateway_command(
             "stderr, or off.",
         ),
     ] = "-",
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
 ) -> None:
     """Route /<service>/<path> to the services' replicas; admin at /gateway/services.
 
@@ -41,6 +44,7 @@ def gateway_command(
     from llmagentos.gateway.openai_face import OpenAIFace
 
     try:
+        tls = uvicorn_tls(tls_cert, tls_key)
         loaded = load_gateway_config(config)
         face = OpenAIFace(loaded.exposed) if loaded.exposed else None
         app = gateway_app(loaded.registry, face=face, **loaded.options)
@@ -53,11 +57,11 @@ def gateway_command(
     import uvicorn
 
     names = ", ".join(loaded.registry.names()) or "no services yet"
-    typer.echo(f"gateway on http://{host}:{port} ({names})", err=True)
+    typer.echo(f"gateway on {'https' if tls else 'http'}://{host}:{port} ({names})", err=True)
     # uvicorn's own logging config would close every handler set up before it (the
     # access log's included): plain stderr lines for its warnings instead.
     logging.basicConfig(format="%(levelname)s: %(name)s: %(message)s", level=logging.WARNING)
     uvicorn.run(
         app, host=host, port=port, log_level="warning", log_config=None,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=10, **tls,
     )  # fmt: skip

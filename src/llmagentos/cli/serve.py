@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from llmagentos.cli._common import fail
+from llmagentos.cli._tls import TlsCert, TlsKey, uvicorn_tls
 from llmagentos.config import load_config
 from llmagentos.exceptions import LLMAgentOSError
 
@@ -50,6 +51,8 @@ def serve_command(
             help="Sign stored sessions (HMAC-SHA256) and refuse any not signed with it.",
         ),
     ] = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
 ) -> None:
     """Serve CONFIG's agent modules over HTTP: one agent (and its state) per session.
 
@@ -62,6 +65,7 @@ def serve_command(
 
     kinds = KINDS if modules == "all" else tuple(k.strip() for k in modules.split(",") if k.strip())
     try:
+        tls = uvicorn_tls(tls_cert, tls_key)
         run_config = load_config(config)
         app = service_app(
             lambda: build_agent(run_config),
@@ -81,5 +85,7 @@ def serve_command(
         fail(err)
     import uvicorn
 
-    typer.echo(f"serving {', '.join(kinds)} of {run_config.name} on http://{host}:{port}", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+    scheme = "https" if tls else "http"
+    where = f"{scheme}://{host}:{port}"
+    typer.echo(f"serving {', '.join(kinds)} of {run_config.name} on {where}", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10, **tls)

@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import secrets
+import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -54,6 +55,7 @@ from llmagentos.gateway.upstream import (
     UpstreamRefused,
     UpstreamReply,
     UpstreamTimeout,
+    tls_context,
 )
 
 if TYPE_CHECKING:
@@ -130,6 +132,8 @@ class Gateway:
         retries: extra attempts on another replica for idempotent calls that failed
             after reaching a replica (refused connections are always re-routed).
         upstream: the HTTP client for the hop to replicas (default: aiohttp's).
+        upstream_ca_file: trust this PEM file's CAs for https replicas (and their health
+            checks), beside the system's.
         transport: an httpx transport for the upstream calls instead (tests put
             in-process ASGI apps behind the gateway this way).
         face: the OpenAI-compatible routes (``/v1/models``, ``/v1/chat/completions``)
@@ -153,6 +157,7 @@ class Gateway:
         max_body_bytes: int = 1_000_000,
         retries: int = 1,
         upstream: Upstream | None = None,
+        upstream_ca_file: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         face: OpenAIFace | None = None,
         keys: ApiKeyStore | None = None,
@@ -177,8 +182,15 @@ class Gateway:
         self._runtimes: dict[str, ServiceRuntime] = {}
         self.max_body_bytes = max_body_bytes
         self.retries = retries
+        self._upstream_tls: ssl.SSLContext | bool = True
+        if upstream_ca_file is not None:
+            self._upstream_tls = tls_context(upstream_ca_file)
         if upstream is None:
-            upstream = HttpxUpstream(transport) if transport is not None else AiohttpUpstream()
+            upstream = (
+                HttpxUpstream(transport)
+                if transport is not None
+                else AiohttpUpstream(ca_file=upstream_ca_file)
+            )
         self.upstream = upstream
         self.closers: list[Callable[[], None]] = []  # run at shutdown, after the last request
         self.metrics = CollectorRegistry()
@@ -483,7 +495,11 @@ class Gateway:
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
             checker = None
             if self.resilience.health_interval > 0:
-                checker = HealthChecker(self.all_replicas, interval=self.resilience.health_interval)
+                checker = HealthChecker(
+                    self.all_replicas,
+                    interval=self.resilience.health_interval,
+                    verify=self._upstream_tls,
+                )
                 checker.start()
             for name in self.registry.names():  # learn route templates early
                 entry = self.registry.get(name)

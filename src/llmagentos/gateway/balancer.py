@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -217,6 +218,7 @@ class HealthChecker:
         healthy_threshold: int = 2,
         unhealthy_threshold: int = 3,
         client: httpx.AsyncClient | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         if interval <= 0 or timeout <= 0:
             raise ConfigError("interval", "interval and timeout must be positive")
@@ -230,10 +232,14 @@ class HealthChecker:
         self.unhealthy_threshold = unhealthy_threshold
         self._own_client = client is None
         # Health checks must not wait behind a connection pool busy with real traffic.
-        self._client = client or httpx.AsyncClient(timeout=timeout, trust_env=False)
+        self._verify = verify
+        self._client = client or self._new_client()
         self._streaks: dict[str, int] = {}  # url -> +passes in a row or -failures in a row
         self._task: asyncio.Task[None] | None = None
         self.checks = 0
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=self.timeout, trust_env=False, verify=self._verify)
 
     def _current(self) -> list[Replica]:
         source = self._replicas
@@ -242,7 +248,7 @@ class HealthChecker:
     async def check_once(self) -> None:
         """Check every replica once, concurrently, and update their ``healthy`` flags."""
         if self._own_client and self._client.is_closed:  # started again after stop()
-            self._client = httpx.AsyncClient(timeout=self.timeout, trust_env=False)
+            self._client = self._new_client()
         replicas = self._current()
         results = await asyncio.gather(*(self._probe(r.url) for r in replicas))
         for replica, passed in zip(replicas, results, strict=True):

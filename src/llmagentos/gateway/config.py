@@ -59,7 +59,9 @@ __all__ = ["GatewayConfig", "load_gateway_config"]
 _INT_FIELDS = {"max_body_bytes", "retries"}
 _RESILIENCE_FIELDS = set(ResilienceSettings.__dataclass_fields__)
 _GATEWAY_FIELDS = (
-    _INT_FIELDS | _RESILIENCE_FIELDS | {"keys", "jwt", "rate_per_second", "burst", "redis_url"}
+    _INT_FIELDS
+    | _RESILIENCE_FIELDS
+    | {"keys", "jwt", "rate_per_second", "burst", "redis_url", "upstream_ca_file"}
 )
 
 
@@ -113,6 +115,12 @@ def _admission(options: dict[str, Any], base: Path) -> None:
                 "gateway.keys", f"{path}: no key file (make one with 'llmagentos keys create')"
             )
         options["keys"] = ApiKeyStore(path)
+    ca_file = options.pop("upstream_ca_file", None)
+    if ca_file is not None:
+        path = Path(str(ca_file)) if Path(str(ca_file)).is_absolute() else base / str(ca_file)
+        if not path.is_file():
+            raise ConfigError("gateway.upstream_ca_file", f"{path}: no such file")
+        options["upstream_ca_file"] = str(path)
     jwt = options.pop("jwt", None)
     if jwt is not None:
         options["jwt"] = _jwt_verifier(jwt, base)

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from llmagentos.exceptions import MissingExtraError
+from llmagentos.exceptions import ConfigError, MissingExtraError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -42,6 +43,7 @@ __all__ = [
     "UpstreamRefused",
     "UpstreamReply",
     "UpstreamTimeout",
+    "tls_context",
 ]
 
 
@@ -68,6 +70,18 @@ class UpstreamReply:
     headers: list[tuple[str, str]]
     content: bytes
     stream: AsyncGenerator[bytes, None] | None = None
+
+
+def tls_context(ca_file: str) -> ssl.SSLContext:
+    """A client TLS context that trusts ``ca_file``'s certificates (a private CA).
+
+    Raises:
+        ConfigError: the file does not load as PEM certificates.
+    """
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError("upstream_ca_file", f"{ca_file}: {err}") from err
 
 
 class UpstreamError(Exception):
@@ -109,20 +123,24 @@ class AiohttpUpstream:
     server's event loop.
     """
 
-    def __init__(self, *, max_connections: int = 0) -> None:
+    def __init__(self, *, max_connections: int = 0, ca_file: str | None = None) -> None:
         try:
             import aiohttp
         except ImportError as err:
             raise MissingExtraError("the gateway", "gateway", "aiohttp") from err
         self._aiohttp = aiohttp
         self._max_connections = max_connections  # 0: no cap
+        # https replicas are verified against the system's CAs, or this file's.
+        self._tls: ssl.SSLContext | bool = tls_context(ca_file) if ca_file else True
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             aiohttp = self._aiohttp
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, use_dns_cache=True),
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections, use_dns_cache=True, ssl=self._tls
+                ),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
                 trust_env=False,
