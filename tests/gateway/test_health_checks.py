@@ -56,6 +56,12 @@ def test_a_dead_replica_is_found_by_its_checks(tmp_path: Path) -> None:
         replies = [httpx.get(f"{gateway_url}/up/echo") for _ in range(10)]
         assert [r.status_code for r in replies] == [200] * 10
         assert 'llmagentos_gateway_breaker_open{service="up"} 0.0' in metrics
+        listed = httpx.get(f"{gateway_url}/gateway/services").json()["services"]
+        state = listed[0]["state"]
+        assert state["breaker"] == "closed"
+        by_url = {r["url"]: r for r in state["replicas"]}
+        assert by_url[dead]["healthy"] is False and by_url[dead]["available"] is False
+        assert by_url[alive]["healthy"] is True and by_url[alive]["in_flight"] == 0
     finally:
         for process, _ in [*replicas, (gateway, gateway_url)]:
             if process.poll() is None:

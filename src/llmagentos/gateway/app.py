@@ -15,7 +15,8 @@ What it does on every proxied request:
 - writes one structured access-log line and Prometheus metrics per route and upstream
   (routes labelled by the service's own path templates: see :mod:`.route_labels`).
 
-``/gateway/services`` lists the registry; ``POST``/``DELETE
+``/gateway/services`` lists the registry and each service's live state (breaker,
+replicas' health, ejection and calls in flight); ``POST``/``DELETE
 /gateway/services/{name}/replicas`` with ``{"url": ...}`` add and remove replicas at
 run time. ``/healthz``, ``/readyz`` and ``/metrics`` are the gateway's own.
 """
@@ -456,7 +457,25 @@ class Gateway:
         listed = self.registry.to_dict()
         for service in listed:  # what metrics label its routes with (see route_labels)
             service["route_templates"] = self.route_labels.templates(service["name"])
+            service["state"] = self._live_state(service["name"])
         return JSONResponse({"services": listed})
+
+    def _live_state(self, name: str) -> dict[str, Any]:
+        """What the gateway has learned of a service: its breaker and each replica."""
+        runtime = self._runtimes.get(name)
+        entry = self.registry.get(name)
+        if runtime is None or entry is None:
+            return {"breaker": "closed", "replicas": []}  # not called yet
+        now = time.monotonic()
+        replicas = [
+            {
+                "url": r.url, "available": r.available(now), "healthy": r.healthy,
+                "ejected_for_seconds": round(max(0.0, r.ejected_until - now), 1),
+                "in_flight": r.outstanding, "failures_in_a_row": r.consecutive_failures,
+            }
+            for r in runtime.pool(entry)
+        ]  # fmt: skip
+        return {"breaker": runtime.breaker.state.value, "replicas": replicas}
 
     async def replicas(self, request: Request) -> Response:
         """``POST``: register ``{"url"}`` as a replica of the service; ``DELETE``: remove it."""

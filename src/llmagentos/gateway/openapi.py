@@ -27,6 +27,18 @@ _OPENAI_ERROR = {
     },
     "required": ["error"],
 }
+_REPLICA_STATE = {
+    "type": "object",
+    "properties": {
+        "url": {"type": "string"},
+        "available": {"type": "boolean"},
+        "healthy": {"type": "boolean"},
+        "ejected_for_seconds": {"type": "number", "minimum": 0},
+        "in_flight": {"type": "integer", "minimum": 0},
+        "failures_in_a_row": {"type": "integer", "minimum": 0},
+    },
+    "required": ["url", "available", "healthy", "ejected_for_seconds", "in_flight"],
+}
 _SERVICE = {
     "type": "object",
     "properties": {
@@ -35,6 +47,19 @@ _SERVICE = {
         "timeout": {"type": "number"},
         "idempotent_routes": {"type": "array", "items": {"type": "string"}},
         "route_timeouts": {"type": "object", "additionalProperties": {"type": "number"}},
+        "balancing": {
+            "type": ["string", "null"],
+            "enum": ["least_outstanding", "round_robin", "session", None],
+        },
+        "route_templates": {"type": "array", "items": {"type": "string"}},
+        "state": {
+            "type": "object",
+            "properties": {
+                "breaker": {"type": "string", "enum": ["closed", "open", "half_open"]},
+                "replicas": {"type": "array", "items": _REPLICA_STATE},
+            },
+            "required": ["breaker", "replicas"],
+        },
     },
     "required": ["name", "replicas", "timeout", "idempotent_routes", "route_timeouts"],
 }
