@@ -25,6 +25,7 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     │   └── ResumeMismatch     a resumed run did not replay as recorded
     ├── GatewayError           the gateway refused a request (``status``: the HTTP status)
     │   └── AuthError          401 missing/malformed/unknown/revoked key, 403 no scope
+    ├── PrincipalError         a service got no valid signed principal (HTTP 401)
     ├── ToolError              a tool error raised on purpose (a failed call is a result)
     │   ├── ToolDefinitionError  a tool cannot be built or registered (also ValueError)
     │   ├── URLRefused         a URL refused before connecting (SSRF guard; also ValueError)
@@ -78,6 +79,7 @@ __all__ = [
     "ModuleError",
     "ModuleOutputError",
     "PathRefused",
+    "PrincipalError",
     "QTableError",
     "RegistryError",
     "ResumeMismatch",
@@ -292,6 +294,20 @@ class AuthError(GatewayError):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
         super().__init__(403 if reason == "forbidden" else 401, message)
+
+
+class PrincipalError(LLMAgentOSError):
+    """A service refused a request's signed principal (answered 401).
+
+    Attributes:
+        reason: ``missing``, ``invalid``, ``expired`` or ``mismatch``.
+    """
+
+    status = 401
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class ToolError(LLMAgentOSError):

@@ -16,7 +16,6 @@ the caller's tenant (:func:`scoped_session`): tenant A's ``s1`` reaches the upst
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import hmac
 import json
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmagentos.exceptions import AuthError, ConfigError, GatewayError
+from llmagentos.principal import Principal
 
 __all__ = [
     "ApiKeyInfo",
@@ -51,30 +51,6 @@ _TENANT_SEP = ":"  # never in a tenant name, so the first ':' always ends the te
 # uncached check. Keys are 256-bit random, so this guards a leaked file, not weak secrets.
 DEFAULT_SCRYPT_N = 2**14
 _CACHE_SIZE = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: the key's id, its tenant and its scopes."""
-
-    key_id: str
-    tenant: str
-    scopes: tuple[str, ...]
-
-    def can(self, service: str, route: str) -> bool:
-        """Does any scope allow ``route`` on ``service``?"""
-        for scope in self.scopes:
-            service_pattern, _, route_pattern = scope.partition(":")
-            if fnmatch.fnmatchcase(service, service_pattern) and fnmatch.fnmatchcase(
-                route, route_pattern
-            ):
-                return True
-        return False
-
-    def require(self, service: str, route: str) -> None:
-        """Raise a 403 :class:`AuthError` unless the key may call ``route`` on ``service``."""
-        if not self.can(service, route):
-            raise AuthError("forbidden", f"key {self.key_id} has no scope for {service}:{route}")
 
 
 @dataclass(frozen=True, slots=True)
