@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import bench_durable_log
 import bench_gateway
+import bench_hybrid_ablation
 import bench_import
 import bench_instantiation
 import bench_llm_cache
@@ -59,6 +60,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_remote_modules.NAME: bench_remote_modules.run,
     bench_gateway.NAME: bench_gateway.run,
     bench_openai_proxies.NAME: bench_openai_proxies.run,
+    bench_hybrid_ablation.NAME: bench_hybrid_ablation.run,
 }
 
 

@@ -4,8 +4,16 @@ The seed's public API is importable from here at no cost::
 
     from llmagentos import Agent, PerceptionModule, PlanningModule, ExecutionModule, LearningModule
 
-Everything else listed in ``__all__`` is imported on first use, so ``import llmagentos``
-stays fast.
+So is what an LLM agent reaches for next, each name the same object as at its deep path
+(``llmagentos.tools.gate.ToolGate`` is ``llmagentos.ToolGate``)::
+
+    from llmagentos import HybridPlanningModule, LLMPlanningModule      # planners
+    from llmagentos import ToolGate, ToolPolicy, ToolRegistry, tool     # tools and the gate
+    from llmagentos import Model, ScriptedModel, make_model, Scheduler  # models, the kernel
+    from llmagentos import Budget, DurableRunner, run_durable           # durable runs
+
+Everything but the seed's five names is imported on first use, so ``import llmagentos``
+stays fast (no numpy, pydantic, gymnasium or asyncio).
 """
 
 from __future__ import annotations
@@ -22,9 +30,21 @@ from llmagentos.modules.planning import PlanningModule
 
 if TYPE_CHECKING:
     from llmagentos.checks import check_env, check_module
+    from llmagentos.config import load_config
+    from llmagentos.durable import DurableModel, DurableRunner, run_durable
     from llmagentos.envs import make_env
+    from llmagentos.experiment import run_experiment
+    from llmagentos.kernel import Scheduler
+    from llmagentos.llm import FunctionModel, Message, Model, ScriptedModel, make_model
+    from llmagentos.modules.hybrid_planning import HybridPlanningModule
+    from llmagentos.modules.llm_planning import LLMPlanningModule
     from llmagentos.registration import register, registry
     from llmagentos.rl import ExpectedSarsa, QLearning, QTable, Sarsa
+    from llmagentos.safety import Budget, ToolPolicy
+    from llmagentos.sandbox import Sandbox
+    from llmagentos.tools import ToolRegistry, ToolResult, Workspace, tool
+    from llmagentos.tools.gate import ToolGate
+    from llmagentos.tools.http import http_tool
     from llmagentos.trace import TraceWriter
     from llmagentos.types import (
         Decision,
@@ -36,30 +56,61 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    # the seed's API
     "Agent",
-    "Decision",
-    "EpisodeResult",
     "ExecutionModule",
-    "ExpectedSarsa",
     "LearningModule",
-    "Outcome",
     "PerceptionModule",
     "PlanningModule",
+    # records of what agents did
+    "Decision",
+    "EpisodeResult",
+    "Outcome",
+    "RunResult",
+    "StepRecord",
+    "Transition",
+    "TraceWriter",
+    # tabular learning
+    "ExpectedSarsa",
     "QLearning",
     "QTable",
-    "RunResult",
     "Sarsa",
-    "StepRecord",
-    "TraceWriter",
-    "Transition",
-    "__version__",
+    # LLM planners
+    "HybridPlanningModule",
+    "LLMPlanningModule",
+    # models and the kernel that schedules them
+    "FunctionModel",
+    "Message",
+    "Model",
+    "Scheduler",
+    "ScriptedModel",
+    "make_model",
+    # tools, the gate in front of them, the sandbox
+    "Sandbox",
+    "ToolGate",
+    "ToolPolicy",
+    "ToolRegistry",
+    "ToolResult",
+    "Workspace",
+    "http_tool",
+    "tool",
+    # durable runs and their limits
+    "Budget",
+    "DurableModel",
+    "DurableRunner",
+    "run_durable",
+    # configs, environments, the registry
     "check_env",
     "check_module",
+    "load_config",
     "make_env",
     "register",
     "registry",
+    "run_experiment",
+    "__version__",
 ]
 
+# Where each lazily imported name lives: the package a user would otherwise import it from.
 _LAZY = {
     "Decision": "llmagentos.types",
     "EpisodeResult": "llmagentos.types",
@@ -77,6 +128,28 @@ _LAZY = {
     "make_env": "llmagentos.envs",
     "register": "llmagentos.registration",
     "registry": "llmagentos.registration",
+    "load_config": "llmagentos.config",
+    "run_experiment": "llmagentos.experiment",
+    "HybridPlanningModule": "llmagentos.modules.hybrid_planning",
+    "LLMPlanningModule": "llmagentos.modules.llm_planning",
+    "FunctionModel": "llmagentos.llm",
+    "Message": "llmagentos.llm",
+    "Model": "llmagentos.llm",
+    "ScriptedModel": "llmagentos.llm",
+    "make_model": "llmagentos.llm",
+    "Scheduler": "llmagentos.kernel",
+    "Sandbox": "llmagentos.sandbox",
+    "ToolGate": "llmagentos.tools.gate",
+    "ToolPolicy": "llmagentos.safety",
+    "ToolRegistry": "llmagentos.tools",
+    "ToolResult": "llmagentos.tools",
+    "Workspace": "llmagentos.tools",
+    "http_tool": "llmagentos.tools.http",
+    "tool": "llmagentos.tools",
+    "Budget": "llmagentos.safety",
+    "DurableModel": "llmagentos.durable",
+    "DurableRunner": "llmagentos.durable",
+    "run_durable": "llmagentos.durable",
 }
 
 
