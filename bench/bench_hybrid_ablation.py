@@ -30,6 +30,7 @@ effect on its own. A table, JSON (``bench/results/hybrid_ablation.json``) and le
 curves with 95% bands (``bench/results/hybrid_ablation.png``).
 
     python bench/bench_hybrid_ablation.py [--seeds 10] [--epsilon 0.05] [--no-proposals]
+    python bench/bench_hybrid_ablation.py --llm toward|wrong30|random [--env TextMaze-v0]
     python bench/run.py --only hybrid_ablation
 """
 
@@ -38,7 +39,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
-import statistics
 import sys
 import time
 from collections import Counter
@@ -50,6 +50,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from _common import ROOT, BenchResult, console, environment, print_table, write_json
+from _standins import STAND_INS, stand_in
+from _stats import Interval
 from llmagentos.agent import Agent
 from llmagentos.build import build_agent
 from llmagentos.config import ModuleSpec, RunConfig, load_config
@@ -80,53 +82,6 @@ EFFECTS: tuple[tuple[str, str, str], ...] = (
     ("LLM, with the loop rule: (d) - (b)", "hybrid", "q_loop"),
     ("control: (a') - (a)", "q_skeleton", "q"),
 )
-
-# Two-sided 95% Student-t quantiles t(0.975, df), for when scipy is absent.
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-         9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131,
-         16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042,
-         40: 2.021, 60: 2.000, 120: 1.980}  # fmt: skip
-
-
-def t_quantile(df: int) -> float:
-    """t(0.975, df): from scipy if it is installed, else the table above.
-
-    Between two tabulated df the smaller one's value is taken: the interval errs wide.
-    """
-    try:
-        from scipy.stats import t
-    except ImportError:
-        return _T975[max(k for k in _T975 if k <= df)]
-    return float(t.ppf(0.975, df))
-
-
-@dataclass(frozen=True, slots=True)
-class Interval:
-    """A mean over seeds with its 95% Student-t interval (half-width ``half``)."""
-
-    mean: float
-    half: float
-    n: int
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Interval:
-        n = len(values)
-        mean = math.fsum(values) / n
-        half = t_quantile(n - 1) * statistics.stdev(values) / math.sqrt(n) if n > 1 else math.nan
-        return cls(mean, half, n)
-
-    def text(self, digits: int = 1) -> str:
-        return f"{self.mean:.{digits}f} ± {self.half:.{digits}f}"
-
-    def to_dict(self) -> dict[str, float]:
-        return {
-            "mean": self.mean,
-            "ci95_low": self.mean - self.half,
-            "ci95_high": self.mean + self.half,
-            "half_width": self.half,
-            "n": self.n,
-        }
-
 
 # -- the Q-only arm: the hybrid's rule with greedy Q where the LLM would speak -------------
 
@@ -184,12 +139,20 @@ def _with_planning(config: RunConfig, section: str, **changes: Any) -> RunConfig
     return config.model_copy(update={"agent": agent.model_copy(update={"planning": spec})})
 
 
-def build_arm(arm: str, config: RunConfig, epsilon: float, seed: int) -> Agent:
-    """The agent of ``arm`` for ``seed`` (the config already seeded with ``seed``)."""
+def build_arm(
+    arm: str, config: RunConfig, epsilon: float, seed: int, llm: str | None = None
+) -> Agent:
+    """The agent of ``arm`` for ``seed`` (the config already seeded with ``seed``).
+
+    ``llm`` names a stand-in LLM (:mod:`_standins`) to use instead of the config's model.
+    """
+    changes: dict[str, Any] = {"epsilon": epsilon}
+    if llm is not None:
+        changes["model"] = stand_in(llm)
     if arm == "hybrid":
-        return build_agent(_with_planning(config, "agent", epsilon=epsilon)).agent
+        return build_agent(_with_planning(config, "agent", **changes)).agent
     if arm == "hybrid_no_loop":
-        return build_agent(_with_planning(config, "agent", epsilon=epsilon, loop_after=0)).agent
+        return build_agent(_with_planning(config, "agent", **changes, loop_after=0)).agent
     built = build_agent(_with_planning(config, "baseline", epsilon=epsilon))
     if arm == "q":
         return built.agent
@@ -240,12 +203,14 @@ class SeedRun:
         }
 
 
-def run_arm(arm: str, config: RunConfig, epsilon: float, seed: int) -> SeedRun:
+def run_arm(
+    arm: str, config: RunConfig, epsilon: float, seed: int, llm: str | None = None
+) -> SeedRun:
     """Train and evaluate ``arm`` on ``seed`` exactly as ``llmagentos run --seed`` would."""
     seeded = with_overrides(config, seed=seed)
     assert seeded.train is not None
     assert seeded.eval is not None
-    agent = build_arm(arm, seeded, epsilon, seed)
+    agent = build_arm(arm, seeded, epsilon, seed, llm)
     started = time.perf_counter()
     try:
         train = agent.run(seeded.train.episodes, seed=seeded.train.seed, train=True)
@@ -414,8 +379,13 @@ def ablation(
     arms: Sequence[str],
     plot_dir: Path,
     proposals: bool = False,
+    llm: str | None = None,
+    env: str | None = None,
 ) -> BenchResult:
+    """Run ``arms`` for every seed and epsilon; ``llm``: a stand-in; ``env``: another maze."""
     config = load_config(CONFIG)
+    if env is not None:
+        config = config.model_copy(update={"env": config.env.model_copy(update={"id": env})})
     if config.baseline is None or config.train is None or config.eval is None:
         raise SystemExit(f"{CONFIG}: needs [baseline], [train] and [eval]")
     params = _hybrid_params(config)
@@ -435,7 +405,7 @@ def ablation(
         runs: dict[str, list[SeedRun]] = {}
         for arm in arms:
             console.print(f"epsilon {epsilon:g}, {ARMS[arm]}: seeds {list(seeds)}")
-            runs[arm] = [run_arm(arm, config, epsilon, seed) for seed in seeds]
+            runs[arm] = [run_arm(arm, config, epsilon, seed, llm) for seed in seeds]
         summary = summarize(runs)
         for arm in arms:
             s = summary[arm]
@@ -461,7 +431,8 @@ def ablation(
                 f"({row['eval_return' + better]}/{row['eval_return' + worse]})"
             )
         curves = learning_curves(runs)
-        image = plot_dir / f"{NAME}_eps{epsilon:g}.png"
+        suffix = "" if llm is None and env is None else f"_{llm or 'smollm2'}_{config.env.id}"
+        image = plot_dir / f"{NAME}{suffix}_eps{epsilon:g}.png"
         plotted = save_plot(
             image, curves, f"{config.env.id}, epsilon {epsilon:g}, {len(seeds)} seeds"
         )
@@ -472,14 +443,14 @@ def ablation(
             "runs": {arm: [r.to_dict() for r in rs] for arm, rs in runs.items()},
             "plot": str(image) if plotted else None,
         }
-    model = _model_runs()
+    model = _model_runs() if llm is None else None
     if model is not None:
         notes.append(
             f"SmolLM2 ran {model['model_runs']} times for the whole ablation; "
             f"{model['cache_hits']} more proposals came from the kernel's response cache "
             "(temperature 0: a state's proposal is fixed, so caching changes no result)."
         )
-    answers = proposal_map(config) if proposals else None
+    answers = proposal_map(config) if proposals and llm is None else None
     if answers is not None:
         notes.append(
             f"SmolLM2 alone, uncached, asked twice per cell: the same answer both times in "
@@ -491,15 +462,17 @@ def ablation(
     return BenchResult(
         name=NAME,
         title=(
-            f"Hybrid ablation on {config.env.id}: {len(seeds)} seeds, "
-            f"{config.train.episodes} training + {config.eval.episodes} greedy eval "
-            "episodes per seed"
+            f"Hybrid ablation on {config.env.id}, LLM {llm or params['model']}: "
+            f"{len(seeds)} seeds, {config.train.episodes} training + "
+            f"{config.eval.episodes} greedy eval episodes per seed"
         ),
         columns=columns,
         rows=rows,
         checks=[],  # a finding, not a target
         params={
             "config": str(CONFIG.relative_to(ROOT)),
+            "env": config.env.id,
+            "llm": llm or params["model"],
             "seeds": list(seeds),
             "epsilons": list(epsilons),
             "arms": {arm: ARMS[arm] for arm in arms},
@@ -564,6 +537,10 @@ def main(argv: list[str] | None = None) -> int:
         help="skip asking the uncached model twice per cell (about 40 s)",
     )
     parser.add_argument("--arm", action="append", choices=list(ARMS), help="only these arms")
+    parser.add_argument(
+        "--llm", choices=STAND_INS, help="a stand-in LLM instead of the config's SmolLM2"
+    )
+    parser.add_argument("--env", help="another maze id (default: the config's)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     if args.seeds < 2:
@@ -578,10 +555,14 @@ def main(argv: list[str] | None = None) -> int:
         arms=args.arm or list(ARMS),
         plot_dir=args.out,
         proposals=not args.no_proposals,
+        llm=args.llm,
+        env=args.env,
     )
     seconds = time.perf_counter() - started
     print_table(result)
-    path = args.out / f"{NAME}.json"
+    plain = args.llm is None and args.env is None
+    suffix = "" if plain else f"_{args.llm or 'smollm2'}_{result.params['env']}"
+    path = args.out / f"{NAME}{suffix}.json"
     write_json(
         path, {"quick": False, "seconds": seconds, "environment": environment()} | result.to_dict()
     )

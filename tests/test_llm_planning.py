@@ -361,6 +361,7 @@ async def test_a_hybrid_agent_runs_asynchronously() -> None:
 # -- the learning curve: hybrid against plain Q-learning --------------------------------------
 
 EPISODES, SEEDS = 20, range(5)
+EPSILON = 0.05  # the same for both agents: they differ in the planner only
 
 
 def hybrid_agent(seed: int) -> Agent:
@@ -369,6 +370,7 @@ def hybrid_agent(seed: int) -> Agent:
     planning = HybridPlanningModule(
         q,
         LLMPlanningModule(FunctionModel(helpful), execution.env.action_names, cache_size=1024),
+        epsilon=EPSILON,
         seed=seed,
     )
     return Agent(PerceptionModule(), planning, execution, LearningModule(QLearning(q, alpha=0.5)))
@@ -378,7 +380,7 @@ def q_learning_agent(seed: int) -> Agent:
     q = QTable(4)
     return Agent(
         PerceptionModule(),
-        PlanningModule(EpsilonGreedySelector(q, epsilon=0.1, seed=seed)),
+        PlanningModule(EpsilonGreedySelector(q, epsilon=EPSILON, seed=seed)),
         ExecutionModule("TextMaze-v0"),
         LearningModule(QLearning(q, alpha=0.5)),
     )
@@ -390,7 +392,7 @@ def test_a_helpful_llm_makes_the_hybrid_learn_faster_than_plain_q_learning() -> 
     plain_runs = [q_learning_agent(s).run(EPISODES, seed=s) for s in SEEDS]
     hybrid_mean = statistics.mean(run.mean_return for run in hybrid_runs)
     plain_mean = statistics.mean(run.mean_return for run in plain_runs)
-    # Measured: hybrid +1.2 per episode (the shortest route earns +2), plain Q-learning -14.
+    # Measured: hybrid +1.2 per episode (the shortest route earns +2), plain Q-learning -12.5.
     assert hybrid_mean > plain_mean + 8, (hybrid_mean, plain_mean)
     # The hybrid docks in its very first episode; Q-learning wanders first.
     assert all(run.episodes[0].terminated for run in hybrid_runs)
