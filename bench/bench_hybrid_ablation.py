@@ -16,12 +16,13 @@ A fifth, control arm, ``q_skeleton``, is ``q_loop`` with the rule off: it should
 plain Q-learning, and shows that the hybrid's code path adds nothing by itself.
 
 The model is the embedded SmolLM2-135M at temperature 0 through the process-wide
-kernel, whose response cache is shared by every hybrid run of the process: the model's
-proposal for a state is a fixed function of the state's text, so each distinct state is
-asked once for the whole ablation (the JSON counts the model's real runs). This is a
-cost saving, not a change of results, as long as the model is deterministic: the full
-run also asks the uncached model twice for every cell and counts the cells where both
-answers agree (and where the advice is right).
+kernel, whose response cache is shared by every hybrid run of the process: each
+distinct state is asked once for the whole ablation (the JSON counts the model's real
+runs), and its first answer is the state's proposal in every arm and seed, as it is for
+every episode of one ``llmagentos run``. Greedy decoding in llama.cpp is nearly, not
+exactly, repeatable, so a second process may draw a different answer in a cell or two:
+the full run asks the uncached model twice for every cell and reports how many answers
+agree (and how often the advice is right).
 
 Per arm: mean return per training episode (all, and the first ten), the greedy
 evaluation's return, steps and success rate, each a mean over seeds with a 95%
@@ -314,9 +315,10 @@ def save_plot(path: Path, curves: dict[str, list[dict[str, float]]], title: str)
 def proposal_map(config: RunConfig) -> dict[str, Any]:
     """Ask the embedded model, uncached, for every cell of the maze twice.
 
-    Backs two statements: that the model is deterministic at temperature 0 (so the
-    shared cache changes no result), and how often its advice is right: an open side
-    toward the dock (the bearing the observation states), or a step of a shortest route.
+    Measures two things: how repeatable the model's answers are at temperature 0 (the
+    cells where its two answers differ are listed), and how often its advice is right:
+    an open side toward the dock (the bearing the observation states), or a step of a
+    shortest route.
     """
     from llmagentos.envs.make import make_env
     from llmagentos.llm.models import make_model
@@ -353,6 +355,11 @@ def proposal_map(config: RunConfig) -> dict[str, Any]:
         "open_side_toward_dock": toward,
         "on_a_shortest_route": shortest,
         "answers": dict(Counter(env.action_names[a] for a in first)),
+        "differing": {
+            f"{r},{c}": [env.action_names[a], env.action_names[b]]
+            for (r, c), a, b in zip(cells, first, second, strict=True)
+            if a != b
+        },
         "model_calls": planner.calls,
         "fallbacks": planner.failures,
         "actions": {
@@ -448,7 +455,7 @@ def ablation(
         notes.append(
             f"SmolLM2 ran {model['model_runs']} times for the whole ablation; "
             f"{model['cache_hits']} more proposals came from the kernel's response cache "
-            "(temperature 0: a state's proposal is fixed, so caching changes no result)."
+            "(each state's first answer stands for the whole ablation)."
         )
     answers = proposal_map(config) if proposals and llm is None else None
     if answers is not None:
