@@ -512,13 +512,18 @@ def default_epsilons() -> list[float]:
 
 
 def run(quick: bool) -> BenchResult:
-    """``bench/run.py``'s entry: 10 seeds, two epsilons, the proposal map (--quick: 3, one)."""
+    """``bench/run.py``'s entry: 10 seeds, two epsilons, the proposal map.
+
+    ``--quick`` is a smoke run of the machinery: 3 seeds, one epsilon, and the ``toward``
+    stand-in instead of SmolLM2 (no model to load), so its numbers are not the headline's.
+    """
     if quick:
         return ablation(
             seeds=[0, 1, 2],
             epsilons=default_epsilons()[:1],
             arms=list(ARMS),
             plot_dir=ROOT / "bench" / "results",
+            llm="toward",
         )
     return ablation(
         seeds=list(range(10)),
