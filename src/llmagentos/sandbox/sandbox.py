@@ -12,6 +12,7 @@ from llmagentos.exceptions import ConfigError
 from llmagentos.modules.base import run_sync
 from llmagentos.sandbox import probe
 from llmagentos.sandbox.backends import Backend, Plan
+from llmagentos.sandbox.confinement import choose
 from llmagentos.sandbox.limits import SandboxLimits
 from llmagentos.sandbox.report import TestReport, parse_report
 from llmagentos.sandbox.result import SandboxResult
@@ -57,19 +58,40 @@ class Sandbox:
     """Runs Python code in a separate, confined process; see ``docs/sandbox.md``.
 
     Every run gets fresh in-memory ``/sandbox`` (the working directory) and ``/tmp``,
-    a clean environment, no network, and the process limits of ``limits``; the wall
-    clock is enforced from outside. Code gets the standard library only.
+    a clean environment, no network, its own cgroup holding the limits of ``limits``
+    for the whole sandbox, and the wall clock enforced from outside. Code gets the
+    standard library only.
+
+    Args:
+        limits: the default limits of a run.
+        backend: ``auto`` (bubblewrap, then ``unshare``), ``bwrap`` or ``unshare``.
+        confinement: ``auto`` (cgroup v2, else v1), ``cgroup``, ``cgroup-v2``,
+            ``cgroup-v1``, or ``rlimit``: the documented weaker fallback, per process
+            and per uid (every sandbox on the host then shares ``processes``).
+        allow_weaker: with ``auto``, accept that fallback for each limit the host
+            cannot enforce per sandbox instead of refusing; results list them in
+            ``fallbacks``.
 
     Raises:
-        SandboxUnavailable: no backend can confine code on this host (``auto`` tries
-            bubblewrap, then ``unshare``); the sandbox never runs code unconfined.
-        ConfigError: ``backend`` is not ``auto``, ``bwrap`` or ``unshare``.
+        SandboxUnavailable: no backend can confine code on this host; the sandbox
+            never runs code unconfined.
+        ConfinementUnavailable: a limit cannot be enforced per sandbox here (names
+            the limit and why), and the caller did not opt into the fallback.
+        ConfigError: a bad ``backend``, ``confinement`` or ``allow_weaker``.
     """
 
-    def __init__(self, limits: SandboxLimits | None = None, backend: str = "auto") -> None:
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        backend: str = "auto",
+        *,
+        confinement: str = "auto",
+        allow_weaker: bool = False,
+    ) -> None:
         self.limits = limits if limits is not None else SandboxLimits()
         if not isinstance(self.limits, SandboxLimits):
             raise ConfigError("limits", f"must be a SandboxLimits, got {type(limits).__name__}")
+        self._confinement = choose(self.limits, confinement, allow_weaker)
         self._backend: Backend = probe.select(backend)
 
     @property
@@ -77,13 +99,22 @@ class Sandbox:
         """The backend in use: ``bwrap`` or ``unshare``."""
         return self._backend.name
 
+    @property
+    def confinement(self) -> str:
+        """What enforces the limits: ``cgroup-v2``, ``cgroup-v1`` or ``rlimit``."""
+        return self._confinement.kind
+
     def describe(self) -> str:
-        """One paragraph: the backend, what it isolates, and the limits."""
+        """One paragraph: the backend, what it isolates, the confinement and the limits."""
         limits = ", ".join(f"{k}={v}" for k, v in vars(self.limits).items())
-        return f"{self._backend.description}. Limits: {limits}."
+        confinement = self._confinement.describe(self.limits)
+        return f"{self._backend.description}; {confinement}. Limits: {limits}."
 
     def __repr__(self) -> str:
-        return f"Sandbox(backend={self.backend!r}, limits={self.limits!r})"
+        return (
+            f"Sandbox(backend={self.backend!r}, confinement={self.confinement!r}, "
+            f"limits={self.limits!r})"
+        )
 
     async def _run(
         self,
@@ -110,7 +141,13 @@ class Sandbox:
                 host.write_text(content, encoding="utf-8")
                 staged.append((str(PurePosixPath(name)), host))
             plan = Plan(stage, staged, python_args, limits)
-            outcome = await execute(self._backend, plan, stdin=stdin, side_pipe=side_pipe)
+            outcome = await execute(
+                self._backend,
+                plan,
+                confinement=self._confinement,
+                stdin=stdin,
+                side_pipe=side_pipe,
+            )
         return outcome.result, outcome.side
 
     async def arun_python(
