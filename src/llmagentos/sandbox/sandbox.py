@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import tempfile
@@ -27,8 +28,10 @@ RUNNER = "_llmagentos_tests.py"
 # faster start; exit()/quit() come from site: use sys.exit()); -B: no .pyc files;
 # -u: unbuffered, so output printed before a kill is not lost.
 PYTHON_FLAGS = ("-E", "-s", "-S", "-B", "-u", "-X", "utf8")
+# The test runner: isolated (-I: no cwd on sys.path, where the candidate can write).
+RUNNER_FLAGS = ("-I", "-S", "-B", "-u", "-X", "utf8")
 _MAX_FILES = 1000
-_RUNNER_SOURCE = Path(__file__).with_name("testing.py")
+_HERE = Path(__file__).parent
 
 
 def _check_files(files: Mapping[str, str], reserved: Sequence[str], disk_mb: int) -> None:
@@ -126,11 +129,11 @@ class Sandbox:
         nonce: str | None = None,
     ) -> tuple[SandboxResult, bytes]:
         """Stage ``files``, run, clean up. With a ``nonce``, open the report channel and
-        tell the runner ``NONCE FD`` on stdin."""
+        tell the runner ``NONCE FD`` on stdin's first line, before ``stdin``."""
         side_pipe = None
         if nonce is not None:
             side_pipe = os.pipe()
-            stdin = f"{nonce} {side_pipe[1]}\n".encode()
+            stdin = f"{nonce} {side_pipe[1]}\n".encode() + (stdin or b"")
         with tempfile.TemporaryDirectory(prefix="llmagentos-sandbox-") as folder:
             stage = Path(folder)
             inputs = stage / "files"
@@ -206,6 +209,9 @@ class Sandbox:
         """Run ``tests`` (``def test_*():`` functions using ``assert``, which do
         ``from solution import *``) against ``solution`` inside the sandbox.
 
+        The tests run in a process of their own, out of the candidate's reach; the
+        solution runs in another and answers their calls with plain data (see
+        ``docs/sandbox.md``). Only the ``test*`` functions defined in ``tests`` count.
         Each test has a SIGALRM guard of ``per_test_seconds``; the whole run has the
         sandbox's limits. Failures are in the report, never raised.
         """
@@ -216,29 +222,27 @@ class Sandbox:
         extra = dict(files or {})
         _check_files(extra, reserved, run_limits.disk_mb)
         nonce = secrets.token_hex(16)
+        # The tests never touch the disk the candidate shares: they reach the runner
+        # on its stdin, with the .py files the tests may import.
+        payload = {
+            "tests": tests,
+            "modules": {name: text for name, text in extra.items() if name.endswith(".py")},
+            "wire": (_HERE / "wire.py").read_text(encoding="utf-8"),
+            "worker": (_HERE / "worker.py").read_text(encoding="utf-8"),
+        }
         sources = {
             "solution.py": solution,
-            "test_solution.py": tests,
-            RUNNER: _RUNNER_SOURCE.read_text(encoding="utf-8"),
+            RUNNER: (_HERE / "testing.py").read_text(encoding="utf-8"),
             **extra,
         }
-        result, side = await self._run_tests(sources, nonce, per_test_seconds, run_limits)
-        return parse_report(side, nonce, tests, result)
-
-    async def _run_tests(
-        self,
-        sources: dict[str, str],
-        nonce: str,
-        per_test_seconds: float,
-        limits: SandboxLimits,
-    ) -> tuple[SandboxResult, bytes]:
-        return await self._run(
+        result, side = await self._run(
             sources,
-            [*PYTHON_FLAGS, RUNNER, f"{per_test_seconds:g}"],
-            stdin=None,
-            limits=limits,
+            [*RUNNER_FLAGS, RUNNER, f"{per_test_seconds:g}"],
+            stdin=json.dumps(payload).encode(),
+            limits=run_limits,
             nonce=nonce,
         )
+        return parse_report(side, nonce, tests, result)
 
     def run_tests(
         self,
