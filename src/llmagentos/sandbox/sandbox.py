@@ -15,7 +15,7 @@ from llmagentos.sandbox import probe
 from llmagentos.sandbox.backends import Backend, Plan
 from llmagentos.sandbox.confinement import choose
 from llmagentos.sandbox.limits import SandboxLimits
-from llmagentos.sandbox.report import TestReport, parse_report
+from llmagentos.sandbox.report import TestReport, parse_report, test_names
 from llmagentos.sandbox.result import SandboxResult
 from llmagentos.sandbox.runner import execute
 
@@ -226,6 +226,7 @@ class Sandbox:
         # on its stdin, with the .py files the tests may import.
         payload = {
             "tests": tests,
+            "names": test_names(tests),
             "modules": {name: text for name, text in extra.items() if name.endswith(".py")},
             "wire": (_HERE / "wire.py").read_text(encoding="utf-8"),
             "worker": (_HERE / "worker.py").read_text(encoding="utf-8"),

@@ -1,8 +1,9 @@
 """The test runner that runs INSIDE the sandbox, out of the candidate's reach.
 
 Usage (in the sandbox): ``python -I -S _llmagentos_tests.py SECONDS``; stdin holds the
-line ``NONCE FD`` and then a JSON object: the task's ``tests`` source, the extra
-``modules`` (``.py`` files, by module name), and the ``wire`` and ``worker`` sources.
+line ``NONCE FD`` and then a JSON object: the task's ``tests`` source, their ``names``
+(the module-level ``test*`` functions the host found in that source with ``ast``),
+the extra ``modules`` (``.py`` files, by path), and the ``wire`` and ``worker`` sources.
 
 The candidate never runs in this process. It runs in a child (``worker``) that
 imports ``solution`` and answers requests over two pipes; here ``solution`` is a
@@ -13,8 +14,9 @@ child, although of the same uid, cannot ptrace it, read its memory or reach its
 descriptors through ``/proc``; it never inherits the report descriptor FD, and the
 tests' source is never written where it could read it. Only the module-level
 ``test*`` functions defined in the task's test source are run (by name, from that
-source: a ``test_*`` of the solution, pulled in by ``from solution import *``, is
-not a test). One JSON message per line, prefixed with NONCE, goes to FD::
+source, and only if the name still holds the function that source defined: a
+``test_*`` of the solution, pulled in by ``from solution import *``, is not a test).
+One JSON message per line, prefixed with NONCE, goes to FD::
 
     NONCE {"tests": ["test_a", "test_b"]}
     NONCE {"outcome": {"name": "test_a", "passed": true, "message": "", "seconds": 0.01}}
@@ -24,13 +26,9 @@ A test that times out, or during which the child dies, fails; the child is then
 started afresh for the next test. Standard library only.
 """
 
-import ast
-import asyncio
 import builtins
 import ctypes
-import importlib.abc
 import importlib.util
-import inspect
 import json
 import linecache
 import os
@@ -74,9 +72,10 @@ def on_alarm(signum: int, frame: FrameType | None) -> None:
     raise TestTimeout
 
 
-class Memory(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class Memory:
     """Serves the extra ``.py`` files given to the run from the copies we were sent,
-    never from the working directory (the candidate can write there)."""
+    never from the working directory (the candidate can write there). A meta path
+    finder and loader (not derived from ``importlib.abc``: its import is slow)."""
 
     def __init__(self, files: dict[str, str]) -> None:
         """``files``: ``.py`` sources by their relative path (``pkg/mod.py``)."""
@@ -97,7 +96,8 @@ class Memory(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     ) -> ModuleSpec | None:
         if name not in self.sources and name not in self.packages:
             return None
-        return importlib.util.spec_from_loader(name, self, is_package=name in self.packages)
+        loader: Any = self  # a loader by protocol, not by inheritance
+        return importlib.util.spec_from_loader(name, loader, is_package=name in self.packages)
 
     def create_module(self, spec: ModuleSpec) -> types.ModuleType | None:
         return None
@@ -416,16 +416,6 @@ def describe(err: BaseException) -> str:
     return message[:MESSAGE_CHARS]
 
 
-def test_names(source: str) -> list[str]:
-    """Module-level ``test*`` functions defined in the test source itself."""
-    tree = ast.parse(source)
-    return [
-        node.name
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test")
-    ]
-
-
 def _import_error(info: dict[str, Any]) -> str:
     detail = str(info.get("traceback") or f"{info.get('type')}: {info.get('message')}")
     lines = detail.strip().splitlines()
@@ -446,7 +436,9 @@ def run_test(name: str, function: Any, solution: Solution, seconds: float) -> tu
                 if solution.import_error is not None:
                     raise SolutionGone(_import_error(solution.import_error))
             result = function()
-            if inspect.iscoroutine(result):  # an async test is run, not just made
+            if isinstance(result, types.CoroutineType):  # an async test is run, not made
+                import asyncio  # only then: its import costs more than a whole run
+
                 asyncio.run(result)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -461,15 +453,14 @@ def run_test(name: str, function: Any, solution: Solution, seconds: float) -> tu
     return True, ""
 
 
-def load_tests(source: str) -> tuple[list[str], types.ModuleType]:
-    """The test names (from the source) and the executed test module."""
+def load_tests(source: str) -> types.ModuleType:
+    """The executed test module."""
     linecache.cache[TEST_FILE] = (len(source), None, source.splitlines(True), TEST_FILE)
     module = types.ModuleType("test_solution")
     module.__file__ = TEST_FILE
     sys.modules["test_solution"] = module
-    names = test_names(source)
     exec(compile(source, TEST_FILE, "exec"), module.__dict__)
-    return names, module
+    return module
 
 
 def main() -> None:
@@ -495,8 +486,9 @@ def main() -> None:
         emit({"error": _import_error(solution.import_error)[:2000]})
         return
     sys.modules["solution"] = solution.module()
+    names = [str(name) for name in payload["names"]]  # found in the source by the host
     try:
-        names, module = load_tests(str(payload["tests"]))
+        module = load_tests(str(payload["tests"]))
     except BaseException as err:
         detail = "".join(traceback.format_exception(type(err), err, err.__traceback__)[-3:])
         emit({"error": f"importing the tests failed: {detail.strip()}"[:2000]})

@@ -14,11 +14,10 @@ it into a tag (``["h", id]`` for the candidate's objects, ``["r", id]`` for the
 runner's callables) and the decoder's ``resolve`` callback turns such tags back.
 """
 
-import base64
-import decimal
-import fractions
+import binascii
 import json
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -83,10 +82,13 @@ def encode(value: Any, other: Callable[[Any], list[Any]], depth: int = 0) -> lis
     if isinstance(value, str):
         return ["s", str.__str__(value)]
     if isinstance(value, bytes | bytearray):
-        return ["y", base64.b64encode(bytes(value)).decode()]
-    if isinstance(value, fractions.Fraction):
+        return ["y", binascii.b2a_base64(bytes(value), newline=False).decode()]
+    # Only a process that imported fractions/decimal can hold their values (and
+    # importing them here would cost every run their start-up time).
+    fractions, decimal = sys.modules.get("fractions"), sys.modules.get("decimal")
+    if fractions is not None and isinstance(value, fractions.Fraction):
         return ["Q", str(int(value.numerator)), str(int(value.denominator))]
-    if isinstance(value, decimal.Decimal):
+    if decimal is not None and isinstance(value, decimal.Decimal):
         return ["D", decimal.Decimal.__str__(value)]
     for kind, tag in ((tuple, "t"), (list, "l"), (frozenset, "F"), (set, "S")):
         if isinstance(value, kind):
@@ -133,11 +135,15 @@ def decode(data: Any, resolve: Callable[[list[Any]], Any], depth: int = 0) -> An
         if tag == "s":
             return _text(data[1])
         if tag == "y":
-            return base64.b64decode(_text(data[1]), validate=True)
+            return binascii.a2b_base64(_text(data[1]).encode(), strict_mode=True)
         if tag == "Q":
-            return fractions.Fraction(int(_text(data[1])), int(_text(data[2])))
+            from fractions import Fraction
+
+            return Fraction(int(_text(data[1])), int(_text(data[2])))
         if tag == "D":
-            return decimal.Decimal(_text(data[1]))
+            from decimal import Decimal
+
+            return Decimal(_text(data[1]))
         if tag in ("l", "t", "S", "F"):
             items = [decode(item, resolve, deeper) for item in _items(data)]
             kinds: dict[str, Callable[[list[Any]], Any]] = {

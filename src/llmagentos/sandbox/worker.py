@@ -20,7 +20,6 @@ of its own functions the test passed in and answers ``ok``/``raise``).
 import builtins
 import operator
 import sys
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +91,8 @@ def answer(reply: Any) -> Any:
 
 
 def where(err: BaseException) -> str:
+    import traceback  # only on a failure: its import costs every run
+
     spots = [
         f"{SOLUTION_FILE}:{frame.lineno} in {frame.name}: {(frame.line or '').strip()}"
         for frame in traceback.extract_tb(err.__traceback__)
@@ -101,6 +102,8 @@ def where(err: BaseException) -> str:
 
 
 def failure(err: BaseException) -> dict[str, Any]:
+    import traceback
+
     cls = type(err)
     base = next(
         (c.__name__ for c in cls.__mro__ if getattr(builtins, c.__name__, None) is c),
