@@ -298,3 +298,14 @@ def test_tests_use_the_solution_as_they_would_in_process(sandbox: Sandbox) -> No
     failed = {name: o.message for name, o in by_name.items() if not o.passed}
     assert set(failed) == {"test_async_tests_are_awaited"}, failed
     assert "AssertionError" in failed["test_async_tests_are_awaited"]
+
+
+def test_modules_given_to_the_tests_come_from_the_harness_copy(sandbox: Sandbox) -> None:
+    tests = "from solution import *\nfrom helper import EXPECTED\n\ndef test_small():\n    assert add(1, 2) == EXPECTED\n"
+    files = {"helper.py": "EXPECTED = 3\n"}
+    cheat = (
+        "open('/sandbox/helper.py', 'w').write('EXPECTED = 0\\n')\ndef add(a, b):\n    return 0\n"
+    )
+    assert sandbox.run_tests(cheat, tests, files=files).passed == 0
+    honest = "def add(a, b):\n    return a + b\n"
+    assert sandbox.run_tests(honest, tests, files=files).passed == 1
