@@ -1,7 +1,9 @@
 """Sandbox start-to-result latency against a plain interpreter subprocess.
 
 Candidate: ``Sandbox.run_python("print(1)")`` (probe cached; each run stages a fresh
-workdir, starts bubblewrap, drops privileges, sets rlimits, captures output, cleans up).
+workdir, makes the run's cgroup, starts bubblewrap inside it, drops privileges, sets
+rlimits, captures output, empties and removes the cgroup, cleans up). Also timed: the
+same under ``confinement="rlimit"`` (no cgroup), to show what the cgroup costs.
 Baseline: ``python -E -s -S -B -u -X utf8 -c "print(1)"`` through ``asyncio``'s
 subprocess, same interpreter, same flags, no confinement. Also timed: ``run_tests``
 on a two-test task.
@@ -31,6 +33,7 @@ TESTS = (
 def run(quick: bool) -> BenchResult:
     runs, repeats = (5, 3) if quick else (10, 7)
     sandbox = Sandbox(SandboxLimits(), backend="auto")
+    rlimit_only = Sandbox(SandboxLimits(), backend="auto", confinement="rlimit")
     python, _ = interpreter()
 
     async def plain() -> None:
@@ -53,6 +56,10 @@ def run(quick: bool) -> BenchResult:
         result = await sandbox.arun_python("print(1)")
         assert result.stdout == "1\n", result
 
+    async def rlimited() -> None:
+        result = await rlimit_only.arun_python("print(1)")
+        assert result.stdout == "1\n", result
+
     async def tests() -> None:
         report = await sandbox.arun_tests(SOLUTION, TESTS)
         assert report.pass_rate == 1.0, report.feedback()
@@ -61,6 +68,7 @@ def run(quick: bool) -> BenchResult:
         {
             "plain": lambda: timed_async(plain),
             "sandbox": lambda: timed_async(sandboxed),
+            "rlimit": lambda: timed_async(rlimited),
             "run_tests": lambda: timed_async(tests),
         },
         repeats=repeats,
@@ -72,7 +80,8 @@ def run(quick: bool) -> BenchResult:
     one = time.perf_counter() - started
     labels = {
         "plain": "plain python -c subprocess (same flags)",
-        "sandbox": f"Sandbox.run_python ({sandbox.backend})",
+        "sandbox": f"Sandbox.run_python ({sandbox.backend}, {sandbox.confinement})",
+        "rlimit": f"Sandbox.run_python ({sandbox.backend}, rlimit fallback)",
         "run_tests": "Sandbox.run_tests, 2 tests",
     }
     rows = [
@@ -99,7 +108,12 @@ def run(quick: bool) -> BenchResult:
                 direction="<=",
             )
         ],
-        params={"runs": runs, "repeats": repeats, "backend": sandbox.backend},
+        params={
+            "runs": runs,
+            "repeats": repeats,
+            "backend": sandbox.backend,
+            "confinement": sandbox.confinement,
+        },
         data={
             **{key: {"label": labels[key], **item.to_dict()} for key, item in stats.items()},
             "ratio": ratio,

@@ -33,6 +33,7 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     │   │   └── HttpToolTimeout  ... within its time budget (also TimeoutError)
     │   ├── SandboxError       the code sandbox failed to run code
     │   │   └── SandboxUnavailable  the host cannot confine code: names what is missing
+    │   │       └── ConfinementUnavailable  a limit cannot be enforced per sandbox here
     │   ├── MCPError           an MCP server or session failed (``server``)
     │   │   └── MCPConnectionError  unreachable, or the connection was lost
     │   └── PathRefused        a workspace path escapes its root (also ValueError)
@@ -60,6 +61,7 @@ __all__ = [
     "BudgetExceeded",
     "CheckError",
     "ConfigError",
+    "ConfinementUnavailable",
     "DeployError",
     "EnvError",
     "GatewayError",
@@ -365,6 +367,27 @@ class SandboxUnavailable(SandboxError):
             f"sandbox backend {backend!r} is unavailable, refusing to run code unconfined: "
             f"{tried}. {hint}"
         )
+
+
+class ConfinementUnavailable(SandboxUnavailable):
+    """A limit cannot be enforced per sandbox on this host (no usable cgroup for it).
+
+    Attributes:
+        confinement: the confinement asked for (``auto``, ``cgroup``, ``cgroup-v1``...).
+        limits: each :class:`~llmagentos.sandbox.SandboxLimits` field that cannot be
+            enforced, with why.
+    """
+
+    def __init__(self, confinement: str, limits: dict[str, str], hint: str) -> None:
+        self.confinement, self.limits = confinement, dict(limits)
+        problems = [f"{name}: {why}" for name, why in self.limits.items()]
+        SandboxError.__init__(
+            self,
+            f"sandbox confinement {confinement!r} cannot enforce "
+            f"{', '.join(self.limits)} per sandbox here, refusing: {'; '.join(problems)}. "
+            f"{hint}",
+        )
+        self.backend, self.problems, self.hint = confinement, problems, hint
 
 
 class MCPError(ToolError):

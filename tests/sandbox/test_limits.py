@@ -95,8 +95,9 @@ def test_bomb_is_stopped_within_its_limit(sandbox: Sandbox, name: str) -> None:
 def test_cpu_limit_alone_stops_a_loop(sandbox: Sandbox) -> None:
     result = sandbox.run_python("while True: pass", limits=replace(BASE, wall_seconds=30))
     assert result.killed_by == "cpu_limit"
-    assert result.exit_code is not None
-    assert result.exit_code < 0
+    assert not result.timed_out
+    # Killed by its RLIMIT_CPU (a signal) or by the sandbox's CPU watcher (None).
+    assert result.exit_code is None or result.exit_code < 0
 
 
 def test_no_process_survives_a_fork_bomb(sandbox: Sandbox) -> None:

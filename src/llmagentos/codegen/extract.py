@@ -4,6 +4,11 @@ Small models wrap code in markdown fences (or forget to close them when they run
 tokens), add prose before and after, and append "example usage" calls at the top level
 that run, and may crash, when the tests import the solution. :func:`extract_code` keeps
 the code that defines the function and drops the rest.
+
+They also answer with the function alone, dropping the prompt's ``from typing import
+List`` (then ``NameError: name 'List' is not defined`` when the solution is imported)
+and its helper functions, or with the body alone. :func:`with_prompt_context` puts
+back what the prompt gave and the reply left out.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import ast
 import re
 
-__all__ = ["extract_code", "strip_top_level_calls"]
+__all__ = ["extract_code", "strip_top_level_calls", "with_prompt_context"]
 
 # An opening fence with an optional language tag, then everything up to a closing fence
 # or the end of the text (a reply cut off by max_tokens never closes its fence).
@@ -109,3 +114,71 @@ def extract_code(reply: str, entry_point: str | None = None) -> str:
     else:
         code = _trim_to_parsable(_from_prose(text))
     return strip_top_level_calls(code.strip("\n") + "\n")
+
+
+def _bound(tree: ast.Module) -> set[str]:
+    """Top-level names a module binds (imports, definitions, assignments)."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                names.add((alias.asname or alias.name).split(".")[0])
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def _binds(node: ast.stmt) -> set[str]:
+    return _bound(ast.Module(body=[node], type_ignores=[]))
+
+
+def with_prompt_context(code: str, prompt: str, entry_point: str | None = None) -> str:
+    """``code`` with the prompt's imports and helpers that it lacks, put in front.
+
+    * A reply that is only the function's body (it defines no ``entry_point`` and
+      parses as the body of the prompt's function) becomes the prompt plus the body.
+    * Otherwise each top-level import of the prompt whose names the code does not
+      bind, and each helper the prompt defines (not ``entry_point``) that the code
+      does not define, is prepended in the prompt's order; nothing is duplicated.
+
+    Code without any of this, or a prompt that does not parse, is returned unchanged.
+    """
+    if not code.strip():
+        return code
+    try:
+        prompt_tree = ast.parse(prompt)
+    except SyntaxError:
+        return code
+    if entry_point and not _defines(code, entry_point) and code[:1].isspace():
+        whole = prompt.rstrip("\n") + "\n" + code.strip("\n") + "\n"
+        try:
+            ast.parse(whole)
+        except SyntaxError:
+            pass
+        else:
+            return whole
+    try:
+        have = _bound(ast.parse(code))
+    except SyntaxError:
+        have = set()  # the tests will report the error; the imports still help
+    missing = []
+    for node in prompt_tree.body:
+        is_import = isinstance(node, ast.Import | ast.ImportFrom)
+        is_helper = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        if is_helper and getattr(node, "name", None) == entry_point:
+            continue
+        if (is_import or is_helper) and not _binds(node) <= have:
+            segment = ast.get_source_segment(prompt, node, padded=False)
+            if segment:
+                decorators = getattr(node, "decorator_list", [])
+                if decorators:  # get_source_segment starts at the def, after them
+                    first = min(d.lineno for d in decorators)
+                    segment = "\n".join(prompt.splitlines()[first - 1 : node.end_lineno])
+                missing.append(segment)
+    if not missing:
+        return code
+    return "\n".join(missing) + "\n\n\n" + code.lstrip("\n")

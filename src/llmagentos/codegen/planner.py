@@ -3,7 +3,9 @@
 It reads :class:`~llmagentos.codegen.env.CodeTaskEnv`'s observation. On the first
 attempt it sends the task's signature and docstring; after a failed attempt it sends
 the previous code and the sandbox's failure text and asks for a fix. The action is the
-code pulled out of the reply (:func:`~llmagentos.codegen.extract.extract_code`); the
+code pulled out of the reply (:func:`~llmagentos.codegen.extract.extract_code`), with
+the prompt's imports and helpers it dropped put back
+(:func:`~llmagentos.codegen.extract.with_prompt_context`); the
 decision's reason says which it was (``first attempt`` or ``repair after 2/5 tests
 failed: ...``).
 """
@@ -14,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from llmagentos.codegen.extract import extract_code
+from llmagentos.codegen.extract import extract_code, with_prompt_context
 from llmagentos.codegen.prompts import DEFAULT_VARIANT, PromptVariant, prompt_variant
 from llmagentos.exceptions import ConfigError, ModelError
 from llmagentos.modules.planning import PlanningModule
@@ -139,11 +141,17 @@ class CoderPlanningModule(PlanningModule):
             )
         user, reason = self.prompt(observation)
         entry_point = str(observation.get("entry_point") or "")
+        task_prompt = str(observation["prompt"])
+
+        def submission(reply: str) -> str:
+            # The reply's code, plus the prompt's imports and helpers it dropped.
+            return with_prompt_context(extract_code(reply, entry_point), task_prompt, entry_point)
+
         self.last_prompt = user
         seed = self._episode_seed
         try:
             reply = await self._ask(user, self.temperature, seed)
-            code = extract_code(reply, entry_point)
+            code = submission(reply)
             retries = 0
             while code in self._tried and retries < self.resample:
                 retries += 1
@@ -151,7 +159,7 @@ class CoderPlanningModule(PlanningModule):
                 attempt = int(observation.get("attempt") or 0)
                 retry_seed = (seed or 0) * 1000 + attempt * 10 + retries
                 reply = await self._ask(user, self.resample_temperature, retry_seed)
-                code = extract_code(reply, entry_point)
+                code = submission(reply)
             if retries:
                 repeated = code in self._tried
                 reason += f"; resampled {retries}x (the reply repeated an earlier attempt"

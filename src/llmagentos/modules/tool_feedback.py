@@ -95,7 +95,8 @@ def _is_tool_result(value: Any) -> bool:
 
 
 def _all_passed(report: Mapping[str, Any]) -> bool:
-    return report["error"] is None and report["total"] > 0 and report["failed"] == 0
+    total, failed = report["total"], report["failed"]
+    return report["error"] is None and total > 0 and failed == 0 == total - report["passed"]
 
 
 class ToolOutcomeFeedback(Component):
@@ -193,7 +194,10 @@ class TestPassRateReward(Component):
     ``reward = rate_weight * pass_rate + improvement_weight * (pass_rate - previous)
     + all_pass_bonus * [every test passed] + error_penalty * [the tests could not run]``,
     where ``previous`` is the pass rate of the previous attempt in the episode (0 before
-    the first). Transitions without a report keep the environment's reward.
+    the first). Transitions without a report keep the environment's reward. The pass
+    rate is ``passed / total`` of the report (the sandbox's verdict, decided out of
+    the candidate's reach and counting only the task's own tests; see
+    docs/sandbox.md); counts that do not add up score 0.
 
     Args:
         rate_weight: weight of the pass rate itself.
@@ -225,7 +229,11 @@ class TestPassRateReward(Component):
         report = read_test_report(transition.info) if isinstance(transition.info, Mapping) else None
         if report is None:
             return transition.reward
-        rate = float(report["pass_rate"])
+        # The counts of the harness's own outcomes, not a rate someone wrote down: a
+        # report whose numbers disagree scores nothing.
+        passed, total = report["passed"], report["total"]
+        consistent = 0 <= passed <= total and report["failed"] == total - passed
+        rate = passed / total if consistent and total > 0 else 0.0
         value = self.rate_weight * rate + self.improvement_weight * (rate - self.previous)
         if _all_passed(report):
             value += self.all_pass_bonus

@@ -2,9 +2,10 @@
 
 Untrusted Python runs in a separate process under bubblewrap (or, failing that,
 ``unshare``): no network, a private read-only root, fresh in-memory working directory
-and ``/tmp``, a clean environment, CPU/memory/process/file limits and a wall-clock
-timeout. If the host cannot confine code, :class:`Sandbox` raises
-:class:`~llmagentos.exceptions.SandboxUnavailable` and runs nothing.
+and ``/tmp``, a clean environment, a cgroup per run for memory (shared memory
+included), processes and CPU, file limits and a wall-clock timeout. If the host cannot
+confine code, :class:`Sandbox` raises :class:`~llmagentos.exceptions.SandboxUnavailable`
+and runs nothing.
 
 Example::
 
@@ -14,13 +15,14 @@ Example::
     prompt_part = report.feedback(max_chars=1500)
 """
 
-from llmagentos.exceptions import SandboxError, SandboxUnavailable
+from llmagentos.exceptions import ConfinementUnavailable, SandboxError, SandboxUnavailable
 from llmagentos.sandbox.limits import SandboxLimits
 from llmagentos.sandbox.report import TestOutcome, TestReport
 from llmagentos.sandbox.result import SandboxResult
 from llmagentos.sandbox.sandbox import Sandbox
 
 __all__ = [
+    "ConfinementUnavailable",
     "Sandbox",
     "SandboxError",
     "SandboxLimits",

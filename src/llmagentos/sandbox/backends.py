@@ -82,6 +82,8 @@ class Plan:
         python_args: the interpreter's arguments (flags, script, argv).
         limits: the run's limits.
         keep_fds: extra descriptors the code inherits (the test report channel).
+        rlimits: the rlimits to set (default: all of ``limits.rlimits()``; under a
+            cgroup, ``nproc`` is left out).
     """
 
     stage: Path
@@ -89,6 +91,10 @@ class Plan:
     python_args: list[str]
     limits: SandboxLimits
     keep_fds: tuple[int, ...] = ()
+    rlimits: dict[str, tuple[int, int]] | None = None
+
+    def resource_limits(self) -> dict[str, tuple[int, int]]:
+        return self.rlimits if self.rlimits is not None else self.limits.rlimits()
 
 
 @dataclass
@@ -110,6 +116,7 @@ class Backend(Protocol):
 
     name: str
     description: str
+    helpers: int  # the backend's own processes in the sandbox's cgroup
 
     def launch(self, plan: Plan) -> Launch: ...
 
@@ -120,8 +127,8 @@ _UNPRIVILEGED = [
 ]  # fmt: skip
 
 
-def _prlimit_args(binary: str, limits: SandboxLimits) -> list[str]:
-    return [binary, *(f"--{k}={s}:{h}" for k, (s, h) in limits.rlimits().items()), "--"]
+def _prlimit_args(binary: str, rlimits: dict[str, tuple[int, int]]) -> list[str]:
+    return [binary, *(f"--{k}={s}:{h}" for k, (s, h) in rlimits.items()), "--"]
 
 
 def _parents(path: str) -> list[str]:
@@ -144,6 +151,8 @@ class BwrapBackend:
         self.bwrap, self.prlimit, self.setpriv = bwrap, prlimit, setpriv
         self.python, self.prefix = interpreter()
         self.as_root = os.geteuid() == 0
+        # The monitoring bwrap and its pid 1 (as root, also the inner bwrap).
+        self.helpers = 3 if self.as_root else 2
         if self.as_root and setpriv is None:
             raise FileNotFoundError("setpriv (util-linux) is needed to drop root")
         if self.as_root and not os.path.realpath(bwrap).startswith("/usr/"):
@@ -202,7 +211,7 @@ class BwrapBackend:
             args += ["--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
             args += ["--no-new-privs", "--", self.bwrap, *_UNPRIVILEGED]
             args += ["--die-with-parent", "--dev-bind", "/", "/", "--chdir", WORKDIR]
-        args += _prlimit_args(self.prlimit, plan.limits)
+        args += _prlimit_args(self.prlimit, plan.resource_limits())
         args += [self.python, *plan.python_args]
         launch.argv = args
         launch.pass_fds = (*launch.opened, *plan.keep_fds)
@@ -227,9 +236,12 @@ class UnshareBackend:
         "(read-only /usr and interpreter), uid 65534 or no capabilities, setrlimit"
     )
 
-    def __init__(self, unshare: str, *, user_namespace: bool | None = None) -> None:
-        self.unshare = unshare
+    def __init__(
+        self, unshare: str, *, user_namespace: bool | None = None, setpriv: str | None = None
+    ) -> None:
+        self.unshare, self.setpriv = unshare, setpriv
         self.python, self.prefix = interpreter()
+        self.helpers = 2  # unshare and the launcher (pid 1 of the namespace)
         # Without root, only a user namespace lets us mount; forcing it as root tests it.
         self.user_namespace = os.geteuid() != 0 if user_namespace is None else user_namespace
 
@@ -253,13 +265,17 @@ class UnshareBackend:
             "files": [[relative, str(host)] for relative, host in plan.files],
             "workdir": WORKDIR,
             "disk_bytes": plan.limits.disk_mb * 1024 * 1024,
-            "rlimits": plan.limits.rlimits(),
+            "rlimits": plan.resource_limits(),
             "uid": None if self.user_namespace else NOBODY,
             "python": self.python,
             "argv": [self.python, *plan.python_args],
             "env": SANDBOX_ENV,
         }
-        args = [self.unshare]
+        args = []
+        if self.setpriv is not None:
+            # unshare dies with us, and its --kill-child takes the sandbox with it.
+            args += [self.setpriv, "--pdeathsig", "KILL", "--"]
+        args += [self.unshare]
         if self.user_namespace:
             args += ["--user", "--map-root-user"]
         args += ["--net", "--pid", "--fork", "--ipc", "--uts", "--mount"]

@@ -21,6 +21,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "file_size_mb": (1, 1024 * 1024),
     "output_bytes": (1, 1 << 40),
     "disk_mb": (1, 1024 * 1024),
+    "cpus": (0.01, 1024.0),
 }
 _INTEGERS = frozenset(
     {"memory_mb", "processes", "open_files", "file_size_mb", "output_bytes", "disk_mb"}
@@ -32,15 +33,26 @@ class SandboxLimits:
     """What one run may use; exceeding a limit stops the code and is reported.
 
     Attributes:
-        cpu_seconds: CPU time per process (``RLIMIT_CPU``, rounded up to whole seconds:
-            SIGXCPU at the limit, SIGKILL one second later).
+        cpu_seconds: CPU time of the whole sandbox, every process counted (its cgroup,
+            watched from outside); each process also has ``RLIMIT_CPU`` (rounded up to
+            whole seconds: SIGXCPU at the limit, SIGKILL one second later).
         wall_seconds: wall-clock time of the whole run, enforced from outside.
-        memory_mb: address space per process (``RLIMIT_AS``).
-        processes: processes and threads of the sandbox user (``RLIMIT_NPROC``).
+        memory_mb: memory of the whole sandbox (its cgroup: every process, tmpfs and
+            shared memory, memfd, page cache); each process's address space is also
+            capped there (``RLIMIT_AS``), so one big allocation is a ``MemoryError``.
+        processes: processes and threads of the sandbox (its cgroup's ``pids.max``,
+            not counting the backend's own helpers).
         open_files: file descriptors per process (``RLIMIT_NOFILE``).
         file_size_mb: largest file a process may write (``RLIMIT_FSIZE``).
         output_bytes: stdout and stderr are each kept up to this many bytes.
-        disk_mb: size of each of the in-memory ``/sandbox`` and ``/tmp`` file systems.
+        disk_mb: size of each of the in-memory ``/sandbox`` and ``/tmp`` file systems
+            (their pages also count towards ``memory_mb``).
+        cpus: CPU bandwidth of the sandbox in cores (its cgroup's CPU quota), or
+            ``None`` for no quota.
+
+    Under the documented ``rlimit`` fallback (see :class:`~llmagentos.sandbox.Sandbox`),
+    ``cpu_seconds`` and ``memory_mb`` count per process, ``processes`` counts per uid
+    (every sandbox on the host shares it) and ``cpus`` is not enforced.
     """
 
     cpu_seconds: float = 5.0
@@ -51,10 +63,13 @@ class SandboxLimits:
     file_size_mb: int = 16
     output_bytes: int = 1_000_000
     disk_mb: int = 64
+    cpus: float | None = 1.0
 
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)
+            if item.name == "cpus" and value is None:
+                continue
             low, high = _BOUNDS[item.name]
             integer = item.name in _INTEGERS
             if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):

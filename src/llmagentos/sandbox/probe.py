@@ -65,7 +65,7 @@ def _build(name: str) -> tuple[Backend | None, str]:
     unshare = shutil.which("unshare")
     if unshare is None:
         return None, f"unshare: not found on PATH. {_HINTS['util-linux']}"
-    return UnshareBackend(unshare), ""
+    return UnshareBackend(unshare, setpriv=setpriv), ""
 
 
 def _trial(backend: Backend) -> str:

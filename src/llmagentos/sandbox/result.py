@@ -37,6 +37,13 @@ class SandboxResult:
         seconds: wall-clock seconds from start to finish.
         backend: which backend ran the code (``bwrap`` or ``unshare``).
         truncated: stdout or stderr was cut at ``output_bytes``.
+        confinement: what enforced the limits: ``cgroup-v2`` or ``cgroup-v1`` (one
+            cgroup for the run), or ``rlimit`` (the per-process/per-uid fallback).
+        fallbacks: the limits enforced only by their weaker rlimit (opted into with
+            ``allow_weaker=True``; all of them under ``rlimit``).
+        cpu_seconds: CPU time of all the run's processes (``None`` without a cgroup).
+        memory_peak_mb: the run's peak memory, shared memory included (``None``
+            without a cgroup).
     """
 
     stdout: str
@@ -47,6 +54,10 @@ class SandboxResult:
     seconds: float
     backend: str
     truncated: bool = False
+    confinement: str = "rlimit"
+    fallbacks: tuple[str, ...] = ()
+    cpu_seconds: float | None = None
+    memory_peak_mb: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -55,7 +66,7 @@ class SandboxResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-able data, with ``ok``."""
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "fallbacks": list(self.fallbacks), "ok": self.ok}
 
     def summary(self, max_chars: int = 2000) -> str:
         """A short text for a model: status line, then the tails of stderr and stdout."""

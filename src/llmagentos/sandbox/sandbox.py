@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import tempfile
@@ -12,8 +13,9 @@ from llmagentos.exceptions import ConfigError
 from llmagentos.modules.base import run_sync
 from llmagentos.sandbox import probe
 from llmagentos.sandbox.backends import Backend, Plan
+from llmagentos.sandbox.confinement import choose
 from llmagentos.sandbox.limits import SandboxLimits
-from llmagentos.sandbox.report import TestReport, parse_report
+from llmagentos.sandbox.report import TestReport, parse_report, test_names
 from llmagentos.sandbox.result import SandboxResult
 from llmagentos.sandbox.runner import execute
 
@@ -26,8 +28,10 @@ RUNNER = "_llmagentos_tests.py"
 # faster start; exit()/quit() come from site: use sys.exit()); -B: no .pyc files;
 # -u: unbuffered, so output printed before a kill is not lost.
 PYTHON_FLAGS = ("-E", "-s", "-S", "-B", "-u", "-X", "utf8")
+# The test runner: isolated (-I: no cwd on sys.path, where the candidate can write).
+RUNNER_FLAGS = ("-I", "-S", "-B", "-u", "-X", "utf8")
 _MAX_FILES = 1000
-_RUNNER_SOURCE = Path(__file__).with_name("testing.py")
+_HERE = Path(__file__).parent
 
 
 def _check_files(files: Mapping[str, str], reserved: Sequence[str], disk_mb: int) -> None:
@@ -57,19 +61,40 @@ class Sandbox:
     """Runs Python code in a separate, confined process; see ``docs/sandbox.md``.
 
     Every run gets fresh in-memory ``/sandbox`` (the working directory) and ``/tmp``,
-    a clean environment, no network, and the process limits of ``limits``; the wall
-    clock is enforced from outside. Code gets the standard library only.
+    a clean environment, no network, its own cgroup holding the limits of ``limits``
+    for the whole sandbox, and the wall clock enforced from outside. Code gets the
+    standard library only.
+
+    Args:
+        limits: the default limits of a run.
+        backend: ``auto`` (bubblewrap, then ``unshare``), ``bwrap`` or ``unshare``.
+        confinement: ``auto`` (cgroup v2, else v1), ``cgroup``, ``cgroup-v2``,
+            ``cgroup-v1``, or ``rlimit``: the documented weaker fallback, per process
+            and per uid (every sandbox on the host then shares ``processes``).
+        allow_weaker: with ``auto``, accept that fallback for each limit the host
+            cannot enforce per sandbox instead of refusing; results list them in
+            ``fallbacks``.
 
     Raises:
-        SandboxUnavailable: no backend can confine code on this host (``auto`` tries
-            bubblewrap, then ``unshare``); the sandbox never runs code unconfined.
-        ConfigError: ``backend`` is not ``auto``, ``bwrap`` or ``unshare``.
+        SandboxUnavailable: no backend can confine code on this host; the sandbox
+            never runs code unconfined.
+        ConfinementUnavailable: a limit cannot be enforced per sandbox here (names
+            the limit and why), and the caller did not opt into the fallback.
+        ConfigError: a bad ``backend``, ``confinement`` or ``allow_weaker``.
     """
 
-    def __init__(self, limits: SandboxLimits | None = None, backend: str = "auto") -> None:
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        backend: str = "auto",
+        *,
+        confinement: str = "auto",
+        allow_weaker: bool = False,
+    ) -> None:
         self.limits = limits if limits is not None else SandboxLimits()
         if not isinstance(self.limits, SandboxLimits):
             raise ConfigError("limits", f"must be a SandboxLimits, got {type(limits).__name__}")
+        self._confinement = choose(self.limits, confinement, allow_weaker)
         self._backend: Backend = probe.select(backend)
 
     @property
@@ -77,13 +102,22 @@ class Sandbox:
         """The backend in use: ``bwrap`` or ``unshare``."""
         return self._backend.name
 
+    @property
+    def confinement(self) -> str:
+        """What enforces the limits: ``cgroup-v2``, ``cgroup-v1`` or ``rlimit``."""
+        return self._confinement.kind
+
     def describe(self) -> str:
-        """One paragraph: the backend, what it isolates, and the limits."""
+        """One paragraph: the backend, what it isolates, the confinement and the limits."""
         limits = ", ".join(f"{k}={v}" for k, v in vars(self.limits).items())
-        return f"{self._backend.description}. Limits: {limits}."
+        confinement = self._confinement.describe(self.limits)
+        return f"{self._backend.description}; {confinement}. Limits: {limits}."
 
     def __repr__(self) -> str:
-        return f"Sandbox(backend={self.backend!r}, limits={self.limits!r})"
+        return (
+            f"Sandbox(backend={self.backend!r}, confinement={self.confinement!r}, "
+            f"limits={self.limits!r})"
+        )
 
     async def _run(
         self,
@@ -95,11 +129,11 @@ class Sandbox:
         nonce: str | None = None,
     ) -> tuple[SandboxResult, bytes]:
         """Stage ``files``, run, clean up. With a ``nonce``, open the report channel and
-        tell the runner ``NONCE FD`` on stdin."""
+        tell the runner ``NONCE FD`` on stdin's first line, before ``stdin``."""
         side_pipe = None
         if nonce is not None:
             side_pipe = os.pipe()
-            stdin = f"{nonce} {side_pipe[1]}\n".encode()
+            stdin = f"{nonce} {side_pipe[1]}\n".encode() + (stdin or b"")
         with tempfile.TemporaryDirectory(prefix="llmagentos-sandbox-") as folder:
             stage = Path(folder)
             inputs = stage / "files"
@@ -110,7 +144,13 @@ class Sandbox:
                 host.write_text(content, encoding="utf-8")
                 staged.append((str(PurePosixPath(name)), host))
             plan = Plan(stage, staged, python_args, limits)
-            outcome = await execute(self._backend, plan, stdin=stdin, side_pipe=side_pipe)
+            outcome = await execute(
+                self._backend,
+                plan,
+                confinement=self._confinement,
+                stdin=stdin,
+                side_pipe=side_pipe,
+            )
         return outcome.result, outcome.side
 
     async def arun_python(
@@ -169,6 +209,9 @@ class Sandbox:
         """Run ``tests`` (``def test_*():`` functions using ``assert``, which do
         ``from solution import *``) against ``solution`` inside the sandbox.
 
+        The tests run in a process of their own, out of the candidate's reach; the
+        solution runs in another and answers their calls with plain data (see
+        ``docs/sandbox.md``). Only the ``test*`` functions defined in ``tests`` count.
         Each test has a SIGALRM guard of ``per_test_seconds``; the whole run has the
         sandbox's limits. Failures are in the report, never raised.
         """
@@ -179,29 +222,28 @@ class Sandbox:
         extra = dict(files or {})
         _check_files(extra, reserved, run_limits.disk_mb)
         nonce = secrets.token_hex(16)
+        # The tests never touch the disk the candidate shares: they reach the runner
+        # on its stdin, with the .py files the tests may import.
+        payload = {
+            "tests": tests,
+            "names": test_names(tests),
+            "modules": {name: text for name, text in extra.items() if name.endswith(".py")},
+            "wire": (_HERE / "wire.py").read_text(encoding="utf-8"),
+            "worker": (_HERE / "worker.py").read_text(encoding="utf-8"),
+        }
         sources = {
             "solution.py": solution,
-            "test_solution.py": tests,
-            RUNNER: _RUNNER_SOURCE.read_text(encoding="utf-8"),
+            RUNNER: (_HERE / "testing.py").read_text(encoding="utf-8"),
             **extra,
         }
-        result, side = await self._run_tests(sources, nonce, per_test_seconds, run_limits)
-        return parse_report(side, nonce, tests, result)
-
-    async def _run_tests(
-        self,
-        sources: dict[str, str],
-        nonce: str,
-        per_test_seconds: float,
-        limits: SandboxLimits,
-    ) -> tuple[SandboxResult, bytes]:
-        return await self._run(
+        result, side = await self._run(
             sources,
-            [*PYTHON_FLAGS, RUNNER, f"{per_test_seconds:g}"],
-            stdin=None,
-            limits=limits,
+            [*RUNNER_FLAGS, RUNNER, f"{per_test_seconds:g}"],
+            stdin=json.dumps(payload).encode(),
+            limits=run_limits,
             nonce=nonce,
         )
+        return parse_report(side, nonce, tests, result)
 
     def run_tests(
         self,
