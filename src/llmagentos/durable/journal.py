@@ -53,7 +53,7 @@ __all__ = [
 JOURNAL_FORMAT = "llmagentos.journal/2"
 _OLD_FORMATS = ("llmagentos.journal/1",)
 RUN_STATES = ("new", "running", "paused", "completed", "failed", "budget_exceeded", "interrupted")
-_RUN_ID = re.compile(r"[A-Za-z0-9_-]{8,32}")
+_RUN_ID = re.compile(r"[A-Za-z0-9]{8,32}")
 _MIN_DIGEST_PREFIX = 8
 
 _SCHEMA = (

@@ -31,9 +31,12 @@ __all__ = ["StepScope", "agent_label", "call_key", "current_scope", "new_run_id"
 _LABEL = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
 def new_run_id() -> str:
-    """A fresh run id: 12 URL-safe characters (72 random bits)."""
-    return secrets.token_urlsafe(9)
+    """A fresh run id: 12 letters and digits (71 random bits; never read as an option)."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(12))
 
 
 def agent_label(agent: str) -> str:
