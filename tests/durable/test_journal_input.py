@@ -120,7 +120,7 @@ def test_a_tampered_call_row_stops_the_run_before_anything_is_written(tmp_path, 
     db.execute("update effects set result = ? where key = ?", ('{"ok": "maybe"}', key))
     db.commit()
     db.close()
-    with pytest.raises(JournalError, match="recorded result .* is corrupt"):
+    with pytest.raises(JournalError, match=r"recorded result .* is corrupt"):
         run(journal, ran, "shop.refund", REFUND, approver=lambda r: True)
     assert ran == ["refund o1 5"]
 
@@ -148,7 +148,7 @@ def test_a_run_id_fit_to_smuggle_a_header_is_refused(tmp_path):
     db.execute("update meta set value = ? where key = 'run_id'", ('"abcdefgh\\r\\nX-Evil: 1"',))
     db.commit()
     db.close()
-    with pytest.raises(JournalError, match="run id .* is corrupt"):
+    with pytest.raises(JournalError, match=r"run id .* is corrupt"):
         Journal(journal, create=False)
 
 
