@@ -99,7 +99,9 @@ def llm() -> Iterator[RandomLLM]:
         reset_kernel()
 
 
-def _config(tmp: Path, model: str, *, temperature: float = 0.9, steps: int = 10) -> Path:
+def _config(
+    tmp: Path, model: str, *, temperature: float = 0.9, steps: int = 10, episodes: int = 3
+) -> Path:
     path = tmp / "maze.toml"
     path.write_text(f"""
 name = "maze"
@@ -110,7 +112,7 @@ type = "llm"
 model = "{model}"
 temperature = {temperature}
 [train]
-episodes = 3
+episodes = {episodes}
 seed = 0
 max_steps = {steps}
 [output]
@@ -221,3 +223,30 @@ def test_a_reply_is_replayed_only_for_the_request_it_answered(tmp_path):
     twin_seeds = [r.settings.seed for r in seen[asked:]]  # one call per step: by position
     common = min(len(twin_seeds), len(seeds))
     assert common and twin_seeds[:common] == seeds[:common]
+
+
+def _cli(command: list[str]) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(command, env=env, capture_output=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+
+
+@pytest.mark.timeout(600)
+def test_the_embedded_model_sampled_resumes_like_its_fault_free_twin(tmp_path):
+    pytest.importorskip("llama_cpp", reason="needs llmagentos[local]")
+    config = _config(tmp_path, "local:smollm2", temperature=0.9, steps=3, episodes=2)
+    twin, out = tmp_path / "twin", tmp_path / "run"
+    cli = [sys.executable, "-m", "llmagentos"]
+    _cli([*cli, "run", str(config), "-o", str(twin), "--durable", "-q"])
+    _kill_after([*cli, "run", str(config), "-o", str(out), "--durable", "-q"], out / "run.db", 2)
+    before = _model_rows(out / "run.db")
+    assert any(status == "done" for _, status, _ in before.values())
+    _cli([*cli, "runs", "resume", str(out), "-q"])
+    # Sampled at T = 0.9, the resumed run's actions and the model's reasons are the twin's:
+    # replayed from the journal before the kill, sampled with the same seeds after it.
+    assert _steps(out / "run.db") == _steps(twin / "run.db")
+    after = _model_rows(out / "run.db")
+    done_before = {key: row for key, row in before.items() if row[1] == "done"}
+    assert {key: after[key] for key in done_before} == done_before  # none asked again
+    with Journal(out / "run.db") as journal:
+        assert journal.status().state == "completed"
