@@ -46,11 +46,11 @@ def shop(ran: list[str]) -> ToolRegistry:
 
 
 class Scripted(ExecutionModule):
-    """Steps FrozenLake and makes the scripted tool call (``name``, JSON text) on step 1."""
+    """Steps FrozenLake and makes the scripted tool calls (one model turn) on step 1."""
 
-    def __init__(self, gate: ToolGate, name: str, arguments: str) -> None:
+    def __init__(self, gate: ToolGate, calls: list[tuple[str, str]]) -> None:
         super().__init__("FrozenLake-v1")
-        self.gate, self.name, self.arguments = gate, name, arguments
+        self.gate, self.calls = gate, calls
         self.count = 0
 
     def reset(self, *, seed: int | None = None) -> Any:
@@ -61,18 +61,23 @@ class Scripted(ExecutionModule):
         outcome = super().perform(action)
         self.count += 1
         if self.count == 1:
-            call = ToolCall(id="c", name=self.name, arguments=self.arguments)
-            (result,) = run_sync(self.gate.run_calls([call]))
-            outcome.info = {**outcome.info, "tool": result.ok}
+            calls = [
+                ToolCall(id=f"c{i}", name=n, arguments=a) for i, (n, a) in enumerate(self.calls)
+            ]
+            results = run_sync(self.gate.run_calls(calls))
+            outcome.info = {**outcome.info, "tools": [r.ok for r in results]}
         return outcome
 
 
-def agent(ran: list[str], name: str, arguments: Any, approver: Approver | None = None) -> Agent:
-    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
-    gate = ToolGate(shop(ran), policy=ToolPolicy(approve=["shop.*"]), approver=approver)
+def agent(
+    ran: list[str], name: str, arguments: Any, *, approver: Approver | None = None,
+    more: tuple[tuple[str, Any], ...] = (), policy: ToolPolicy | None = None,
+) -> Agent:  # fmt: skip
+    calls = [(n, a if isinstance(a, str) else json.dumps(a)) for n, a in ((name, arguments), *more)]
+    gate = ToolGate(shop(ran), policy=policy or ToolPolicy(approve=["shop.*"]), approver=approver)
     return Agent(
         planning_module=PlanningModule(RandomSelector(4, seed=0)),
-        execution_module=Scripted(gate, name, text),
+        execution_module=Scripted(gate, calls),
         name="shop-agent",
     )
 
@@ -133,3 +138,44 @@ def test_a_recorded_result_is_replayed_only_for_the_same_call(tmp_path):
     # The faithful replay still replays without running anything again.
     assert run(journal, ran, "shop.refund", REFUND, approver=approve).state == "completed"
     assert ran == ["refund o1 5"]
+
+
+def test_a_call_cut_off_mid_flight_runs_again_only_if_it_is_the_same_call(tmp_path):
+    journal = tmp_path / "run.db"
+    ran: list[str] = []
+    registry = shop(ran)
+
+    def refund_then_die(order: str, amount: float) -> str:
+        ran.append(f"refund {order} {amount:g}")
+        raise KeyboardInterrupt  # the process is stopped while the call is in flight
+
+    dying = tool(namespace="shop", name="refund")(refund_then_die)
+    first = agent(ran, "shop.refund", REFUND, approver=lambda r: True)
+    gate = first.execution_module.gate  # type: ignore[attr-defined]
+    gate.tools = ToolRegistry([dying, registry.get("shop.wipe")])
+    with pytest.raises(KeyboardInterrupt):
+        run_durable(first, journal, 1, seed=0, max_steps=3)
+    assert ran == ["refund o1 5"]
+    with Journal(journal) as db:
+        assert db.effect_keys("started") and not db.effect_keys("done")
+    # Another call under the key the far side may have seen: refused, nothing runs.
+    with pytest.raises(ResumeMismatch, match=r"shop\.refund.*shop\.wipe"):
+        run(journal, ran, "shop.wipe", {"scope": "ALL"}, approver=lambda r: True)
+    assert ran == ["refund o1 5"]
+    # The same call runs again (with the same key, for the far side to drop the repeat).
+    assert run(journal, ran, "shop.refund", REFUND, approver=lambda r: True).completed
+    assert ran == ["refund o1 5", "refund o1 5"]
+
+
+def test_a_mismatch_anywhere_in_a_turn_runs_no_call_of_it(tmp_path):
+    journal = tmp_path / "run.db"
+    ran: list[str] = []
+    free = ToolPolicy()  # no approvals: the calls would run at once
+    turn = (("shop.refund", {"order": "o2", "amount": 1}),)
+    assert run(journal, ran, "shop.refund", REFUND, more=turn, policy=free).completed
+    assert ran == ["refund o1 5", "refund o2 1"]
+    ran.clear()
+    swapped = (("shop.wipe", {"scope": "ALL"}),)
+    with pytest.raises(ResumeMismatch, match=r"step 0: tool call \S+/0\.tool\.1 "):
+        run(journal, ran, "shop.refund", REFUND, more=swapped, policy=free)
+    assert ran == []

@@ -180,3 +180,16 @@ def test_the_operator_sees_the_whole_call_and_can_pin_its_digest(tmp_path, capsy
     assert len(lines) == 1 and lines[0].detail["digest"] == digest
     assert main(["runs", "approve", str(tmp_path), "no/such/0.tool.0"]) == 2
     assert "no approval request 'no/such/0.tool.0'" in capsys.readouterr().err
+
+
+def test_a_config_run_into_a_folder_holding_no_journal_of_ours_exits_2_unchanged(tmp_path, capsys):
+    config = Path(__file__).resolve().parents[2] / "examples" / "configs" / "taxi.toml"
+    out = tmp_path / "out"
+    out.mkdir()
+    _foreign_db(out / "run.db")
+    before = _sha(out / "run.db")
+    assert main(["run", str(config), "-o", str(out), "--durable", "--train-episodes", "1",
+                 "--eval-episodes", "0", "-q"]) == 2  # fmt: skip
+    assert "not an llmagentos journal" in capsys.readouterr().err
+    assert _sha(out / "run.db") == before
+    assert sorted(p.name for p in out.iterdir()) == ["run.db"]  # no results, no trace
