@@ -250,3 +250,27 @@ def test_the_embedded_model_sampled_resumes_like_its_fault_free_twin(tmp_path):
     assert {key: after[key] for key in done_before} == done_before  # none asked again
     with Journal(out / "run.db") as journal:
         assert journal.status().state == "completed"
+
+
+def test_a_durable_model_wrapped_again_records_each_call_once(tmp_path):
+    calls: list[int] = []
+
+    def answer(request: ModelRequest) -> ModelResponse:
+        calls.append(1)
+        return ModelResponse(text=str(_RNG.randrange(1000)))
+
+    def agent(inner: FunctionModel) -> Agent:
+        # A kernel handle (a DurableModel) wrapped by hand once more.
+        planner = _Asking(DurableModel(DurableModel(inner)), "state")
+        return Agent(planning_module=planner, execution_module=ExecutionModule("FrozenLake-v1"))
+
+    first = run_durable(agent(FunctionModel(answer)), tmp_path / "run.db", 3, seed=0)
+    asked = len(calls)
+    again = run_durable(agent(FunctionModel(answer)), tmp_path / "run.db", 3, seed=0)
+    assert again.completed and len(calls) == asked
+    assert [e.total_reward for e in again.run.episodes] == [
+        e.total_reward for e in first.run.episodes
+    ]
+    with Journal(tmp_path / "run.db") as journal:
+        model_calls = [key for key in journal.effect_keys() if ".model." in key]
+    assert len(model_calls) == asked  # one key per call, not one per layer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 
 from pydantic import ValidationError
 
@@ -16,6 +17,16 @@ from llmagentos.llm.base import WrapperModel
 from llmagentos.llm.types import ModelRequest, ModelResponse, StreamEvent, ToolCall, Usage
 
 __all__ = ["DurableModel"]
+
+# Set while a DurableModel's inner model runs: a DurableModel nested inside it (a kernel
+# handle wrapped again by hand) only delegates, so each call takes one key, not two.
+_RECORDING: ContextVar[bool] = ContextVar("llmagentos_durable_model_recording", default=False)
+
+
+def _journal_of(scope: StepScope | None) -> Journal | None:
+    if scope is None or _RECORDING.get():
+        return None
+    return scope.journal
 
 
 class DurableModel(WrapperModel):
@@ -40,7 +51,7 @@ class DurableModel(WrapperModel):
 
     async def arequest(self, request: ModelRequest) -> ModelResponse:
         scope = current_scope()
-        journal = None if scope is None else scope.journal
+        journal = _journal_of(scope)
         if scope is None or journal is None:
             return await self.inner.arequest(request)
         key, request, digest, recorded = await self._prepare(scope, journal, request)
@@ -48,7 +59,11 @@ class DurableModel(WrapperModel):
             response = _recorded_reply(journal, recorded)
         else:
             await run_blocking(self._started, journal, key, request, digest)
-            response = await self.inner.arequest(request)
+            token = _RECORDING.set(True)
+            try:
+                response = await self.inner.arequest(request)
+            finally:
+                _RECORDING.reset(token)
             await run_blocking(
                 journal.effect_done, key, response.model_dump(mode="json"), audit=None
             )
@@ -60,7 +75,7 @@ class DurableModel(WrapperModel):
         """Stream the reply; in a durable run the reply is recorded when the stream ends
         (a recorded one is replayed as one event)."""
         scope = current_scope()
-        journal = None if scope is None else scope.journal
+        journal = _journal_of(scope)
         if scope is None or journal is None:
             async for event in self.inner.astream(request):
                 yield event
@@ -77,7 +92,17 @@ class DurableModel(WrapperModel):
             text: list[str] = []
             calls: list[ToolCall] = []
             usage, finish = Usage(), None
-            async for event in self.inner.astream(request):
+            events = self.inner.astream(request)
+            while True:
+                # Flagged around each step of the inner stream only, never across a
+                # yield: the consumer's own model calls must still be recorded.
+                token = _RECORDING.set(True)
+                try:
+                    event = await anext(events)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    _RECORDING.reset(token)
                 text.append(event.text)
                 calls.extend(event.tool_calls)
                 finish = event.finish_reason or finish
@@ -96,7 +121,7 @@ class DurableModel(WrapperModel):
 
     async def abatch(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
         """Each request as its own recorded call, keyed in request order."""
-        if current_scope() is None:
+        if _journal_of(current_scope()) is None:
             return await self.inner.abatch(requests)
         # Tasks start in creation order and each takes its key before its first await.
         return list(await asyncio.gather(*(self.arequest(r) for r in requests)))
