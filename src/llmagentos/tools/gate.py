@@ -77,15 +77,41 @@ Approver = Callable[[ApprovalRequest], bool | None]
 (the run pauses and the request waits in the journal for ``llmagentos runs approve``)."""
 
 
-@dataclass(frozen=True, slots=True)
 class _Prepared:
-    """One call of a turn, ready to run: its key, validated arguments and digest."""
+    """One call of a turn, ready to run: its key, and (made when first needed: in a
+    durable run, or for an approval) its validated arguments and digest."""
 
-    call: ToolCall
-    key: str
-    arguments: Any
-    digest: str
-    recorded: Effect | None
+    __slots__ = ("_arguments", "_digest", "call", "gate", "key", "recorded")
+
+    def __init__(self, gate: ToolGate, call: ToolCall, key: str) -> None:
+        self.gate, self.call, self.key = gate, call, key
+        self.recorded: Effect | None = None
+        self._arguments: Any = None
+        self._digest: str | None = None
+
+    @property
+    def digest(self) -> str:
+        if self._digest is None:
+            self._arguments = self.gate.arguments_of(self.call)
+            self._digest = call_digest(self.call.name, self._arguments)
+        return self._digest
+
+    @property
+    def arguments(self) -> Any:
+        """The validated arguments (what the digest is over)."""
+        _ = self.digest
+        return self._arguments
+
+    def audit_detail(self) -> dict[str, Any]:
+        """The call for an audit line: validated and digested when that was needed, as
+        the model sent it otherwise (no validation spent outside durable runs)."""
+        if self._digest is not None:
+            return {"key": self.key, "arguments": self._arguments, "digest": self._digest}
+        try:
+            sent: Any = self.call.parsed_arguments()
+        except ModelOutputError:
+            sent = self.call.arguments
+        return {"key": self.key, "arguments": sent}
 
 
 def _show(tool: str, arguments: Any) -> str:
@@ -188,11 +214,13 @@ class ToolGate:
         return run_sync(self.run_call(ToolCall(id="call", name=name, arguments=text)))
 
     async def _prepare(self, call: ToolCall, key: str, scope: StepScope) -> _Prepared:
-        """Digest the call and, in a durable run, check it against what its key recorded."""
-        arguments = self.arguments_of(call)
-        digest = call_digest(call.name, arguments)
+        """In a durable run: digest the call and check it against what its key recorded."""
+        item = _Prepared(self, call, key)
         journal = scope.journal
-        recorded = None if journal is None else await run_blocking(journal.effect, key)
+        if journal is None:
+            return item
+        digest, arguments = item.digest, item.arguments
+        item.recorded = recorded = await run_blocking(journal.effect, key)
         if recorded is not None and (recorded.kind != "tool" or recorded.digest != digest):
             await self._audit(scope, "resume_mismatch", call.name, {
                 "key": key, "recorded": _show(recorded.name, recorded.request),
@@ -203,10 +231,10 @@ class ToolGate:
                 scope.n, f"tool call {key}", _show(recorded.name, recorded.request),
                 _show(call.name, arguments),
             )  # fmt: skip
-        return _Prepared(call, key, arguments, digest, recorded)
+        return item
 
     async def _run(self, item: _Prepared, scope: StepScope) -> ToolResult:
-        call, key, arguments = item.call, item.key, item.arguments
+        call, key = item.call, item.key
         journal = scope.journal
         if scope.meter is not None:
             try:
@@ -219,13 +247,13 @@ class ToolGate:
         result = await self._refused(item, scope)
         if journal is not None:
             await run_blocking(
-                journal.effect_started, key, "tool", call.name, arguments, item.digest
+                journal.effect_started, key, "tool", call.name, item.arguments, item.digest
             )
         if result is None:
             with calling(key):
                 result = await self.tools.run_call(call, timeout=self.timeout)
         kind = "tool_call" if result.ok else "tool_error"
-        detail = {"key": key, "arguments": arguments, "digest": item.digest, **_summary(result)}
+        detail = {**item.audit_detail(), **_summary(result)}
         if journal is not None:
             line = (scope.n, kind, call.name, scope.reason, detail)
             await run_blocking(journal.effect_done, key, result.model_dump(mode="json"), audit=line)
