@@ -37,7 +37,13 @@ from llmagentos.agent import Agent
 from llmagentos.durable.digest import value_digest
 from llmagentos.durable.journal import Approval, Journal
 from llmagentos.durable.scope import StepScope, scope_active
-from llmagentos.exceptions import ApprovalPending, BudgetExceeded, ConfigError, ResumeMismatch
+from llmagentos.exceptions import (
+    ApprovalPending,
+    BudgetExceeded,
+    ConfigError,
+    JournalError,
+    ResumeMismatch,
+)
 from llmagentos.safety.budget import Budget, BudgetMeter
 from llmagentos.types import EpisodeResult, RunResult, StepRecord
 
@@ -78,6 +84,17 @@ def _check_run_args(episodes: int, max_steps: int | None) -> None:
         raise ConfigError("episodes", f"must be >= 0 (got {episodes})")
     if max_steps is not None and max_steps < 1:
         raise ConfigError("max_steps", f"must be >= 1 (got {max_steps})")
+
+
+def _checked(journal: Journal, n: int, record: dict[str, Any]) -> dict[str, Any]:
+    """What a replay of step ``n`` must reproduce, from its record."""
+    missing = [key for key in _CHECKED if key not in record]
+    if missing:
+        raise JournalError(
+            f"{journal.path}: step {n} is corrupt (no {', '.join(missing)}); "
+            "was the journal edited?"
+        )
+    return {key: record[key] for key in _CHECKED}
 
 
 def _both_nan(a: object, b: object) -> bool:
@@ -143,12 +160,14 @@ class DurableRunner:
         fingerprint = fingerprint or {"agent": agent}
         try:
             self.journal.verify()
+            self._recorded = [
+                _checked(self.journal, n, r) for n, r in enumerate(self.journal.steps())
+            ]
             self.resumed = self.journal.bind(fingerprint)
         except BaseException:
             if owned:
                 self.journal.close()
             raise
-        self._recorded = [{key: record[key] for key in _CHECKED} for record in self.journal.steps()]
         status = self.journal.status()
         meter = None
         if budget is not None and not budget.unlimited:
