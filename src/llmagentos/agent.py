@@ -21,6 +21,7 @@ from llmagentos.episodes import EpisodeRunner
 from llmagentos.exceptions import (
     BudgetExceeded,
     ConfigError,
+    JournalError,
     ModuleError,
     ModuleOutputError,
     RunPaused,
@@ -48,7 +49,9 @@ _PLAN = frozenset({"plan"})
 _EXECUTE = frozenset({"execute"})
 _LEARN = frozenset({"learn", "alearn"})
 _UPDATE = frozenset({"update", "aupdate"})
-_PASS_THROUGH = (RunPaused, BudgetExceeded)
+# A durable run's journal errors (a replay that differs, a corrupt row) stop the run as
+# themselves too: the caller must see ResumeMismatch, not a module failure.
+_PASS_THROUGH = (RunPaused, BudgetExceeded, JournalError)
 
 
 def _checked(module: Any, cls: type, field: str) -> Any:
@@ -221,7 +224,7 @@ class Agent(EpisodeRunner):
     def _fail(self, module: str, err: Exception, value: Any, *, in_step: bool = True) -> NoReturn:
         """Re-raise ``err`` as a ModuleError naming the module, the step and the value."""
         if isinstance(err, _PASS_THROUGH):
-            raise err  # a pause or a spent budget stops the run as itself, not as a failure
+            raise err  # a pause, a spent budget, a replay that differs: itself, not a failure
         step = self.step_index if in_step else None
         if isinstance(err, ModuleError):
             if err.step is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmagentos.cli.main import main
-from llmagentos.durable import DurableRunner, Journal, run_durable
+from llmagentos.durable import DurableRunner, Journal, call_digest, run_durable
 from llmagentos.exceptions import ApprovalPending, BudgetExceeded, ConfigError, JournalError
 from llmagentos.llm.types import ToolCall
 from llmagentos.safety import Budget, MemoryAudit, ToolPolicy
@@ -103,6 +103,7 @@ def test_an_approver_hook_decides_in_process(tmp_path):
     assert result.state == "completed"
     assert len(seen) == (EPISODES * 60) // 25
     assert seen[0].tool == "ledger.refund" and seen[0].arguments == {"entry": "x"}
+    assert seen[0].digest == call_digest("ledger.refund", {"entry": "x"})
     assert _refunds(tmp_path / "ledger.db") == (len(seen) + 1) // 2
 
 

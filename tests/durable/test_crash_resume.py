@@ -39,6 +39,10 @@ def _ledger(path: Path) -> tuple[dict[str, str], dict[str, int]]:
     return entries, counts
 
 
+def _by_position(entries: dict[str, str]) -> dict[str, str]:
+    return {key.split("/", 1)[1]: entry for key, entry in entries.items()}
+
+
 def _twin(tmp: Path, seed: int) -> tuple[dict[str, Any], dict[str, str]]:
     agent, q = build(tmp / "twin-ledger.db", seed=seed)
     result = run_durable(agent, tmp / "twin.db", EPISODES, seed=seed, max_steps=60)
@@ -52,7 +56,7 @@ def _twin(tmp: Path, seed: int) -> tuple[dict[str, Any], dict[str, str]]:
 def _start(tmp: Path, seed: int, slow: float) -> subprocess.Popen[bytes]:
     args = [sys.executable, str(WORKER), str(tmp / "run.db"), str(tmp / "ledger.db"),
             str(tmp / "out.json"), str(seed), str(EPISODES), "--slow", str(slow)]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -106,7 +110,12 @@ def test_killed_runs_finish_like_their_fault_free_twin(tmp_path: Path, seed: int
     assert final["returns"] == expected["returns"]
     assert final["q"] == expected["q"]
     entries, counts = _ledger(tmp_path / "ledger.db")
-    assert entries == twin_entries  # the world ends exactly as without faults
+    # The world ends exactly as without faults: the same entries at the same positions
+    # (keys are <run id>/<agent>/<position>; the twin is another run, with another id).
+    with Journal(tmp_path / "run.db") as journal:
+        run_id = journal.run_id
+    assert {key.split("/", 1)[0] for key in entries} == {run_id}
+    assert _by_position(entries) == _by_position(twin_entries)
     # A call recorded as done before a kill never ran again after it.
     for done, counts_then in snapshots:
         assert done, "each kill landed after some calls completed"

@@ -328,13 +328,14 @@ async def test_fetch_tool_through_a_gate(server: str) -> None:
             id="c", name="web.fetch", arguments=json.dumps({"url": url, "method": method})
         )
 
-    with scope_active(StepScope(n=7)):
+    with scope_active(scope := StepScope(n=7)):
         ok, posted, got, meta, bad = await gate.run_calls([
             call(f"{server}/ok"), call(f"{server}/key", "POST"), call(f"{server}/key"),
             call("http://169.254.169.254/latest/meta-data"), call(f"{server}/ok", "BREW"),
         ])  # fmt: skip
     assert ok.ok and ok.value["status"] == 200 and ok.value["text"] == "héllo"
-    assert posted.ok and posted.value["text"] == "7.tool.1"  # the call's idempotency key
+    # The call's idempotency key: <run id>/<agent>/<step>.tool.<n> (the run id is the scope's).
+    assert posted.ok and posted.value["text"] == f"{scope.run_id}/agent/7.tool.1"
     assert got.ok and got.value["text"] == "none"  # GET sends none
     assert not meta.ok and "refused" in (meta.error or "")
     assert not bad.ok and "method must be one of" in (bad.error or "")

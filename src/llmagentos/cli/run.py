@@ -22,7 +22,7 @@ from rich.table import Table
 
 from llmagentos.cli._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_STOPPED, fail, stdout
 from llmagentos.config import load_config
-from llmagentos.exceptions import LLMAgentOSError
+from llmagentos.exceptions import JournalError, LLMAgentOSError
 from llmagentos.experiment import (
     FILE_NAMES,
     Experiment,
@@ -201,11 +201,15 @@ def run_command(
 
 
 def run_experiment_in_cli(experiment: Experiment, *, quiet: bool) -> None:
-    """Run with progress bars and the summary; exit 1 on failure, 3 when stopped, 130 on ^C."""
+    """Run with progress bars and the summary; exit 1 on failure, 3 when stopped, 130 on ^C,
+    2 when the journal does not fit (not a journal, another run's, a corrupt row, a
+    replay that differs from it)."""
     console = stdout()
     callbacks = None if quiet else RichProgress(console)
     try:
         result = experiment.run(callbacks)
+    except JournalError as err:
+        fail(err)
     except LLMAgentOSError as err:
         fail(f"{err} (the finished episodes are in {experiment.output_dir})", EXIT_ERROR)
     if not quiet:

@@ -1,8 +1,17 @@
-"""``llmagentos runs``: list durable runs, decide their approval requests, resume them."""
+"""``llmagentos runs``: list durable runs, decide their approval requests, resume them.
+
+What an operator approves is shown whole: the tool, its validated arguments in full
+(canonical JSON, with any character a terminal could hide or act on escaped) and the
+digest the decision is bound to; ``runs approve --digest`` decides only if the request
+is still for that call. A file that is not a journal, or a journal with a row that
+does not match its digest, is refused (exit 2) and left as it was.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +24,8 @@ from rich.table import Table
 from llmagentos.cli._common import fail, show_help_without_command, stdout
 from llmagentos.cli.run import run_experiment_in_cli
 from llmagentos.config import parse_config
-from llmagentos.durable.journal import Journal
+from llmagentos.durable.digest import canonical_json
+from llmagentos.durable.journal import Approval, Journal
 from llmagentos.exceptions import LLMAgentOSError
 from llmagentos.experiment import FILE_NAMES, Experiment
 
@@ -46,11 +56,30 @@ def _journal_path(run: Path) -> Path:
     return path
 
 
-def _open(run: Path) -> Journal:
+@contextmanager
+def _open(run: Path) -> Iterator[Journal]:
+    """The run's journal; any journal error (not a journal, a corrupt row) exits 2."""
     try:
-        return Journal(_journal_path(run), create=False)
+        journal = Journal(_journal_path(run), create=False)
     except LLMAgentOSError as err:
         fail(err)
+    try:
+        yield journal
+    except LLMAgentOSError as err:
+        fail(err)
+    finally:
+        journal.close()
+
+
+def _visible(text: str) -> str:
+    """``text`` with every character a terminal would not print as itself escaped
+    (control characters, bidirectional overrides, zero-width marks)."""
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
+
+
+def _call(tool: str, arguments: object) -> str:
+    """A call as the operator sees it: the tool and its arguments, whole."""
+    return _visible(f"{tool} {canonical_json(arguments)}")
 
 
 def _when(stamp: float | None) -> str:
@@ -100,13 +129,14 @@ def list_runs(
 
 @runs_app.command("show")
 def show_run(run: RunArgument) -> None:
-    """Show a run's state, counts and pending approval requests."""
+    """Show a run's state, counts and approval requests (each call in full, with its digest)."""
     with _open(run) as journal:
         status = journal.status()
         console = stdout()
         console.print(f"[bold]{escape(str(run))}[/]: {status.state}", highlight=False)
+        console.print(f"  run id {journal.run_id}", highlight=False)
         if status.detail:
-            console.print(f"  {escape(status.detail)}", highlight=False)
+            console.print(f"  {escape(_visible(status.detail))}", highlight=False)
         console.print(
             f"  {journal.step_count()} steps, {len(journal.episodes())} episodes, "
             f"{len(journal.effect_keys())} completed tool/model calls, "
@@ -117,21 +147,30 @@ def show_run(run: RunArgument) -> None:
 
 
 def _approvals_table(journal: Journal) -> None:
+    """Each request as a block: the whole call, never cut to fit a column."""
     approvals = journal.approvals()
     if not approvals:
         return
-    table = Table(box=box.SIMPLE_HEAD, title="approval requests")
-    for column in ("key", "tool", "arguments", "status", "reason", "decided by", "note"):
-        table.add_column(column, overflow="fold")
+    console = stdout()
+    console.print("approval requests:", highlight=False)
     for item in approvals:
-        table.add_row(
-            item.key, item.tool, escape(_short(item.arguments)), item.status,
-            escape(item.reason or ""), item.decided_by or "", escape(item.note or ""),
-        )  # fmt: skip
-    stdout().print(table)
+        lines = [
+            f"  {escape(item.key)}  {item.status}",
+            f"    call    {escape(_call(item.tool, item.arguments))}",
+            f"    digest  {item.digest}",
+        ]
+        if item.reason:
+            lines.append(f"    reason  {escape(_visible(item.reason))}")
+        if item.status != "pending":
+            note = f": {item.note}" if item.note else ""
+            lines.append(f"    {item.status} by {escape(_visible((item.decided_by or '') + note))}")
+        for line in lines:
+            console.print(line, highlight=False, soft_wrap=True)
 
 
-def _decide(run: Path, key: str | None, *, approve: bool, by: str, note: str | None) -> None:
+def _decide(
+    run: Path, key: str | None, *, approve: bool, by: str, note: str | None, digest: str | None
+) -> None:
     with _open(run) as journal:
         if key is None:
             pending = journal.approvals("pending")
@@ -139,16 +178,14 @@ def _decide(run: Path, key: str | None, *, approve: bool, by: str, note: str | N
                 keys = ", ".join(a.key for a in pending) or "none"
                 fail(f"{run}: name the request to decide (pending: {keys})")
             key = pending[0].key
-        try:
-            decided = journal.decide(key, approve=approve, by=by, note=note)
-        except LLMAgentOSError as err:
-            fail(err)
-        journal.audit(decided.status, decided.tool, reason=note, detail={"key": key, "by": by})
+        # The decision and its audit line are one transaction; with --digest, only if
+        # the request is still for the call the operator saw.
+        decided: Approval = journal.decide(key, approve=approve, by=by, note=note, digest=digest)
     verb = "approved" if approve else "refused"
-    stdout().print(
-        f"{verb} {decided.tool} ({key}); continue with 'llmagentos runs resume {run}'",
-        highlight=False,
-    )
+    console = stdout()
+    console.print(f"{verb} {escape(_call(decided.tool, decided.arguments))}", highlight=False)
+    console.print(f"  request {escape(key)}, digest {decided.digest}", highlight=False)
+    console.print(f"continue with 'llmagentos runs resume {escape(str(run))}'", highlight=False)
 
 
 NoteOption = Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")]
@@ -156,22 +193,32 @@ ByOption = Annotated[str, typer.Option(help="Who decides (kept in the audit trai
 KeyArgument = Annotated[
     str | None, typer.Argument(metavar="KEY", help="The request (default: the only pending one).")
 ]
+DigestOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="HEX",
+        help="Decide only if the request is for the call with this digest "
+        "(at least 8 hex digits, as 'runs show' prints it).",
+    ),
+]
 
 
 @runs_app.command("approve")
 def approve(
-    run: RunArgument, key: KeyArgument = None, note: NoteOption = None, by: ByOption = "operator"
-) -> None:
-    """Approve a paused run's pending action."""
-    _decide(run, key, approve=True, by=by, note=note)
+    run: RunArgument, key: KeyArgument = None, note: NoteOption = None,
+    by: ByOption = "operator", digest: DigestOption = None,
+) -> None:  # fmt: skip
+    """Approve a paused run's pending action: that call, with those arguments, only."""
+    _decide(run, key, approve=True, by=by, note=note, digest=digest)
 
 
 @runs_app.command("refuse")
 def refuse(
-    run: RunArgument, key: KeyArgument = None, note: NoteOption = None, by: ByOption = "operator"
-) -> None:
+    run: RunArgument, key: KeyArgument = None, note: NoteOption = None,
+    by: ByOption = "operator", digest: DigestOption = None,
+) -> None:  # fmt: skip
     """Refuse a paused run's pending action (the agent sees the refusal and goes on)."""
-    _decide(run, key, approve=False, by=by, note=note)
+    _decide(run, key, approve=False, by=by, note=note, digest=digest)
 
 
 @runs_app.command("resume")
@@ -186,6 +233,7 @@ def resume(
     """
     path = _journal_path(run)
     with _open(run) as journal:
+        journal.verify()  # a corrupt row stops the resume before anything is written
         data = journal.get_meta("config")
         pending = journal.approvals("pending")
     if data is None:
@@ -196,11 +244,11 @@ def resume(
     if pending:
         keys = ", ".join(a.key for a in pending)
         fail(f"{run} still waits for a decision on {keys}: 'llmagentos runs approve/refuse' first")
-    data["output"]["dir"] = str(path.parent)
     try:
+        data["output"]["dir"] = str(path.parent)
         experiment = Experiment(parse_config(data))
-    except LLMAgentOSError as err:
-        fail(err)
+    except (LLMAgentOSError, TypeError, KeyError) as err:
+        fail(f"{run}: the journal's config cannot be used: {err}")
     run_experiment_in_cli(experiment, quiet=quiet)
 
 
@@ -231,7 +279,11 @@ def audit(
         table.add_column(column, overflow="fold")
     for _at, n, kind, subject, reason, detail in lines[-limit:]:
         table.add_row(
-            "-" if n < 0 else str(n), kind, escape(subject), escape(reason), escape(detail)
+            "-" if n < 0 else str(n),
+            kind,
+            escape(_visible(subject)),
+            escape(_visible(reason)),
+            escape(_visible(detail)),
         )
     stdout().print(table)
     if len(lines) > limit:

@@ -6,28 +6,38 @@ to see what happened:
 - ``steps``: every completed step's record (observation, features, action, reason,
   reward, flags, info), committed before the next step begins;
 - ``episodes``: every finished episode's result;
-- ``effects``: tool and model calls by idempotency key, with their results, so a
-  resumed run never repeats a call that completed;
-- ``approvals``: requests for a human decision and the decisions;
+- ``effects``: tool and model calls by idempotency key, each with the digest of what
+  it is (:mod:`llmagentos.durable.digest`) and its result, so a resumed run never
+  repeats a call that completed, and never gets a result recorded for another call;
+- ``approvals``: requests for a human decision, each bound to the digest of the call
+  it is for, and the decisions;
 - ``audit``: the trail of actions, tool calls, refusals, pauses and budget stops;
-- ``meta`` and ``status``: what the run is (its config) and where it stands.
+- ``meta`` and ``status``: what the run is (its config, its run id) and where it stands.
 
 WAL mode with ``synchronous=NORMAL``: a commit survives the process being killed
 (SIGKILL included); only an operating-system crash can lose the last commits.
+
+Opening a file never changes one that is not a journal of this format (a text file,
+another program's database, a journal of an older format): it is refused with a
+:class:`~llmagentos.exceptions.JournalError` that says what it is. A new journal is
+created in one transaction, so a crash cannot leave half a journal behind.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmagentos._json import jsonable
+from llmagentos.durable.digest import call_digest, canonical_json, model_digest
+from llmagentos.durable.scope import new_run_id
 from llmagentos.exceptions import JournalError
 
 __all__ = [
@@ -35,41 +45,49 @@ __all__ = [
     "RUN_STATES",
     "Approval",
     "AuditEntry",
+    "Effect",
     "Journal",
     "RunStatus",
 ]
 
-JOURNAL_FORMAT = "llmagentos.journal/1"
+JOURNAL_FORMAT = "llmagentos.journal/2"
+_OLD_FORMATS = ("llmagentos.journal/1",)
 RUN_STATES = ("new", "running", "paused", "completed", "failed", "budget_exceeded", "interrupted")
+_RUN_ID = re.compile(r"[A-Za-z0-9]{8,32}")
+_MIN_DIGEST_PREFIX = 8
 
-_SCHEMA = """
-create table if not exists meta (key text primary key, value text not null);
-create table if not exists status (
-    one integer primary key check (one = 1),
-    state text not null, detail text, updated real not null,
-    active_seconds real not null default 0
-);
-create table if not exists steps (
-    n integer primary key, segment text not null, episode integer not null,
-    step integer not null, record text not null
-);
-create table if not exists episodes (
-    segment text not null, idx integer not null, result text not null,
-    primary key (segment, idx)
-);
-create table if not exists effects (
-    key text primary key, kind text not null, name text not null, request text,
-    status text not null, result text, started real, finished real
-);
-create table if not exists approvals (
-    key text primary key, tool text not null, arguments text, reason text,
-    status text not null, requested real not null, decided real, decided_by text, note text
-);
-create table if not exists audit (
-    seq integer primary key, at real not null, n integer, kind text not null,
-    subject text, reason text, detail text
-);
-"""
+_SCHEMA = (
+    "create table meta (key text primary key, value text not null)",
+    """create table status (
+        one integer primary key check (one = 1),
+        state text not null, detail text, updated real not null,
+        active_seconds real not null default 0
+    )""",
+    """create table steps (
+        n integer primary key, segment text not null, episode integer not null,
+        step integer not null, record text not null
+    )""",
+    """create table episodes (
+        segment text not null, idx integer not null, result text not null,
+        primary key (segment, idx)
+    )""",
+    """create table effects (
+        key text primary key, kind text not null, name text not null,
+        request text not null, digest text not null, status text not null, result text,
+        started real, finished real
+    )""",
+    """create table approvals (
+        key text primary key, tool text not null, arguments text not null,
+        digest text not null, reason text, status text not null, requested real not null,
+        decided real, decided_by text, note text
+    )""",
+    """create table audit (
+        seq integer primary key, at real not null, n integer, kind text not null,
+        subject text, reason text, detail text
+    )""",
+)
+
+_DIGESTS: dict[str, Callable[[str, Any], str]] = {"tool": call_digest, "model": model_digest}
 
 
 def _dumps(value: Any) -> str:
@@ -88,7 +106,11 @@ class RunStatus:
 
 @dataclass(frozen=True, slots=True)
 class Approval:
-    """A request for a human decision on a sensitive tool call."""
+    """A request for a human decision on one sensitive tool call.
+
+    ``digest`` is the call's (:func:`~llmagentos.durable.digest.call_digest` of ``tool``
+    and ``arguments``): approving the request authorises that call and no other.
+    """
 
     key: str
     tool: str
@@ -99,6 +121,21 @@ class Approval:
     decided: float | None = None
     decided_by: str | None = None
     note: str | None = None
+    digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """A recorded call: what it was (``kind``, ``name``, ``request``, ``digest``), and
+    its ``result`` once ``status`` is ``done`` (``started``: cut off mid-flight)."""
+
+    key: str
+    kind: str
+    name: str
+    request: Any
+    digest: str
+    status: str
+    result: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,32 +159,85 @@ class Journal:
         create: ``False`` refuses a missing file (for commands that inspect a run).
 
     Raises:
-        JournalError: the file cannot be opened or is not a journal.
+        JournalError: the file cannot be opened or is not a journal of this format
+            (nothing in it was changed).
     """
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
+        self._lock = threading.RLock()
         if not create and not self.path.is_file():
             raise JournalError(f"no journal at {self.path}")
         try:
-            if create:
+            if create and str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("pragma journal_mode=wal")
-            self._db.execute("pragma synchronous=normal")
-            self._db.execute("pragma busy_timeout=10000")
-            self._db.executescript(_SCHEMA)
-            found = self._meta("format")
-            if found is None:
-                self._db.execute("insert into meta values ('format', ?)", (JOURNAL_FORMAT,))
-                self._db.execute(
-                    "insert or ignore into status values (1, 'new', null, ?, 0)", (time.time(),)
-                )
-            elif found != JOURNAL_FORMAT:
-                raise JournalError(f"{self.path} is a {found} journal, expected {JOURNAL_FORMAT}")
-        except sqlite3.DatabaseError as err:
+        except (sqlite3.Error, OSError) as err:
             raise JournalError(f"cannot open journal {self.path}: {err}") from err
-        self._lock = threading.RLock()
+        try:
+            self._db.execute("pragma busy_timeout=10000")
+            self._open(create)
+            self._db.execute("pragma synchronous=normal")
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise JournalError(f"cannot open journal {self.path}: {err}") from err
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _tables(self) -> set[str]:
+        rows = self._db.execute("select name from sqlite_master where type = 'table'")
+        return {str(name) for (name,) in rows.fetchall()}
+
+    def _open(self, create: bool) -> None:
+        """Check what the file is before anything writes to it; create a new journal whole."""
+        if not self._tables():
+            if not create:
+                raise JournalError(f"{self.path} is an empty file, not a journal")
+            self._db.execute("pragma journal_mode=wal")
+            self._db.execute("begin immediate")
+            try:
+                if not self._tables():  # nobody created it while we waited for the lock
+                    for statement in _SCHEMA:
+                        self._db.execute(statement)
+                    self._db.executemany(
+                        "insert into meta values (?, ?)",
+                        [("format", JOURNAL_FORMAT), ("run_id", json.dumps(new_run_id()))],
+                    )
+                    self._db.execute(
+                        "insert into status values (1, 'new', null, ?, 0)", (time.time(),)
+                    )
+                self._db.execute("commit")
+            except BaseException:
+                self._db.execute("rollback")
+                raise
+        self._check_format()
+        self._db.execute("pragma journal_mode=wal")
+
+    def _check_format(self) -> None:
+        if "meta" not in self._tables():
+            raise JournalError(
+                f"{self.path} is not an llmagentos journal (an SQLite database of something "
+                "else); nothing in it was changed"
+            )
+        found = self._meta("format")
+        if found in _OLD_FORMATS:
+            raise JournalError(
+                f"{self.path} is an {found} journal, written by an older llmagentos: its "
+                "recorded calls and approvals are bound to their position only, not to what "
+                "they are, so it cannot be resumed safely. Finish it with the version that "
+                "wrote it, or start the run again in a new folder"
+            )
+        if found != JOURNAL_FORMAT:
+            what = "no format mark" if found is None else f"format {found!r}"
+            raise JournalError(
+                f"{self.path} is not a journal of this llmagentos ({what}, expected "
+                f"{JOURNAL_FORMAT}); nothing in it was changed"
+            )
+        run_id = self.get_meta("run_id")
+        if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+            raise JournalError(f"{self.path}: the journal's run id {run_id!r} is corrupt")
+        self.run_id: str = run_id
 
     def close(self) -> None:
         self._db.close()
@@ -159,15 +249,24 @@ class Journal:
         self.close()
 
     def _meta(self, key: str) -> str | None:
-        row = self._db.execute("select value from meta where key = ?", (key,)).fetchone()
+        with self._lock:
+            row = self._db.execute("select value from meta where key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
+
+    def _corrupt(self, what: str, err: object) -> JournalError:
+        return JournalError(f"{self.path}: {what} is corrupt ({err}); was the journal edited?")
 
     # -- identity -------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> Any:
         """A JSON value stored with :meth:`set_meta`, or ``None``."""
         text = self._meta(key)
-        return None if text is None else json.loads(text)
+        if text is None:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError as err:
+            raise self._corrupt(f"meta {key!r}", err) from err
 
     def set_meta(self, key: str, value: Any) -> None:
         with self._lock:
@@ -188,6 +287,8 @@ class Journal:
         if found is None:
             self.set_meta("fingerprint", wanted)
             return False
+        if not isinstance(found, dict):
+            raise self._corrupt("the run's fingerprint", f"not a table: {found!r:.60}")
         if found != wanted:
             differ = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
             raise JournalError(
@@ -199,9 +300,12 @@ class Journal:
     # -- status ---------------------------------------------------------------------------
 
     def status(self) -> RunStatus:
-        row = self._db.execute(
-            "select state, detail, updated, active_seconds from status where one = 1"
-        ).fetchone()
+        with self._lock:
+            row = self._db.execute(
+                "select state, detail, updated, active_seconds from status where one = 1"
+            ).fetchone()
+        if row is None:
+            raise self._corrupt("the run's status", "no status row")
         return RunStatus(str(row[0]), row[1], float(row[2]), float(row[3]))
 
     def set_status(self, state: str, detail: str | None = None) -> None:
@@ -222,7 +326,8 @@ class Journal:
     # -- steps and episodes ---------------------------------------------------------------
 
     def step_count(self) -> int:
-        row = self._db.execute("select count(*) from steps").fetchone()
+        with self._lock:
+            row = self._db.execute("select count(*) from steps").fetchone()
         return int(row[0])
 
     def append_step(self, n: int, segment: str, episode: int, step: int, record: Any) -> None:
@@ -238,15 +343,26 @@ class Journal:
 
     def steps(self, start: int = 0) -> Iterator[dict[str, Any]]:
         """The recorded steps from global index ``start`` on, oldest first."""
-        rows = self._db.execute(
-            "select record from steps where n >= ? order by n", (start,)
-        ).fetchall()
-        for (text,) in rows:
-            yield json.loads(text)
+        with self._lock:
+            rows = self._db.execute(
+                "select n, record from steps where n >= ? order by n", (start,)
+            ).fetchall()
+        for n, text in rows:
+            yield self._record(n, text)
 
     def step(self, n: int) -> dict[str, Any] | None:
-        row = self._db.execute("select record from steps where n = ?", (n,)).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        with self._lock:
+            row = self._db.execute("select record from steps where n = ?", (n,)).fetchone()
+        return None if row is None else self._record(n, row[0])
+
+    def _record(self, n: int, text: str) -> dict[str, Any]:
+        try:
+            record = json.loads(text)
+        except ValueError as err:
+            raise self._corrupt(f"step {n}", err) from err
+        if not isinstance(record, dict):
+            raise self._corrupt(f"step {n}", "not a record")
+        return record
 
     def append_episode(self, segment: str, index: int, result: Any) -> None:
         with self._lock:
@@ -261,26 +377,56 @@ class Journal:
         if segment is not None:
             query += " where segment = ?"
             args = (segment,)
-        rows = self._db.execute(query + " order by rowid", args).fetchall()
+        with self._lock:
+            rows = self._db.execute(query + " order by rowid", args).fetchall()
         return [json.loads(text) for (text,) in rows]
 
     # -- effects --------------------------------------------------------------------------
 
-    def effect(self, key: str) -> tuple[str, Any] | None:
-        """``(status, result)`` of the call ``key`` (``started`` or ``done``), or ``None``."""
-        row = self._db.execute(
-            "select status, result from effects where key = ?", (key,)
-        ).fetchone()
-        if row is None:
-            return None
-        return str(row[0]), None if row[1] is None else json.loads(row[1])
+    def effect(self, key: str) -> Effect | None:
+        """The recorded call ``key``, checked whole, or ``None``.
 
-    def effect_started(self, key: str, kind: str, name: str, request: Any) -> None:
+        Raises:
+            JournalError: the row is corrupt: its request does not hash to its digest,
+                or its result is not JSON (a journal edited by hand).
+        """
+        with self._lock:
+            row = self._db.execute(
+                "select key, kind, name, request, digest, status, result from effects "
+                "where key = ?",
+                (key,),
+            ).fetchone()
+        return None if row is None else self._effect(row)
+
+    def _effect(self, row: tuple[Any, ...]) -> Effect:
+        key, kind, name, request_text, digest, status, result_text = row
+        what = f"the recorded call {key!r}"
+        try:
+            request = json.loads(request_text)
+            result = None if result_text is None else json.loads(result_text)
+        except (TypeError, ValueError) as err:
+            raise self._corrupt(what, err) from err
+        hasher = _DIGESTS.get(kind)
+        if hasher is None or status not in ("started", "done"):
+            raise self._corrupt(what, f"kind {kind!r}, status {status!r}")
+        if hasher(str(name), request) != digest:
+            raise self._corrupt(what, "its request does not match its digest")
+        if status == "done" and not isinstance(result, dict):
+            raise self._corrupt(what, "no result")
+        return Effect(key, kind, str(name), request, str(digest), status, result)
+
+    def effect_started(self, key: str, kind: str, name: str, request: Any, digest: str) -> None:
+        """Record that the call ``key`` (``request`` hashing to ``digest``) is under way.
+
+        A row for the same key and digest (a call cut off mid-flight, run again) keeps
+        its record; one for another digest is never overwritten.
+        """
         with self._lock:
             self._db.execute(
-                "insert into effects values (?, ?, ?, ?, 'started', null, ?, null) "
-                "on conflict(key) do update set started = excluded.started",
-                (key, kind, name, _dumps(request), time.time()),
+                "insert into effects values (?, ?, ?, ?, ?, 'started', null, ?, null) "
+                "on conflict(key) do update set started = excluded.started "
+                "where effects.digest = excluded.digest and effects.status = 'started'",
+                (key, kind, name, canonical_json(request), digest, time.time()),
             )
 
     def effect_done(
@@ -291,7 +437,8 @@ class Journal:
             self._db.execute("begin")
             try:
                 self._db.execute(
-                    "update effects set status = 'done', result = ?, finished = ? where key = ?",
+                    "update effects set status = 'done', result = ?, finished = ? "
+                    "where key = ? and status = 'started'",
                     (_dumps(result), time.time(), key),
                 )
                 if audit is not None:
@@ -302,48 +449,129 @@ class Journal:
                 raise
 
     def effect_keys(self, status: str = "done") -> list[str]:
-        rows = self._db.execute("select key from effects where status = ?", (status,))
-        return [str(key) for (key,) in rows.fetchall()]
+        with self._lock:
+            rows = self._db.execute("select key from effects where status = ?", (status,))
+            return [str(key) for (key,) in rows.fetchall()]
+
+    def verify(self) -> None:
+        """Check every recorded call and approval request against its digest.
+
+        Raises:
+            JournalError: the first corrupt row, named.
+        """
+        with self._lock:
+            effects = self._db.execute(
+                "select key, kind, name, request, digest, status, result from effects"
+            ).fetchall()
+            approvals = self._db.execute("select * from approvals").fetchall()
+        for row in effects:
+            self._effect(row)
+        for row in approvals:
+            self._approval(row)
 
     # -- approvals ------------------------------------------------------------------------
 
-    def request_approval(self, key: str, tool: str, arguments: Any, reason: str | None) -> None:
+    def request_approval(
+        self, key: str, tool: str, arguments: Any, digest: str, reason: str | None,
+        *, audit: tuple[int | None, str, str, str | None, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """Record a request for the call ``key`` (``tool`` with ``arguments``, hashing to
+        ``digest``), and its audit line in the same transaction. A request already
+        recorded for the key is kept as it is."""
         with self._lock:
-            self._db.execute(
-                "insert or ignore into approvals "
-                "values (?, ?, ?, ?, 'pending', ?, null, null, null)",
-                (key, tool, _dumps(arguments), reason, time.time()),
-            )
+            self._db.execute("begin")
+            try:
+                self._db.execute(
+                    "insert or ignore into approvals "
+                    "values (?, ?, ?, ?, ?, 'pending', ?, null, null, null)",
+                    (key, tool, canonical_json(arguments), digest, reason, time.time()),
+                )
+                if audit is not None:
+                    self._insert_audit(*audit)
+                self._db.execute("commit")
+            except BaseException:
+                self._db.execute("rollback")
+                raise
 
     def approval(self, key: str) -> Approval | None:
-        row = self._db.execute("select * from approvals where key = ?", (key,)).fetchone()
-        return None if row is None else _approval(row)
+        """The request for the call ``key``, checked against its digest, or ``None``."""
+        with self._lock:
+            row = self._db.execute("select * from approvals where key = ?", (key,)).fetchone()
+        return None if row is None else self._approval(row)
 
     def approvals(self, status: str | None = None) -> list[Approval]:
         query, args = "select * from approvals", ()
         if status is not None:
             query, args = query + " where status = ?", (status,)  # type: ignore[assignment]
-        return [_approval(row) for row in self._db.execute(query + " order by requested", args)]
+        with self._lock:
+            rows = self._db.execute(query + " order by requested", args).fetchall()
+        return [self._approval(row) for row in rows]
 
-    def decide(self, key: str, *, approve: bool, by: str, note: str | None = None) -> Approval:
-        """Approve or refuse a pending request.
+    def _approval(self, row: tuple[Any, ...]) -> Approval:
+        key, tool, arguments_text, digest, reason, status, requested, decided, by, note = row
+        what = f"the approval request {key!r}"
+        try:
+            arguments = json.loads(arguments_text)
+        except (TypeError, ValueError) as err:
+            raise self._corrupt(what, err) from err
+        if status not in ("pending", "approved", "refused"):
+            raise self._corrupt(what, f"status {status!r}")
+        # What the operator is shown must be what the approval authorises.
+        if call_digest(str(tool), arguments) != digest:
+            raise self._corrupt(what, "its arguments do not match its digest")
+        return Approval(
+            key, str(tool), arguments, reason, status, requested, decided, by, note, str(digest)
+        )
+
+    def decide(
+        self, key: str, *, approve: bool, by: str, note: str | None = None,
+        digest: str | None = None,
+    ) -> Approval:  # fmt: skip
+        """Approve or refuse a pending request; the decision and its audit line are
+        committed together.
+
+        Args:
+            digest: if given (at least 8 hex digits, a prefix of the request's digest),
+                decide only if the request is still for the call with that digest.
 
         Raises:
-            JournalError: no such request, or it was decided already.
+            JournalError: no such request, it was decided already, or its digest is not
+                ``digest`` (nothing is written then).
         """
         with self._lock:
             found = self.approval(key)
             if found is None:
                 keys = ", ".join(a.key for a in self.approvals("pending")) or "none"
                 raise JournalError(f"no approval request {key!r} in {self.path}; pending: {keys}")
+            if digest is not None:
+                wanted = digest.strip().lower()
+                if len(wanted) < _MIN_DIGEST_PREFIX or not re.fullmatch(r"[0-9a-f]+", wanted):
+                    raise JournalError(
+                        f"digest {digest!r}: give at least {_MIN_DIGEST_PREFIX} hex digits"
+                    )
+                if not found.digest.startswith(wanted):
+                    raise JournalError(
+                        f"request {key!r} is for {found.tool} {canonical_json(found.arguments)}"
+                        f" (digest {found.digest}), not digest {digest}; nothing decided"
+                    )
             if found.status != "pending":
                 raise JournalError(f"request {key!r} was already {found.status}")
-            self._db.execute(
-                "update approvals set status = ?, decided = ?, decided_by = ?, note = ? "
-                "where key = ?",
-                ("approved" if approve else "refused", time.time(), by, note, key),
-            )
-        decided = self.approval(key)
+            status = "approved" if approve else "refused"
+            self._db.execute("begin")
+            try:
+                self._db.execute(
+                    "update approvals set status = ?, decided = ?, decided_by = ?, note = ? "
+                    "where key = ? and status = 'pending'",
+                    (status, time.time(), by, note, key),
+                )
+                self._insert_audit(
+                    None, status, found.tool, note, {"key": key, "by": by, "digest": found.digest}
+                )
+                self._db.execute("commit")
+            except BaseException:
+                self._db.execute("rollback")
+                raise
+            decided = self.approval(key)
         assert decided is not None
         return decided
 
@@ -369,15 +597,9 @@ class Journal:
         if kinds:
             query += f" where kind in ({', '.join('?' * len(kinds))})"
             args = kinds  # type: ignore[assignment]
+        with self._lock:
+            rows = self._db.execute(query + " order by seq", args).fetchall()
         return [
             AuditEntry(int(r[0]), float(r[1]), r[2], str(r[3]), r[4], r[5], json.loads(r[6]))
-            for r in self._db.execute(query + " order by seq", args).fetchall()
+            for r in rows
         ]
-
-
-def _approval(row: tuple[Any, ...]) -> Approval:
-    key, tool, arguments, reason, status, requested, decided, by, note = row
-    return Approval(
-        key, tool, None if arguments is None else json.loads(arguments), reason, status,
-        requested, decided, by, note,
-    )  # fmt: skip

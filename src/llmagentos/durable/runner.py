@@ -10,7 +10,14 @@ design of durable-execution engines, scaled down to one SQLite file.
 
 Pure computation (a Gymnasium environment's ``step``, a Q-table update) is simply
 redone; anything that touches the world should go through a tool (a
-:class:`~llmagentos.tools.gate.ToolGate`) so it is made at most once.
+:class:`~llmagentos.tools.gate.ToolGate`) so it is made at most once, and every model
+call through a :class:`~llmagentos.durable.model.DurableModel` (models made from an id
+by the kernel are) so a replayed step gets the reply the model gave.
+
+Every recorded call carries the digest of what it was; a replay whose call at a
+position differs stops with ``ResumeMismatch`` instead of being handed the old result
+(or the old approval). A journal whose rows do not match their digests is refused
+before the run writes anything.
 """
 
 from __future__ import annotations
@@ -18,17 +25,25 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmagentos._blocking import run_blocking
 from llmagentos._json import jsonable
 from llmagentos.agent import Agent
+from llmagentos.durable.digest import value_digest
 from llmagentos.durable.journal import Approval, Journal
 from llmagentos.durable.scope import StepScope, scope_active
-from llmagentos.exceptions import ApprovalPending, BudgetExceeded, ConfigError, ResumeMismatch
+from llmagentos.exceptions import (
+    ApprovalPending,
+    BudgetExceeded,
+    ConfigError,
+    JournalError,
+    ResumeMismatch,
+)
 from llmagentos.safety.budget import Budget, BudgetMeter
 from llmagentos.types import EpisodeResult, RunResult, StepRecord
 
@@ -69,6 +84,17 @@ def _check_run_args(episodes: int, max_steps: int | None) -> None:
         raise ConfigError("episodes", f"must be >= 0 (got {episodes})")
     if max_steps is not None and max_steps < 1:
         raise ConfigError("max_steps", f"must be >= 1 (got {max_steps})")
+
+
+def _checked(journal: Journal, n: int, record: dict[str, Any]) -> dict[str, Any]:
+    """What a replay of step ``n`` must reproduce, from its record."""
+    missing = [key for key in _CHECKED if key not in record]
+    if missing:
+        raise JournalError(
+            f"{journal.path}: step {n} is corrupt (no {', '.join(missing)}); "
+            "was the journal edited?"
+        )
+    return {key: record[key] for key in _CHECKED}
 
 
 def _both_nan(a: object, b: object) -> bool:
@@ -113,6 +139,10 @@ class DurableRunner:
         budget: the run's limits (steps, tool calls, tokens, wall time).
         fingerprint: what identifies the run (config, seeds); a journal holding another
             run is refused with :class:`~llmagentos.exceptions.JournalError`.
+
+    Raises:
+        JournalError: the journal is not one, holds another run, or has a row that does
+            not match its digest (nothing is written then).
     """
 
     def __init__(
@@ -123,14 +153,29 @@ class DurableRunner:
         budget: Budget | None = None,
         fingerprint: dict[str, Any] | None = None,
     ) -> None:
-        self.journal = journal if isinstance(journal, Journal) else Journal(journal)
-        self.resumed = self.journal.bind(fingerprint or {"agent": agent})
-        self._recorded = [{key: record[key] for key in _CHECKED} for record in self.journal.steps()]
+        if isinstance(journal, Journal):
+            self.journal, owned = journal, False
+        else:
+            self.journal, owned = Journal(journal), True
+        fingerprint = fingerprint or {"agent": agent}
+        try:
+            self.journal.verify()
+            self._recorded = [
+                _checked(self.journal, n, r) for n, r in enumerate(self.journal.steps())
+            ]
+            self.resumed = self.journal.bind(fingerprint)
+        except BaseException:
+            if owned:
+                self.journal.close()
+            raise
         status = self.journal.status()
         meter = None
         if budget is not None and not budget.unlimited:
             meter = BudgetMeter(budget, agent=agent, seconds_before=status.active_seconds)
-        self.scope = StepScope(journal=self.journal, agent=agent, meter=meter)
+        self.scope = StepScope(
+            journal=self.journal, agent=agent, meter=meter, run_id=self.journal.run_id,
+            seed_base=value_digest(fingerprint),
+        )  # fmt: skip
         self.n = 0
         self.live_steps = 0
         self._active_since = time.monotonic()
@@ -200,7 +245,7 @@ class DurableRunner:
         share one event loop, each with its own runner and journal."""
         _check_run_args(episodes, max_steps)
         result = RunResult()
-        with self._running(agent, train):
+        async with self._arunning(agent, train):
             for index in range(episodes):
                 started = _perf()
                 episode_seed = seed if index == 0 else None
@@ -210,10 +255,13 @@ class DurableRunner:
                     action = await agent.aact(observation)
                     self._note_reason(agent)
                     observation, _ = await agent.astep(action)
-                    self._commit(agent, segment)
-                self._finish_episode(
-                    agent, result, episode_seed, started, segment=segment, on_episode=on_episode
-                )
+                    # The commit is SQLite I/O: off the loop, which other agents share.
+                    await run_blocking(self._commit, agent, segment)
+                episode = agent._episode_result(episode_seed, started)
+                await run_blocking(self._record_episode, segment, len(result.episodes), episode)
+                result.episodes.append(episode)
+                if on_episode is not None:
+                    on_episode(episode)
         return result
 
     @contextmanager
@@ -229,6 +277,22 @@ class DurableRunner:
             raise
         finally:
             self._flush_active()
+            if train is not None:
+                agent.train(previous)
+
+    @asynccontextmanager
+    async def _arunning(self, agent: Agent, train: bool | None) -> AsyncIterator[None]:
+        previous = agent.training
+        if train is not None:
+            agent.train(train)
+        try:
+            with scope_active(self.scope):
+                yield
+        except (ApprovalPending, BudgetExceeded) as err:
+            await run_blocking(self._stop, err)
+            raise
+        finally:
+            await run_blocking(self._flush_active)
             if train is not None:
                 agent.train(previous)
 
@@ -262,11 +326,14 @@ class DurableRunner:
         on_episode: Callable[[EpisodeResult], None] | None,
     ) -> None:
         episode = agent._episode_result(seed, started)
-        if not self.replaying:
-            self.journal.append_episode(segment, len(result.episodes), episode.to_dict())
+        self._record_episode(segment, len(result.episodes), episode)
         result.episodes.append(episode)
         if on_episode is not None:
             on_episode(episode)
+
+    def _record_episode(self, segment: str, index: int, episode: EpisodeResult) -> None:
+        if not self.replaying:
+            self.journal.append_episode(segment, index, episode.to_dict())
 
     def _commit(self, agent: Agent, segment: str) -> None:
         record = agent.last_record

@@ -9,6 +9,10 @@ response cache and one concurrency limit. The backend stack is::
 
 The embedded model runs one call at a time (llama.cpp serializes a loaded model), so
 its backend admits one request in flight; network backends admit four.
+
+Each handle is a :class:`~llmagentos.durable.model.DurableModel` around the agent's
+:class:`~llmagentos.kernel.handle.ScheduledModel`: inside a durable run its calls are
+journaled (a resumed run gets the recorded replies); outside one it only delegates.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ def backend_stack(model_id: str, **model_kwargs: Any) -> tuple[Model, int]:
 def agent_model(
     model: str | Model, *, agent: str, priority: int = 0, token_budget: int | None = None
 ) -> Model:
-    """A model handle for ``agent``: its calls go through the kernel's scheduler.
+    """A model handle for ``agent``: its calls go through the kernel's scheduler, and
+    inside a durable run through its journal.
 
     An already-made :class:`Model` (a test double, a custom stack) is returned as it is.
     """
@@ -65,4 +70,7 @@ def agent_model(
         if model not in scheduler.backends:
             backend, in_flight = backend_stack(model)
             scheduler.add_backend(model, backend, max_in_flight=in_flight)
-    return scheduler.model_for(agent, model, priority=priority, token_budget=token_budget)
+    from llmagentos.durable.model import DurableModel  # the journal sits above the kernel
+
+    handle = scheduler.model_for(agent, model, priority=priority, token_budget=token_budget)
+    return DurableModel(handle)
