@@ -15,6 +15,14 @@ from llmagentos.tools.pool import ToolPool
 from tests.tools import isolated_tools as iso
 
 
+def moved(x: int) -> int:
+    """A module-level function whose module cannot be imported (it claims another)."""
+    return x
+
+
+moved.__module__ = "no_such_module_here"
+
+
 @pytest.fixture
 async def pool() -> AsyncIterator[ToolPool]:
     own = ToolPool(max_workers=2, max_processes=2)
@@ -115,6 +123,14 @@ async def test_a_registry_runs_isolated_tools_on_its_pool(pool: ToolPool) -> Non
     assert registry.executor_stats()["processes"]["calls"] == 1
 
 
+async def test_a_tool_the_worker_cannot_import_is_an_error(pool: ToolPool) -> None:
+    result = await tool(isolation="process")(moved).acall({"x": 1}, pool=pool)
+    assert result.error is not None and result.error.startswith("ToolProcessError:")
+    assert "cannot import the tool no_such_module_here:moved" in result.error
+    assert "ModuleNotFoundError" in result.error
+    assert pool.stats()["processes"]["processes"] == 0
+
+
 def test_only_module_level_functions_can_be_isolated() -> None:
     def local(x: int) -> int:
         return x
@@ -125,3 +141,41 @@ def test_only_module_level_functions_can_be_isolated() -> None:
         tool(isolation="process", name="anon")(lambda: 1)
     with pytest.raises(ToolDefinitionError, match="isolation must be"):
         tool(isolation="fork")(local)  # type: ignore[call-overload]
+
+
+async def test_timeouts_while_starting_or_waiting_kill_nothing(tmp_path: Path) -> None:
+    own = ToolPool(max_processes=1)
+    try:
+        early = await iso.add.acall({"a": 1, "b": 1}, timeout=0.01, pool=own)
+        assert early.error == (
+            "timed out after 0.01 s (its worker process was still starting; "
+            "it is kept for the next call)"
+        )
+        for _ in range(3000):  # the start goes on without the caller
+            if own.stats()["processes"]["idle"] == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert (await iso.add.acall({"a": 1, "b": 1}, pool=own)).value["sum"] == 2
+        assert own.stats()["processes"]["started"] == 1
+
+        # The only worker slot busy with a hung call: another tool's call waits, then
+        # times out without a worker of its own; cancelling the hung call kills it.
+        pids = tmp_path / "pids"
+        hung = asyncio.ensure_future(iso.hang.acall({"pid_file": str(pids)}, pool=own))
+        for _ in range(3000):
+            if pids.exists() and pids.read_text().strip():
+                break
+            await asyncio.sleep(0.01)
+        waited = await iso.add.acall({"a": 1, "b": 1}, timeout=0.2, pool=own)
+        assert waited.error == (
+            "timed out after 0.2 s (still waiting for a worker process: all 1 busy)"
+        )
+        hung.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await hung
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pids.read_text().split()[0]), 0)
+        stats = own.stats()["processes"]
+        assert stats["killed"] == 1 and stats["busy"] == 0 and stats["waiting"] == 0
+    finally:
+        own.close()

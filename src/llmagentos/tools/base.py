@@ -334,10 +334,9 @@ class FunctionTool(BaseTool):
         runner = pool or default_tool_pool()
         try:
             if self.target is not None:
-                async with asyncio.timeout(limit):
-                    ok, value = await runner.processes.run(
-                        self.target, validated.model_dump(mode="json")
-                    )
+                ok, value = await runner.processes.run(
+                    self.target, validated.model_dump(mode="json"), timeout=limit
+                )
                 if not ok:
                     return fail(str(value))
             elif self.is_async:
@@ -345,9 +344,8 @@ class FunctionTool(BaseTool):
             else:
                 value = await runner.run(self.func, timeout=limit, **kwargs)
             value = jsonable(value)
-        except TimeoutError as err:
-            killed = " (its worker process was killed)" if self.target is not None else ""
-            detail = f": {err}" if str(err) else killed
+        except TimeoutError as err:  # the pools say how far the call got
+            detail = f" ({err})" if str(err) else ""
             return fail(f"timed out after {limit:g} s{detail}")
         except Exception as err:
             return fail(f"{type(err).__name__}: {err}")

@@ -55,7 +55,10 @@ __all__ = ["ProcessPool"]
 _HEADER = struct.Struct("!I")  # a frame: its length, then that many bytes of JSON
 _MAX_REQUEST = 64 << 20
 _PR_SET_PDEATHSIG = 1
-_BOOT = "import sys; from llmagentos.tools.isolation import _worker_main; _worker_main(sys.argv[1])"
+_BOOT = (
+    "import sys\nfrom llmagentos.tools.isolation import _worker_main\n_worker_main(*sys.argv[1:])"
+)
+_BOOT_SECONDS = 120.0  # a fresh interpreter importing the tool's module, on a busy machine
 
 
 @dataclass(eq=False)
@@ -93,14 +96,18 @@ class ProcessPool:
 
     # -- one call ----------------------------------------------------------------------------
 
-    async def run(self, target: str, arguments: dict[str, Any]) -> tuple[bool, Any]:
-        """Run the tool ``target`` (``module:qualname``) with JSON ``arguments`` in a worker.
+    async def run(
+        self, target: str, arguments: dict[str, Any], *, timeout: float | None = None
+    ) -> tuple[bool, Any]:
+        """Run the tool ``target`` (``module:qualname``) with JSON ``arguments`` in a worker,
+        within ``timeout`` seconds (waiting for a worker and starting one included).
 
-        Time it out or cancel it from outside (``asyncio.timeout``): the worker is then
-        killed. Returns ``(True, value)`` with the tool's JSON value, or ``(False,
-        message)`` when the tool raised (``"ValueError: ..."``, as in a thread).
+        Returns ``(True, value)`` with the tool's JSON value, or ``(False, message)``
+        when the tool raised (``"ValueError: ..."``, as in a thread).
 
         Raises:
+            TimeoutError: out of time; a worker running the call is killed first. The
+                message says which stage the call had reached.
             ToolProcessError: the worker died, or its reply was too large or malformed.
         """
         # A fresh random id per call: a frame the tool wrote itself on an earlier call
@@ -109,21 +116,36 @@ class ProcessPool:
         request = json.dumps({"id": call_id, "target": target, "arguments": arguments}).encode()
         if len(request) > _MAX_REQUEST:
             raise ToolProcessError(target, f"arguments too large ({len(request)} bytes)")
-        worker = await self._acquire(target)
-        keep = False
+        stage = [f"still waiting for a worker process: all {self.max_processes} busy"]
         try:
-            loop = asyncio.get_running_loop()
-            await loop.sock_sendall(worker.sock, _HEADER.pack(len(request)) + request)
-            reply = await self._reply(worker, call_id)
-            keep = True
-        finally:
-            await self._release(worker, keep)
+            async with asyncio.timeout(timeout):
+                worker = await self._acquire(target, stage)
+                stage[0] = "its worker process was killed"
+                keep = False
+                try:
+                    loop = asyncio.get_running_loop()
+                    await loop.sock_sendall(worker.sock, _HEADER.pack(len(request)) + request)
+                    reply = await self._reply(worker, call_id)
+                    keep = True
+                finally:
+                    await self._release(worker, keep)
+        except TimeoutError:
+            raise TimeoutError(stage[0]) from None
         if reply["ok"]:
             return True, reply.get("value")
         error = reply.get("error")
         return False, error if isinstance(error, str) else "the tool failed"
 
     async def _reply(self, worker: _Worker, call_id: str) -> dict[str, Any]:
+        reply = await self._frame(worker)
+        if not isinstance(reply.get("ok"), bool):
+            raise ToolProcessError(worker.target, "its worker sent a malformed reply")
+        if reply.get("id") != call_id:
+            raise ToolProcessError(worker.target, "its worker answered another call")
+        return reply
+
+    async def _frame(self, worker: _Worker) -> dict[str, Any]:
+        """The next JSON object the worker sends (at most ``max_reply_bytes``)."""
         header = await self._read(worker, _HEADER.size)
         (size,) = _HEADER.unpack(header)
         if size > self.max_reply_bytes:
@@ -132,14 +154,12 @@ class ProcessPool:
             )
         body = await self._read(worker, size)
         try:
-            reply = json.loads(body)
+            frame = json.loads(body)
         except ValueError:
-            reply = None
-        if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+            frame = None
+        if not isinstance(frame, dict):
             raise ToolProcessError(worker.target, "its worker sent a malformed reply")
-        if reply.get("id") != call_id:
-            raise ToolProcessError(worker.target, "its worker answered another call")
-        return reply
+        return frame
 
     async def _read(self, worker: _Worker, size: int) -> bytes:
         loop = asyncio.get_running_loop()
@@ -158,7 +178,7 @@ class ProcessPool:
 
     # -- workers -------------------------------------------------------------------------------
 
-    async def _acquire(self, target: str) -> _Worker:
+    async def _acquire(self, target: str, stage: list[str]) -> _Worker:
         """An idle worker of ``target``, or a new one; waits while all are busy."""
         while True:
             with self._lock:
@@ -168,6 +188,7 @@ class ProcessPool:
             if found is not None:
                 return found
             if waiter is None:
+                stage[0] = "its worker process was still starting; it is kept for the next call"
                 break  # a slot is ours: start a worker in it
             try:
                 await waiter
@@ -176,7 +197,7 @@ class ProcessPool:
                     self._waiters.remove((asyncio.get_running_loop(), waiter))
                 self._wake_one()  # a wake-up meant for this waiter goes to the next
                 raise
-        starting = asyncio.ensure_future(run_blocking(self._start, target))
+        starting = asyncio.ensure_future(self._boot(target))
         try:
             return await asyncio.shield(starting)
         except asyncio.CancelledError:
@@ -220,6 +241,26 @@ class ProcessPool:
             return
         self._park(starting.result())
 
+    async def _boot(self, target: str) -> _Worker:
+        """A new worker for ``target``, once it has imported the tool and said so."""
+        worker = await run_blocking(self._start, target)
+        try:
+            async with asyncio.timeout(_BOOT_SECONDS):
+                hello = await self._frame(worker)
+        except TimeoutError:
+            _stop(worker)
+            raise ToolProcessError(
+                target, f"its worker process did not start within {_BOOT_SECONDS:g} s"
+            ) from None
+        except BaseException:
+            _stop(worker)
+            raise
+        if hello.get("ready") is not True:
+            _stop(worker)
+            error = hello.get("error")
+            raise ToolProcessError(target, str(error) if error else "its worker did not start")
+        return worker
+
     def _start(self, target: str) -> _Worker:
         parent, child = socket.socketpair()
         env = dict(os.environ)
@@ -227,7 +268,7 @@ class ProcessPool:
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         try:
             process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(child.fileno())],
+                [sys.executable, "-c", _BOOT, str(child.fileno()), target],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 env=env,
@@ -344,12 +385,18 @@ def _exit(code: int | None) -> str:
 # -- the worker process ---------------------------------------------------------------------------
 
 
-def _worker_main(fd: str) -> None:
-    """Answer calls read from the socket ``fd`` until the parent closes it."""
+def _worker_main(fd: str, target: str) -> None:
+    """Import ``target``, say so, then answer its calls read from the socket ``fd`` until
+    the parent closes it."""
     _die_with_parent()
     sock = socket.socket(fileno=int(fd))
     sock.setblocking(True)
-    tools: dict[str, Any] = {}
+    try:
+        fn_tool = _load(target)
+    except Exception as err:
+        _send(sock, {"ready": False, "error": str(err)})
+        return
+    _send(sock, {"ready": True})
     while True:
         header = _recv_exactly(sock, _HEADER.size)
         if header is None:
@@ -357,12 +404,16 @@ def _worker_main(fd: str) -> None:
         body = _recv_exactly(sock, _HEADER.unpack(header)[0])
         if body is None:
             return
-        reply = _answer(body, tools)
-        try:
-            data = json.dumps(reply, ensure_ascii=False, allow_nan=False).encode()
-        except (TypeError, ValueError) as err:
-            data = json.dumps({"ok": False, "error": f"the result is not JSON: {err}"}).encode()
-        sock.sendall(_HEADER.pack(len(data)) + data)
+        _send(sock, _answer(body, target, fn_tool))
+
+
+def _send(sock: socket.socket, frame: dict[str, Any]) -> None:
+    try:
+        data = json.dumps(frame, ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError) as err:
+        failed = {"ok": False, "error": f"the result is not JSON: {err}", "id": frame.get("id")}
+        data = json.dumps(failed).encode()
+    sock.sendall(_HEADER.pack(len(data)) + data)
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
@@ -375,28 +426,25 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
     return bytes(data)
 
 
-def _answer(body: bytes, tools: dict[str, Any]) -> dict[str, Any]:
+def _answer(body: bytes, target: str, fn_tool: Any) -> dict[str, Any]:
     try:
         request = json.loads(body)
     except ValueError as err:
-        return {"ok": False, "error": f"unreadable request: {err}"}
-    reply = _run_request(request, tools)
-    reply["id"] = request.get("id") if isinstance(request, dict) else None
+        return {"ok": False, "error": f"unreadable request: {err}", "id": None}
+    if not isinstance(request, dict):
+        return {"ok": False, "error": "the request is not an object", "id": None}
+    reply = _call(request, target, fn_tool)
+    reply["id"] = request.get("id")
     return reply
 
 
-def _run_request(request: Any, tools: dict[str, Any]) -> dict[str, Any]:
-    from llmagentos.tools.base import FunctionTool
-
+def _call(request: dict[str, Any], target: str, fn_tool: Any) -> dict[str, Any]:
+    if request.get("target") != target:
+        return {"ok": False, "error": f"this worker runs {target} only"}
     try:
-        target, arguments = request["target"], request["arguments"]
-        found = tools.get(target)
-        if found is None:
-            found = tools[target] = _resolve(target)
-        fn_tool = found if isinstance(found, FunctionTool) else FunctionTool(found)
-        validated = fn_tool.arguments_model.model_validate(arguments)
-        kwargs = {name: getattr(validated, name) for name in fn_tool.arguments_model.model_fields}
-        value = fn_tool.func(**kwargs)
+        model = fn_tool.arguments_model
+        validated = model.model_validate(request.get("arguments"))
+        value = fn_tool.func(**{name: getattr(validated, name) for name in model.model_fields})
         if inspect.isawaitable(value):
             value = asyncio.run(_awaited(value))
         return {"ok": True, "value": jsonable(value)}
@@ -406,6 +454,15 @@ def _run_request(request: Any, tools: dict[str, Any]) -> dict[str, Any]:
 
 async def _awaited(value: Any) -> Any:
     return await value
+
+
+def _load(target: str) -> Any:
+    """The :class:`~llmagentos.tools.base.FunctionTool` that ``target`` names (a plain
+    function is wrapped)."""
+    from llmagentos.tools.base import FunctionTool
+
+    found = _resolve(target)
+    return found if isinstance(found, FunctionTool) else FunctionTool(found)
 
 
 def _resolve(target: str) -> Any:

@@ -134,7 +134,7 @@ class ToolPool:
             where = self._drop(job)
             if where == "queued":
                 raise TimeoutError(
-                    f"it waited {timeout:g} s for a tool thread (all {self.max_workers} busy)"
+                    f"still waiting for a tool thread: all {self.max_workers} busy"
                 ) from None
             raise
         except asyncio.CancelledError:
