@@ -154,3 +154,11 @@ def test_search_stops_at_its_time_limit(tmp_path: Path) -> None:
     assert found["files_searched"] < 5
     full = Workspace(tmp_path).search("match")
     assert full["files_searched"] == 5 and not full["timed_out"] and not full["truncated"]
+
+
+def test_an_oversized_glob_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("x\n")
+    ws = Workspace(tmp_path)
+    with pytest.raises(PatternError, match="a glob has 1 to 255 characters"):
+        ws.search("x", glob="*" * 256)
+    assert len(ws.search("x", glob="*.txt")["matches"]) == 1

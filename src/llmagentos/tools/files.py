@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llmagentos.exceptions import ConfigError, PathRefused
+from llmagentos.exceptions import ConfigError, PathRefused, PatternError
 from llmagentos.tools.base import FunctionTool, ToolRegistry, tool
 from llmagentos.tools.patterns import compile_line_pattern
 
@@ -39,6 +39,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEX
 # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _MAX_LINE = 2000  # search matches are made on at most this many characters of a line
+_MAX_GLOB = 255  # a file name's length: fnmatch compiles the glob to a regex
 
 
 def _kind(mode: int) -> str:
@@ -342,6 +343,8 @@ class Workspace:
                 cost too much to run.
         """
         matches_line = compile_line_pattern(pattern, literal=literal)
+        if glob is not None and not 0 < len(glob) <= _MAX_GLOB:
+            raise PatternError(glob, f"a glob has 1 to {_MAX_GLOB} characters")
         deadline = time.monotonic() + self.search_seconds
         parts = self.resolve(path)
         matches: list[dict[str, Any]] = []

@@ -54,6 +54,7 @@ __all__ = ["ProcessPool"]
 
 _HEADER = struct.Struct("!I")  # a frame: its length, then that many bytes of JSON
 _MAX_REQUEST = 64 << 20
+_PARSE_ON_LOOP = 256 << 10  # replies up to this size are parsed on the event loop
 _PR_SET_PDEATHSIG = 1
 _BOOT = (
     "import sys\nfrom llmagentos.tools.isolation import _worker_main\n_worker_main(*sys.argv[1:])"
@@ -154,8 +155,11 @@ class ProcessPool:
             )
         body = await self._read(worker, size)
         try:
-            frame = json.loads(body)
-        except ValueError:
+            # A large reply is parsed off the loop: megabytes of JSON take milliseconds.
+            frame = (
+                json.loads(body) if size < _PARSE_ON_LOOP else await run_blocking(json.loads, body)
+            )
+        except (ValueError, RecursionError):
             frame = None
         if not isinstance(frame, dict):
             raise ToolProcessError(worker.target, "its worker sent a malformed reply")
