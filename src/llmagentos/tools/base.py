@@ -18,6 +18,7 @@ import asyncio
 import difflib
 import inspect
 import json
+import os
 import re
 import time
 from abc import ABC, abstractmethod
@@ -239,6 +240,10 @@ class FunctionTool(BaseTool):
 
     def _target(self) -> str:
         """``module:qualname``, which a worker process imports to find the function."""
+        if os.name != "posix":  # its workers use process groups and inherited sockets
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: isolation='process' needs a POSIX system"
+            )
         module = getattr(self.func, "__module__", None)
         qualname = getattr(self.func, "__qualname__", "")
         if module == "__main__":

@@ -205,7 +205,8 @@ class ProcessPool:
         try:
             return await asyncio.shield(starting)
         except asyncio.CancelledError:
-            # The start goes on in its thread: the new worker waits for the next call.
+            # The start goes on in its own task: the new worker waits for the next call
+            # (or is stopped, if the loop closes first and cancels that task too).
             starting.add_done_callback(self._adopt)
             raise
         except BaseException:
