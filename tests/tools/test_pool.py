@@ -85,8 +85,10 @@ async def test_hung_sync_tools_leave_every_other_call_its_thread(
 ) -> None:
     pool = ToolPool(max_workers=4, max_abandoned=2 * HUNG)
     registry = _registry(release, pool)
-    hung = await asyncio.gather(*(registry.run_call(_call("hang")) for _ in range(HUNG)))
-    assert all(not r.ok and r.error is not None and "timed out" in r.error for r in hung)
+    hung = []
+    for _ in range(HUNG // 4):  # four at a time: each gets a thread, none waits in the queue
+        hung += await asyncio.gather(*(registry.run_call(_call("hang")) for _ in range(4)))
+    assert all(r.error == "timed out after 0.2 s" for r in hung)
     stats = registry.executor_stats()["threads"]
     assert stats["abandoned"] == HUNG and stats["timed_out"] == HUNG
     assert stats["threads"] - stats["abandoned"] <= 4
@@ -120,7 +122,7 @@ async def test_dns_lookups_do_not_use_the_default_executor(
 
 
 async def test_abandoned_threads_are_capped_then_released(release: threading.Event) -> None:
-    pool = ToolPool(max_workers=2, max_abandoned=3)
+    pool = ToolPool(max_workers=3, max_abandoned=3)
     registry = _registry(release, pool)
     for result in await asyncio.gather(*(registry.run_call(_call("hang")) for _ in range(3))):
         assert result.error is not None and "timed out after 0.2 s" in result.error
@@ -141,7 +143,7 @@ async def test_abandoned_threads_are_capped_then_released(release: threading.Eve
         await asyncio.sleep(0.01)
     stats = pool.stats()["threads"]
     assert stats["abandoned"] == 0 and stats["released"] == 3
-    assert stats["threads"] <= 2  # the extra threads left once released
+    assert stats["threads"] <= 3  # the extra threads left once released
     assert (await registry.run_call(_call("fast_sync", x=5))).value == 10
 
 
