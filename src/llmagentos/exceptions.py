@@ -36,7 +36,11 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     │   │       └── ConfinementUnavailable  a limit cannot be enforced per sandbox here
     │   ├── MCPError           an MCP server or session failed (``server``)
     │   │   └── MCPConnectionError  unreachable, or the connection was lost
-    │   └── PathRefused        a workspace path escapes its root (also ValueError)
+    │   ├── PathRefused        a workspace path escapes its root (also ValueError)
+    │   ├── PatternError       a search pattern the regex engine refuses (also ValueError)
+    │   │   └── PatternTooCostly  ... because running it could cost too much
+    │   ├── ToolPoolExhausted  no tool thread can be had: hung calls reached the cap
+    │   └── ToolProcessError   a process-isolated tool's worker died or answered wrongly
     └── ModelError             a model call failed (``model`` names the model)
         ├── UnknownModelError  no such model id: lists the available ones (also LookupError)
         ├── ModelHTTPError     the backend answered 4xx/5xx (``status_code``, ``body``)
@@ -81,6 +85,8 @@ __all__ = [
     "ModuleError",
     "ModuleOutputError",
     "PathRefused",
+    "PatternError",
+    "PatternTooCostly",
     "PrincipalError",
     "QTableError",
     "RegistryError",
@@ -90,6 +96,8 @@ __all__ = [
     "SandboxUnavailable",
     "ToolDefinitionError",
     "ToolError",
+    "ToolPoolExhausted",
+    "ToolProcessError",
     "URLRefused",
     "HttpToolError",
     "HttpToolTimeout",
@@ -419,6 +427,49 @@ class PathRefused(ToolError, ValueError):
         self.reason = reason
         shown = path if len(path) <= 200 else path[:197] + "..."
         super().__init__(f"refused path {shown!r}: {reason}")
+
+
+class PatternError(ToolError, ValueError):
+    """A search pattern was refused: bad syntax, or a feature the engine lacks.
+
+    Attributes:
+        pattern: the pattern as given.
+        reason: why it was refused.
+    """
+
+    def __init__(self, pattern: str, reason: str) -> None:
+        self.pattern = pattern
+        self.reason = reason
+        shown = pattern if len(pattern) <= 200 else pattern[:197] + "..."
+        super().__init__(f"pattern {shown!r} refused: {reason}")
+
+
+class PatternTooCostly(PatternError):
+    """A search pattern would cost too much to run (too large once compiled)."""
+
+
+class ToolPoolExhausted(ToolError):
+    """A sync tool call was refused at once: the tool pool cannot run it now.
+
+    Attributes:
+        reason: what is full (threads stuck in timed-out calls, or the queue).
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the tool pool refused the call: {reason}")
+
+
+class ToolProcessError(ToolError):
+    """A process-isolated tool's worker process died, or sent back an unusable answer.
+
+    Attributes:
+        tool: the tool's import path (``module:qualname``).
+    """
+
+    def __init__(self, tool: str, message: str) -> None:
+        self.tool = tool
+        super().__init__(f"tool {tool}: {message}")
 
 
 class ModelError(LLMAgentOSError):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmagentos.exceptions import ConfigError, PathRefused, ToolError
+from llmagentos.exceptions import ConfigError, PathRefused, PatternError, ToolError
 from llmagentos.llm.types import ToolCall
 from llmagentos.tools.files import Workspace
 
@@ -90,7 +90,7 @@ def test_search_regex_literal_glob_and_bounds(ws: Workspace, tree: tuple[Path, P
     (tree[0] / "many.txt").write_text("x\n" * 50)
     bounded = Workspace(tree[0], max_results=5).search("x")
     assert len(bounded["matches"]) == 5 and bounded["truncated"]
-    with pytest.raises(ValueError, match="invalid regular expression"):
+    with pytest.raises(PatternError, match="missing \\)"):
         ws.search("(")
 
 

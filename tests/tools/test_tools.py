@@ -345,6 +345,20 @@ async def test_run_calls_errors_become_results() -> None:
     assert all(r.name == c.name for r, c in zip(results, calls, strict=True))
 
 
+async def test_hostile_argument_text_is_an_error_result_not_a_crash() -> None:
+    registry = make_registry()
+    fn_tool = registry.get("weather.forecast")
+    for text in [
+        "[" * 100_000,  # deeper than the JSON parser's recursion limit
+        '{"city": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"city": "Oslo", "days": ' + "9" * 5000 + "}",  # past the int digit limit
+    ]:
+        result = await registry.run_call(ToolCall(id="x", name="weather.forecast", arguments=text))
+        assert not result.ok and "malformed arguments" in (result.error or "")
+        direct = await fn_tool.acall(text)
+        assert not direct.ok and "malformed arguments" in (direct.error or "")
+
+
 async def test_run_to_messages() -> None:
     registry = make_registry()
     calls = [ToolCall(id="a", name="web.fetch", arguments='{"url": "u"}')]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from llmagentos._blocking import run_blocking
 from llmagentos.exceptions import ConfigError
 from llmagentos.llm.base import Model, WrapperModel, collect_stream
 from llmagentos.llm.types import ModelRequest, ModelResponse, StreamEvent
@@ -172,11 +173,11 @@ class SQLiteCache(ResponseCache):
     """A cache in an SQLite file that several processes may share (WAL journal).
 
     Lookups run inline: WAL readers never wait for writers, and a lookup costs tens of
-    microseconds, less than a hop to a thread. Stores run in a worker thread
-    (:meth:`aput_entry`) because a write may wait for another process's lock. With
-    ``max_entries`` the oldest-*stored* entries go first (an LRU would turn every hit
-    into a write). SQLite errors are counted in ``stats.errors`` and act as misses: a
-    broken cache slows calls down but never fails them.
+    microseconds, less than a hop to a thread. Stores run in a worker thread of the
+    runtime's own pool (:meth:`aput_entry`) because a write may wait for another
+    process's lock. With ``max_entries`` the oldest-*stored* entries go first (an LRU
+    would turn every hit into a write). SQLite errors are counted in ``stats.errors``
+    and act as misses: a broken cache slows calls down but never fails them.
     """
 
     def __init__(
@@ -256,7 +257,9 @@ class SQLiteCache(ResponseCache):
             self.stats.errors += 1
 
     async def aput_entry(self, key: str, entry: CacheEntry) -> None:
-        await asyncio.to_thread(self.put_entry, key, entry)
+        # Disk I/O under a lock: on the runtime's pool, never on the default executor,
+        # where hung sync work of others could hold it up.
+        await run_blocking(self.put_entry, key, entry)
 
     def clear(self) -> None:
         with self._write_lock:

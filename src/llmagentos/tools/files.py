@@ -24,20 +24,22 @@ import fnmatch
 import os
 import re
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llmagentos.exceptions import ConfigError, PathRefused
+from llmagentos.exceptions import ConfigError, PathRefused, PatternError
 from llmagentos.tools.base import FunctionTool, ToolRegistry, tool
+from llmagentos.tools.patterns import compile_line_pattern
 
 __all__ = ["PathRefused", "Workspace"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-_MAX_PATTERN = 500
 _MAX_LINE = 2000  # search matches are made on at most this many characters of a line
+_MAX_GLOB = 255  # a file name's length: fnmatch compiles the glob to a regex
 
 
 def _kind(mode: int) -> str:
@@ -62,6 +64,8 @@ class Workspace:
             ``limit`` to page through longer files).
         max_entries: the most entries ``list_dir`` returns.
         max_results: the most matches ``search`` returns.
+        search_seconds: the time one ``search`` may take; past it the matches found so
+            far come back with ``timed_out`` and ``truncated`` set.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class Workspace:
         max_read_chars: int = 100_000,
         max_entries: int = 1000,
         max_results: int = 100,
+        search_seconds: float = 5.0,
     ) -> None:
         real = os.path.realpath(os.fspath(root))
         if not os.path.isdir(real):
@@ -86,12 +91,15 @@ class Workspace:
         ):
             if value < 1:
                 raise ConfigError(name, f"must be >= 1 (got {value})")
+        if not search_seconds > 0:
+            raise ConfigError("search_seconds", f"must be > 0 (got {search_seconds})")
         self.root = Path(real)
         self.max_read_bytes = max_read_bytes
         self.max_write_bytes = max_write_bytes
         self.max_read_chars = max_read_chars
         self.max_entries = max_entries
         self.max_results = max_results
+        self.search_seconds = search_seconds
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -315,25 +323,33 @@ class Workspace:
     ) -> dict[str, Any]:
         """Find lines matching a regular expression (or ``literal`` text) in text files.
 
+        Patterns run on RE2 (:mod:`llmagentos.tools.patterns`): matching time is linear
+        in the text, so no pattern can stall the process; the whole search stops after
+        ``search_seconds``.
+
         Args:
-            pattern: a Python regular expression, or plain text with ``literal``.
+            pattern: a regular expression in RE2 syntax, or plain text with ``literal``.
             path: the folder (or file) to search, in the workspace.
             glob: only files whose name matches this (``*.py``).
             literal: match ``pattern`` as plain text.
 
-        Returns ``{"matches": [{"path", "line", "text"}], "files_searched", "truncated"}``.
-        Binary, non-UTF-8 and too-large files are skipped; symlinks are not followed.
+        Returns ``{"matches": [{"path", "line", "text"}], "files_searched", "truncated",
+        "timed_out"}``. Binary, non-UTF-8 and too-large files are skipped; symlinks are
+        not followed.
+
+        Raises:
+            PatternError: the pattern is empty, too long, malformed or uses a feature RE2
+                lacks; :class:`~llmagentos.exceptions.PatternTooCostly` when it would
+                cost too much to run.
         """
-        if not pattern or len(pattern) > _MAX_PATTERN:
-            raise ValueError(f"the pattern must have 1 to {_MAX_PATTERN} characters")
-        try:
-            regex = re.compile(re.escape(pattern) if literal else pattern)
-        except re.error as err:
-            raise ValueError(f"invalid regular expression {pattern!r}: {err}") from None
+        matches_line = compile_line_pattern(pattern, literal=literal)
+        if glob is not None and not 0 < len(glob) <= _MAX_GLOB:
+            raise PatternError(glob, f"a glob has 1 to {_MAX_GLOB} characters")
+        deadline = time.monotonic() + self.search_seconds
         parts = self.resolve(path)
         matches: list[dict[str, Any]] = []
         searched = 0
-        truncated = False
+        truncated = timed_out = False
         fd = self._walk(path, parts[:-1]) if parts else -1
         try:
             single = fd >= 0 and _kind(os.stat(parts[-1], dir_fd=fd, follow_symlinks=False).st_mode)
@@ -347,6 +363,9 @@ class Workspace:
         for child, kind, _, _ in files:
             if kind != "file" or (glob and not fnmatch.fnmatch(child[-1], glob)):
                 continue
+            if time.monotonic() > deadline:
+                timed_out = True
+                break
             shown = "/".join(child)
             try:
                 text = self._read_text(shown, child)
@@ -354,14 +373,22 @@ class Workspace:
                 continue  # binary, too large or gone: not searchable
             searched += 1
             for number, line in enumerate(text.splitlines(), start=1):
-                if regex.search(line[:_MAX_LINE]):
+                if matches_line(line[:_MAX_LINE]):
                     if len(matches) >= self.max_results:
                         truncated = True
                         break
                     matches.append({"path": shown, "line": number, "text": line[:500]})
-            if truncated:
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    break
+            if truncated or timed_out:
                 break
-        return {"matches": matches, "files_searched": searched, "truncated": truncated}
+        return {
+            "matches": matches,
+            "files_searched": searched,
+            "truncated": truncated or timed_out,
+            "timed_out": timed_out,
+        }
 
     # -- as tools -------------------------------------------------------------------------
 
@@ -403,7 +430,8 @@ class Workspace:
             """Search the workspace's text files for lines matching a pattern.
 
             Args:
-                pattern: a regular expression (or plain text with literal=true).
+                pattern: a regular expression in RE2 syntax (no backreferences or
+                    lookarounds), or plain text with literal=true.
                 path: the folder or file to search.
                 glob: only files whose name matches, like "*.py".
                 literal: treat the pattern as plain text.

@@ -19,6 +19,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from llmagentos._blocking import run_blocking
 from llmagentos.durable.scope import call_key
 from llmagentos.exceptions import HttpToolError, HttpToolTimeout
 from llmagentos.tools.base import FunctionTool
@@ -57,14 +58,16 @@ async def _check(
     allow_private: bool,
     resolver: Resolver | None,
 ) -> ResolvedURL:
-    """check_url, with the blocking system resolver run in a worker thread."""
+    """check_url, with the blocking system resolver on the runtime's own pool.
+
+    Not ``asyncio.to_thread``: the default executor is anyone's, and a few hung sync
+    calls there would hold every fetch at its DNS lookup.
+    """
     if resolver is not None:
         return check_url(
             url, allow_hosts=allow_hosts, allow_private=allow_private, resolver=resolver
         )
-    return await asyncio.to_thread(
-        check_url, url, allow_hosts=allow_hosts, allow_private=allow_private
-    )
+    return await run_blocking(check_url, url, allow_hosts=allow_hosts, allow_private=allow_private)
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int) -> tuple[bytes, bool]:
