@@ -13,7 +13,11 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
+import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -37,6 +41,11 @@ __all__ = [
 
 class ServiceClient:
     """HTTP calls to one module service for one session (sync and async clients).
+
+    The async client is one per event loop (an ``httpx.AsyncClient`` belongs to the
+    loop it first ran on): each ``asyncio.run`` gets its own, closed when that loop
+    shuts down (``asyncio.run`` closes open async generators, one of which holds it),
+    and :meth:`close` / :meth:`aclose` close whatever is left.
 
     Args:
         base_url: the service (or the gateway route in front of it).
@@ -63,7 +72,12 @@ class ServiceClient:
         self._client = httpx.Client(
             base_url=self.base_url, timeout=timeout, headers=self.headers, transport=transport
         )
-        self._async: httpx.AsyncClient | None = None
+        # One async client per loop; the loops are weak keys, so a finished loop's entry
+        # goes with it. Each holds its client and the generator that closes it.
+        self._async: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncIterator[None]]
+        ] = weakref.WeakKeyDictionary()
+        self._guard = threading.Lock()
         self._calls = 0
 
     def _key(self) -> dict[str, str]:
@@ -91,13 +105,25 @@ class ServiceClient:
             raise ModuleError(kind, f"remote {self.base_url}{path}: {err!r}") from err
         return self._reply(kind, response)
 
+    async def _client_for_loop(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            found = self._async.get(loop)
+        if found is not None and not found[0].is_closed:
+            return found[0]
+        client = httpx.AsyncClient(
+            base_url=self.base_url, timeout=self.timeout, headers=self.headers
+        )
+        keeper = _close_at_loop_end(client)
+        await keeper.__anext__()  # started: the loop now tracks it, and closes it at the end
+        with self._guard:
+            self._async[loop] = (client, keeper)
+        return client
+
     async def apost(self, kind: str, path: str, **payload: Any) -> Any:
-        if self._async is None:
-            self._async = httpx.AsyncClient(
-                base_url=self.base_url, timeout=self.timeout, headers=self.headers
-            )
+        client = await self._client_for_loop()
         try:
-            response = await self._async.post(
+            response = await client.post(
                 path, json={"session": self.session, **payload}, headers=self._key()
             )
         except httpx.HTTPError as err:
@@ -105,7 +131,47 @@ class ServiceClient:
         return self._reply(kind, response)
 
     def close(self) -> None:
+        """Close the sync client and every loop's async client still open."""
         self._client.close()
+        with self._guard:
+            entries = list(self._async.items())
+            self._async.clear()
+        for loop, (client, _) in entries:
+            if client.is_closed or loop.is_closed():
+                continue  # a closed loop closed its client (or can no longer)
+            if loop.is_running():
+                # Called from that loop's own thread, or another: close it there.
+                if _running_loop() is loop:
+                    loop.create_task(client.aclose())
+                else:
+                    asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=10)
+            else:
+                loop.run_until_complete(client.aclose())
+
+    async def aclose(self) -> None:
+        """Close the sync client and every loop's async client (awaiting this loop's)."""
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            mine = self._async.pop(loop, None)
+        if mine is not None:
+            await mine[0].aclose()
+        self.close()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+async def _close_at_loop_end(client: httpx.AsyncClient) -> AsyncIterator[None]:
+    # Suspended at its yield for the loop's life; asyncio.run's shutdown_asyncgens()
+    # closes it, running the finally while the loop still runs.
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 class _Remote:
