@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -72,11 +71,11 @@ class ServiceClient:
         self._client = httpx.Client(
             base_url=self.base_url, timeout=timeout, headers=self.headers, transport=transport
         )
-        # One async client per loop; the loops are weak keys, so a finished loop's entry
-        # goes with it. Each holds its client and the generator that closes it.
-        self._async: weakref.WeakKeyDictionary[
+        # One async client per loop, with the generator that closes it at the loop's
+        # end; entries of closed loops are dropped whenever another loop adds one.
+        self._async: dict[
             asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncIterator[None]]
-        ] = weakref.WeakKeyDictionary()
+        ] = {}
         self._guard = threading.Lock()
         self._calls = 0
 
@@ -117,6 +116,8 @@ class ServiceClient:
         keeper = _close_at_loop_end(client)
         await keeper.__anext__()  # started: the loop now tracks it, and closes it at the end
         with self._guard:
+            for ended in [other for other in self._async if other.is_closed()]:
+                del self._async[ended]
             self._async[loop] = (client, keeper)
         return client
 
