@@ -87,12 +87,14 @@ def _factory() -> BuiltAgent:
     return build_agent(TAXI)
 
 
-def _trained_mid_episode() -> BuiltAgent:
-    built = _factory()
+def _trained_mid_episode(factory: Any = None) -> BuiltAgent:
+    built = (factory or _factory)()
     built.agent.run(4, seed=0, max_steps=60)
     observation = built.agent.reset(seed=11)
     for _ in range(9):
         observation, _ = built.agent.step(built.agent.act(observation))
+        if built.agent.done:
+            observation = built.agent.reset()
     return built
 
 
@@ -130,6 +132,20 @@ def test_a_taxi_session_is_stored_as_json_and_loads_without_unpickling(
     assert sum(map(sum, back.q_table.visits)) == sum(map(sum, live.q_table.visits)) > 200
     # Both go on exactly alike: the environment, its generator and the agent's own.
     assert _steps(live, 40) == _steps(back, 40)
+
+
+@pytest.mark.parametrize("config", ["cliffwalking.toml", "frozenlake.yaml", "taxi_sarsa.toml"])
+def test_other_agents_come_back_exactly_too(config: str) -> None:
+    loaded = load_config(ROOT / "examples" / "configs" / config)
+
+    def factory() -> BuiltAgent:
+        return build_agent(loaded)
+
+    codec = StateCodec(factory, allow_pickle=False)
+    live = _trained_mid_episode(factory)
+    back = codec.loads(codec.dumps(live), factory())
+    same_state(live, back)
+    assert _steps(live, 30) == _steps(back, 30)
 
 
 def test_a_fresh_session_differs_in_nothing() -> None:

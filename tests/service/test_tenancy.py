@@ -194,3 +194,12 @@ def test_requiring_a_principal_without_a_secret_fails_before_listening() -> None
         check=False, capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert done.returncode == 2 and SECRET_ENV in done.stderr
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read_whole(service: str) -> None:
+    huge = b'{"session": "big", "observation": "' + b"x" * (1 << 20) + b'"}'
+    reply = call(service, "POST", "/v1/perception/perceive", huge, principal=ACME, signer=SIGNER)
+    assert reply.status == 413 and reply.body["field"] == "max_body_bytes"
+    small = call(service, "POST", "/v1/perception/perceive", {"session": "big", "observation": 3},
+                 principal=ACME, signer=SIGNER)  # fmt: skip
+    assert small.status == 200

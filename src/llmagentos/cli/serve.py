@@ -84,6 +84,9 @@ def serve_command(
             "/openapi.json.",
         ),
     ] = False,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1, metavar="BYTES", help="Longest request body read (413 past it).")
+    ] = 1 << 20,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
 ) -> None:
@@ -118,6 +121,7 @@ def serve_command(
                 allow_unsigned=insecure_unsigned_state,
             ),
             require_principal=require_principal,
+            max_body_bytes=max_body_bytes,
         )
     except LLMAgentOSError as err:
         fail(err)

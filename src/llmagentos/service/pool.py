@@ -40,7 +40,7 @@ from llmagentos.exceptions import (
     SessionLimitReached,
     SessionStateRefused,
 )
-from llmagentos.service.state import StateCodec
+from llmagentos.service.state import JSON_TAG, StateCodec
 from llmagentos.service.store import SessionKey, SessionStore, StoredSession
 
 __all__ = ["DEFAULT_MAX_SESSIONS_PER_TENANT", "Replayed", "Session", "SessionPool"]
@@ -234,7 +234,8 @@ class SessionPool:
     async def _decode(self, stored: StoredSession) -> BuiltAgent:
         assert self.codec is not None
         assert stored.state is not None
-        fresh = self.factory()  # the base a JSON state is applied to
+        # The base a JSON state is applied to (a pickle needs none).
+        fresh = self.factory() if stored.state[:1] == JSON_TAG else None
         try:
             return await run_blocking(self.codec.loads, stored.state, fresh)
         except SessionStateRefused as err:

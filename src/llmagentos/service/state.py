@@ -22,7 +22,9 @@ Stored bytes start with a format tag: ``J`` (JSON difference) or ``P`` (pickle).
 
 from __future__ import annotations
 
+import array
 import base64
+import collections
 import contextlib
 import itertools
 import json
@@ -148,8 +150,12 @@ class _Encoder:
         self.live_at[id(live)] = path
         self.base_at[id(base)] = path
         self.keep.append(live)
-        if kind is list or kind is tuple or kind is dict:
+        if kind is list or kind is tuple or kind is dict or kind is collections.OrderedDict:
             return self._container(live, base, path)
+        if kind is set or kind is frozenset:
+            if live == base and set(map(type, live)) <= _PRIMITIVE:
+                return _SAME
+            return {"=": self.full(live, registered=True)}
         if kind is random.Random:
             state = live.getstate()
             return _SAME if state == base.getstate() else {"random": _random_state(state)}
@@ -188,12 +194,14 @@ class _Encoder:
     def _container(self, live: Any, base: Any, path: list[Any]) -> Any:
         if self.codec.is_plain(base):
             try:
-                if pickle.dumps(live) == self.codec.pickled(base):
-                    return _SAME  # plain data, equal in value, type and layout
-            except Exception:  # unpicklable: certainly not plain data
+                # == (in C, stopping at the first difference) rules most changes out;
+                # equal pickles then prove equal types and layout too.
+                if live == base and pickle.dumps(live) == self.codec.pickled(base):
+                    return _SAME
+            except Exception:  # an uncomparable or unpicklable value: not plain data
                 pass
             return {"=": self.full(live, registered=True)}
-        if type(live) is dict:
+        if isinstance(live, dict):
             if list(live) != list(base):
                 return {"=": self.full(live, registered=True)}
             items = []
@@ -229,18 +237,32 @@ class _Encoder:
             return _SAME
         return {"=": self.full(live, registered=True)}
 
-    def _table(self, rows: list[Any]) -> bool:
-        """A list of lists of primitives (a Q-table), checked without a Python loop: its
-        rows go out as bare arrays, each marked so no other place may share it."""
+    def _table(self, rows: list[Any], number: int) -> dict[str, Any] | None:
+        """A list of lists of primitives (a Q-table), checked without a Python loop; all
+        floats (or all 64-bit ints) go out packed, else as bare arrays. Each row is
+        marked so no other place may share it."""
         if not rows or set(map(type, rows)) != {list}:
-            return False
-        if not set(map(type, itertools.chain.from_iterable(rows))) <= _PRIMITIVE:
-            return False
+            return None
+        kinds = set(map(type, itertools.chain.from_iterable(rows)))
+        if not kinds <= _PRIMITIVE:
+            return None
         ids = list(map(id, rows))
         if len(set(ids)) != len(ids) or not self.live_at.keys().isdisjoint(ids):
-            return False  # a row twice, or seen before: written out the slow way
+            return None  # a row twice, or seen before: written out the slow way
         self.live_at.update(zip(ids, itertools.repeat(_RAW)))
-        return True
+        if kinds in ({float}, {int}):
+            code = "d" if kinds == {float} else "q"
+            try:
+                packed = array.array(code, itertools.chain.from_iterable(rows))
+            except OverflowError:  # an int beyond 64 bits
+                pass
+            else:
+                if sys.byteorder != "little":
+                    packed.byteswap()
+                lengths = list(map(len, rows))
+                data = _b64(packed.tobytes())
+                return {"$": "rows", "#": number, "t": code, "n": lengths, "v": data}
+        return {"$": "list", "#": number, "v": rows}
 
     def _ref(self, seen: Any) -> dict[str, Any]:
         if seen is _RAW:
@@ -275,12 +297,14 @@ class _Encoder:
             return value
         number = self._number(value)
         if kind is list:
-            if self._table(value):
-                return {"$": "list", "#": number, "v": value}
+            table = self._table(value, number)
+            if table is not None:
+                return table
             return {"$": "list", "#": number, "v": [self.full(item) for item in value]}
-        if kind is dict:
+        if kind is dict or kind is collections.OrderedDict:
             items = [[self.full(k), self.full(v)] for k, v in value.items()]
-            return {"$": "dict", "#": number, "v": items}
+            tag = "dict" if kind is dict else "odict"
+            return {"$": tag, "#": number, "v": items}
         if kind is set or kind is frozenset:
             if not all(type(item) in _PRIMITIVE for item in value):
                 raise _NotJson("a set of non-primitive values")
@@ -428,8 +452,12 @@ class _Decoder:
             made: list[Any] = self._number(node, [])
             made.extend(self.full(item) for item in node["v"])
             return made
-        if kind == "dict":
-            table: dict[Any, Any] = self._number(node, {})
+        if kind == "rows":
+            return self._number(node, _unpack_rows(node))
+        if kind in ("dict", "odict"):
+            table: dict[Any, Any] = self._number(
+                node, {} if kind == "dict" else collections.OrderedDict()
+            )
             for key, value in node["v"]:
                 table[self.full(key)] = self.full(value)
             return table
@@ -490,6 +518,24 @@ class _Decoder:
         bits = getattr(np.random, name)(sequence)
         bits.state = spec["state"]
         return np.random.Generator(bits)
+
+
+def _unpack_rows(node: dict[str, Any]) -> list[list[Any]]:
+    code = str(node["t"])
+    if code not in ("d", "q"):
+        raise ValueError(f"unknown row type {code!r}")
+    packed = array.array(code)
+    packed.frombytes(_unb64(node["v"]))
+    if sys.byteorder != "little":
+        packed.byteswap()
+    lengths = [int(n) for n in node["n"]]
+    if any(n < 0 for n in lengths) or sum(lengths) != len(packed):
+        raise ValueError("the rows' lengths do not match their data")
+    values, rows, start = packed.tolist(), [], 0
+    for length in lengths:
+        rows.append(values[start : start + length])
+        start += length
+    return rows
 
 
 def _random_tuple(state: Any) -> tuple[Any, ...]:
@@ -606,8 +652,9 @@ class StateCodec:
             )
         return PICKLE_TAG + pickle.dumps(built)
 
-    def loads(self, data: bytes, fresh: BuiltAgent) -> BuiltAgent:
-        """The session's agent from stored bytes, built on ``fresh`` (run it off the loop).
+    def loads(self, data: bytes, fresh: BuiltAgent | None) -> BuiltAgent:
+        """The session's agent from stored bytes, built on ``fresh`` (a freshly built
+        agent; needed for JSON, ignored by pickle). Run it off the event loop.
 
         Raises:
             SessionStateRefused: pickled state in an unsigned store, an unknown format,
@@ -619,10 +666,11 @@ class StateCodec:
                 raise SessionStateRefused(
                     "unsigned", "a pickled state in an unsigned store is never loaded"
                 )
-            fresh.agent.close()
+            if fresh is not None:
+                fresh.agent.close()
             built: BuiltAgent = pickle.loads(body)
             return built
-        if tag != JSON_TAG:
+        if tag != JSON_TAG or fresh is None:
             raise SessionStateRefused("forged", "the stored state is in no known format")
         try:
             document = json.loads(body)
