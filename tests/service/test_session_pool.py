@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from llmagentos.config import load_config
 from llmagentos.principal import PRINCIPAL_HEADER, Principal, PrincipalSigner
 from llmagentos.service.store import SessionKey, SessionStore, open_session_store
 from llmagentos.types import Decision
+from tests.service.test_store import _copy_row
 
 pytest.importorskip("fastapi", reason="needs llmagentos[serve]")
 
@@ -181,68 +181,61 @@ async def test_a_session_in_a_call_is_never_evicted(tmp_path: Path, with_store: 
         store.close()
 
 
-def _row(db: Path, tenant: str, session: str) -> tuple[Any, ...]:
-    with sqlite3.connect(db) as conn:
-        found = conn.execute(
-            "select version, state, seal, last_key, last_reply, updated from session_state "
-            "where tenant = ? and session = ?",
-            (tenant, session),
-        ).fetchone()
-    assert found is not None
-    return tuple(found)
-
-
-def _put_row(db: Path, tenant: str, session: str, row: tuple[Any, ...]) -> None:
-    with sqlite3.connect(db) as conn:
-        conn.execute(
-            "update session_state set version = ?, state = ?, seal = ?, last_key = ?, "
-            "last_reply = ?, updated = ? where tenant = ? and session = ?",
-            (*row, tenant, session),
-        )
-
-
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
 async def test_a_state_copied_into_another_session_is_refused_and_nothing_is_lost(
-    tmp_path: Path,
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    db = tmp_path / "s.db"
-    store = open_session_store(db, secret=STATE_SECRET, namespace="taxi")
+    spec = str(tmp_path / "s.db")
+    if backend == "redis":
+        spec = str(request.getfixturevalue("redis_url"))
+    namespace = f"taxi:{request.node.name}"
+    store = open_session_store(spec, secret=STATE_SECRET, namespace=namespace)
+    acme_s1, evil_s1 = SessionKey("acme", "s1"), SessionKey("evil", "s1")
     app = _app(store=store)
     async with _client(app) as client:
         acme, evil = Caller(client, "acme"), Caller(client, "evil")
         assert (await acme.episode("s1", 40)).status_code == 200
         assert (await evil.episode("s1", 3)).status_code == 200
-        evils_own = _row(db, "evil", "s1")
-        _put_row(db, "evil", "s1", _row(db, "acme", "s1"))  # write access to the store
+        aside = SessionKey("backup", "evil-s1")
+        _copy_row(spec, namespace, evil_s1, aside)  # evil's own row, kept aside
+        _copy_row(spec, namespace, acme_s1, evil_s1)  # write access to the store alone
         refused = await evil.episode("s1", 3)
         assert refused.status_code == 500 and refused.json()["reason"] == "forged"
         assert (await evil.send("GET", "/v1/sessions/s1/qtable")).status_code == 500
-        assert _row(db, "evil", "s1")[1] == _row(db, "acme", "s1")[1]  # left as it is
         assert await acme.visits("s1") == 40  # acme's untouched
-        _put_row(db, "evil", "s1", evils_own)  # the operator restores the row
-        assert await evil.visits("s1") == 3
+        _copy_row(spec, namespace, aside, evil_s1)  # the operator puts evil's row back
+        assert await evil.visits("s1") == 3  # nothing was written over it meanwhile
         assert app.state.pool.stats.state_refused["forged"] == 2
     store.close()
 
 
-async def test_a_rolled_back_state_is_refused_even_after_eviction(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
-    store = open_session_store(db, secret=STATE_SECRET, namespace="taxi")
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_a_rolled_back_state_is_refused_even_after_eviction(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    spec = str(tmp_path / "s.db")
+    if backend == "redis":
+        spec = str(request.getfixturevalue("redis_url"))
+    namespace = f"taxi:{request.node.name}"
+    store = open_session_store(spec, secret=STATE_SECRET, namespace=namespace)
     app = _app(store=store, max_sessions_per_tenant=1)
+    s1, old = SessionKey("acme", "s1"), SessionKey("backup", "s1-v1")
     async with _client(app) as client:
         acme = Caller(client, "acme")
         assert (await acme.episode("s1", 10)).status_code == 200
-        old = _row(db, "acme", "s1")  # version 1, validly sealed
+        _copy_row(spec, namespace, s1, old)  # version 1, validly sealed, kept aside
         assert (await acme.episode("s1", 10)).status_code == 200
         assert (await acme.episode("s1", 10)).status_code == 200
-        _put_row(db, "acme", "s1", old)  # back to version 1
+        _copy_row(spec, namespace, old, s1)  # back to version 1
         refused = await acme.episode("s1", 10)
         assert refused.status_code == 500 and refused.json()["reason"] == "rollback"
         assert "version 1" in refused.json()["detail"]
         assert (await acme.episode("other", 2)).status_code == 200  # evicts s1 (idle)
-        assert SessionKey("acme", "s1") not in app.state.pool._sessions
+        assert s1 not in app.state.pool._sessions
         again = await acme.send("GET", "/v1/sessions/s1/qtable")
         assert again.status_code == 500 and again.json()["reason"] == "rollback"
-        assert _row(db, "acme", "s1")[0] == 1  # nothing written over it
+        stored = store.load(s1)
+        assert stored is not None and stored.version == 1  # nothing written over it
     store.close()
 
 

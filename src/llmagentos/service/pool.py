@@ -146,13 +146,13 @@ class SessionPool:
         return entry
 
     def _make_room(self, tenant: str | None, limit: str, size: int) -> None:
-        whose = "this tenant's" if tenant is not None else "this service's"
+        whose = "this tenant" if tenant is not None else "this service"
         if self.store is None:
             self.stats.refused[limit] += 1
             # Without a store an evicted session would lose what it learned: refuse.
             raise SessionLimitReached(
                 limit, size,
-                f"{whose} {size} sessions ({limit}) are all in use; end one with "
+                f"{whose} already holds {size} sessions ({limit}={size}); end one with "
                 "DELETE /v1/sessions/{session}, or run the service with a --state-store "
                 "so idle sessions are saved and evicted instead",
                 status=429 if tenant is not None else 503,
@@ -161,7 +161,8 @@ class SessionPool:
         if victim is None:
             self.stats.refused[limit] += 1
             raise SessionLimitReached(
-                limit, size, f"{whose} {size} sessions ({limit}) are all in a call; try again",
+                limit, size, f"{whose} holds {size} sessions ({limit}={size}), all in a call; "
+                "try again",
                 status=503,
             )  # fmt: skip
         self._evict(victim)
