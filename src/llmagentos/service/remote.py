@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -71,11 +71,9 @@ class ServiceClient:
         self._client = httpx.Client(
             base_url=self.base_url, timeout=timeout, headers=self.headers, transport=transport
         )
-        # One async client per loop, with the generator that closes it at the loop's
-        # end; entries of closed loops are dropped whenever another loop adds one.
-        self._async: dict[
-            asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncIterator[None]]
-        ] = {}
+        # One async client per loop, with what closes it at the loop's end; entries of
+        # closed loops are dropped whenever another loop adds one.
+        self._async: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, _Keeper]] = {}
         self._guard = threading.Lock()
         self._calls = 0
 
@@ -113,12 +111,14 @@ class ServiceClient:
         client = httpx.AsyncClient(
             base_url=self.base_url, timeout=self.timeout, headers=self.headers
         )
-        keeper = _close_at_loop_end(client)
-        await keeper.__anext__()  # started: the loop now tracks it, and closes it at the end
+        keeper = _Keeper(client)
+        await keeper.start()
         with self._guard:
-            for ended in [other for other in self._async if other.is_closed()]:
-                del self._async[ended]
+            ended = [other for other in self._async if other.is_closed()]
+            dropped = [self._async.pop(other)[1] for other in ended]
             self._async[loop] = (client, keeper)
+        for old in dropped:
+            old.finish()
         return client
 
     async def apost(self, kind: str, path: str, **payload: Any) -> Any:
@@ -137,17 +137,22 @@ class ServiceClient:
         with self._guard:
             entries = list(self._async.items())
             self._async.clear()
-        for loop, (client, _) in entries:
+        for loop, (client, keeper) in entries:
             if client.is_closed or loop.is_closed():
-                continue  # a closed loop closed its client (or can no longer)
-            if loop.is_running():
+                keeper.finish()  # a closed loop closed its client (or can no longer)
+            elif loop.is_running():
                 # Called from that loop's own thread, or another: close it there.
                 if _running_loop() is loop:
                     loop.create_task(client.aclose())
+                    keeper.finish()
                 else:
                     asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=10)
-            else:
+                    loop.call_soon_threadsafe(keeper.finish)
+            elif _running_loop() is None:
                 loop.run_until_complete(client.aclose())
+                keeper.finish()
+            else:  # another loop runs in this thread: that one cannot run now
+                keeper.finish()
 
     async def aclose(self) -> None:
         """Close the sync client and every loop's async client (awaiting this loop's)."""
@@ -156,6 +161,7 @@ class ServiceClient:
             mine = self._async.pop(loop, None)
         if mine is not None:
             await mine[0].aclose()
+            mine[1].finish()
         self.close()
 
 
@@ -166,13 +172,39 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-async def _close_at_loop_end(client: httpx.AsyncClient) -> AsyncIterator[None]:
-    # Suspended at its yield for the loop's life; asyncio.run's shutdown_asyncgens()
-    # closes it, running the finally while the loop still runs.
-    try:
-        yield
-    finally:
-        await client.aclose()
+class _Keeper:
+    """Closes a loop's client when the loop shuts down.
+
+    An async generator suspended at its ``yield`` for the loop's life: asyncio.run's
+    ``shutdown_asyncgens()`` closes it, running its ``finally`` while the loop still
+    runs. :meth:`finish` retires it without a loop once the client is dealt with, so
+    no half-run generator is left for the garbage collector to hand a closed loop.
+    """
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.active = True
+        self._generator = self._run()
+
+    async def _run(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if self.active and not self.client.is_closed:
+                await self.client.aclose()
+
+    async def start(self) -> None:
+        await self._generator.__anext__()  # the running loop now tracks it
+
+    def finish(self) -> None:
+        self.active = False
+        closing = self._generator.aclose()
+        try:
+            closing.send(None)  # the finally has nothing to await any more
+        except (StopIteration, StopAsyncIteration):
+            pass
+        except RuntimeError:  # already running its finally (the loop is shutting down)
+            closing.close()
 
 
 class _Remote:
