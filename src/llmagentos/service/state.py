@@ -23,9 +23,7 @@ Stored bytes start with a format tag: ``J`` (JSON difference) or ``P`` (pickle).
 from __future__ import annotations
 
 import array
-import base64
 import collections
-import contextlib
 import itertools
 import json
 import pickle
@@ -37,88 +35,30 @@ from typing import Any
 
 from llmagentos.build import BuiltAgent
 from llmagentos.exceptions import ConfigError, SessionStateRefused, SessionStoreError
+from llmagentos.service.state_format import (
+    PRIMITIVE,
+    SAME,
+    Decoder,
+    attribute_state,
+    attributes,
+    b64,
+    buildable,
+    is_nan,
+    numpy_module,
+    plain,
+    type_name,
+)
 
 __all__ = ["JSON_TAG", "PICKLE_TAG", "StateCodec"]
 
 JSON_TAG = b"J"
 PICKLE_TAG = b"P"
 _FORMAT = "llmagentos.session-delta/1"
-_PRIMITIVE = frozenset({type(None), bool, int, float, str})
-_SAME: Any = None  # a delta of None: nothing changed
 _RAW = "raw"  # the mark of a list written out as a bare JSON array
 
 
 class _NotJson(Exception):
     """This state cannot be expressed as a JSON difference (falls back to pickle)."""
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: Any) -> bytes:
-    if not isinstance(text, str):
-        raise ValueError("expected base64 text")
-    return base64.b64decode(text.encode("ascii"), validate=True)
-
-
-def _nan(value: Any) -> bool:
-    return type(value) is float and value != value  # noqa: PLR0124 - only NaN is unequal
-
-
-def _name(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _plain(value: Any) -> bool:
-    """Only primitives, lists, tuples and dicts all the way down."""
-    kind = type(value)
-    if kind in _PRIMITIVE:
-        return True
-    if kind is list or kind is tuple:
-        return all(_plain(item) for item in value)
-    if kind is dict:
-        return all(_plain(k) and _plain(v) for k, v in value.items())
-    return False
-
-
-_OBJECT_REDUCE: tuple[Any, Any] = (object.__reduce_ex__, object.__reduce__)
-_OBJECT_NEW: Any = object.__new__
-
-
-def _attribute_state(cls: type) -> bool:
-    """Is an instance's whole state its attributes (pickled by them, as a dict)?"""
-    reducers: tuple[Any, Any] = (cls.__reduce_ex__, cls.__reduce__)
-    if reducers[0] is not _OBJECT_REDUCE[0] or reducers[1] is not _OBJECT_REDUCE[1]:
-        return False
-    getstate = getattr(cls, "__getstate__", object.__getstate__)
-    return getstate is object.__getstate__ or getattr(getstate, "__module__", "") == "dataclasses"
-
-
-def _buildable(cls: type) -> bool:
-    """... and can an instance be made without running any of its code?"""
-    new: Any = cls.__new__
-    if new is not _OBJECT_NEW or not _attribute_state(cls):
-        return False
-    setstate = getattr(cls, "__setstate__", None)
-    # Frozen slotted dataclasses get dataclasses' own, attribute-based one.
-    return setstate is None or getattr(setstate, "__module__", "") == "dataclasses"
-
-
-def _attributes(obj: Any) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for cls in type(obj).__mro__:
-        for slot in cls.__dict__.get("__slots__", ()):
-            if slot in ("__dict__", "__weakref__") or slot in found:
-                continue
-            with contextlib.suppress(AttributeError):  # an unset slot
-                found[slot] = object.__getattribute__(obj, slot)
-    found.update(getattr(obj, "__dict__", {}))
-    return found
-
-
-def _numpy() -> Any:
-    return sys.modules.get("numpy")
 
 
 class _Encoder:
@@ -134,16 +74,16 @@ class _Encoder:
     # The delta of one position: live and base at the same path.
     def delta(self, live: Any, base: Any, path: list[Any]) -> Any:
         kind = type(live)
-        if kind in _PRIMITIVE:
-            if type(base) is kind and (live == base or (_nan(live) and _nan(base))):
-                return _SAME
+        if kind in PRIMITIVE:
+            if type(base) is kind and (live == base or (is_nan(live) and is_nan(base))):
+                return SAME
             return {"=": live}
         if live is base:
-            return _SAME  # shared by every session (a module-level function, a constant)
+            return SAME  # shared by every session (a module-level function, a constant)
         seen = self.live_at.get(id(live))
         if seen is not None:
             if isinstance(seen, list) and self.base_at.get(id(base)) == seen:
-                return _SAME  # the same sharing as in a freshly built agent
+                return SAME  # the same sharing as in a freshly built agent
             return {"=": self._ref(seen)}
         if type(base) is not kind or id(base) in self.base_at:
             return {"=": self.full(live)}
@@ -153,51 +93,51 @@ class _Encoder:
         if kind is list or kind is tuple or kind is dict or kind is collections.OrderedDict:
             return self._container(live, base, path)
         if kind is set or kind is frozenset:
-            if live == base and set(map(type, live)) <= _PRIMITIVE:
-                return _SAME
+            if live == base and set(map(type, live)) <= PRIMITIVE:
+                return SAME
             return {"=": self.full(live, registered=True)}
         if kind is random.Random:
             state = live.getstate()
-            return _SAME if state == base.getstate() else {"random": _random_state(state)}
+            return SAME if state == base.getstate() else {"random": _random_state(state)}
         if kind is types.MethodType:
             if live.__func__ is not base.__func__:
                 raise _NotJson(f"a method changed at {path}")
             inner = self.delta(live.__self__, base.__self__, [*path, ["a", "__self__"]])
-            if inner is not _SAME and "=" in inner:
+            if inner is not SAME and "=" in inner:
                 raise _NotJson(f"a method's object was replaced at {path}")
-            return _SAME if inner is _SAME else {"o": {"__self__": inner}}
-        np = _numpy()
+            return SAME if inner is SAME else {"o": {"__self__": inner}}
+        np = numpy_module()
         if np is not None and isinstance(
             live, np.ndarray | np.random.Generator | np.generic | np.dtype
         ):
-            return self._numpy(live, base, np)
-        if not _attribute_state(kind):
-            raise _NotJson(f"a {_name(kind)} at {path}")
-        mine, theirs = _attributes(live), _attributes(base)
+            return self._numpy_delta(live, base, np)
+        if not attribute_state(kind):
+            raise _NotJson(f"a {type_name(kind)} at {path}")
+        mine, theirs = attributes(live), attributes(base)
         changed: dict[str, Any] = {}
         for attr, value in mine.items():
             step = [*path, ["a", attr]]
             if attr in theirs:
                 inner = self.delta(value, theirs[attr], step)
-                if inner is not _SAME:
+                if inner is not SAME:
                     changed[attr] = inner
             else:
                 changed[attr] = {"=": self.full(value)}
         gone = [attr for attr in theirs if attr not in mine]
         if not changed and not gone:
-            return _SAME
+            return SAME
         node: dict[str, Any] = {"o": changed}
         if gone:
             node["x"] = gone
         return node
 
     def _container(self, live: Any, base: Any, path: list[Any]) -> Any:
-        if self.codec.is_plain(base):
+        if self.codec.isplain(base):
             try:
                 # == (in C, stopping at the first difference) rules most changes out;
                 # equal pickles then prove equal types and layout too.
                 if live == base and pickle.dumps(live) == self.codec.pickled(base):
-                    return _SAME
+                    return SAME
             except Exception:  # an uncomparable or unpicklable value: not plain data
                 pass
             return {"=": self.full(live, registered=True)}
@@ -207,34 +147,34 @@ class _Encoder:
             items = []
             for index, (key, value) in enumerate(live.items()):
                 inner = self.delta(value, base[key], [*path, ["k", index]])
-                if inner is not _SAME:
+                if inner is not SAME:
                     items.append([index, inner])
-            return {"d": items} if items else _SAME
+            return {"d": items} if items else SAME
         if len(live) != len(base):
             return {"=": self.full(live, registered=True)}
         changes = []
         for index, (mine, theirs) in enumerate(zip(live, base, strict=True)):
             inner = self.delta(mine, theirs, [*path, ["i", index]])
-            if inner is not _SAME:
+            if inner is not SAME:
                 changes.append([index, inner])
-        return {"l": changes} if changes else _SAME
+        return {"l": changes} if changes else SAME
 
-    def _numpy(self, live: Any, base: Any, np: Any) -> Any:
+    def _numpy_delta(self, live: Any, base: Any, np: Any) -> Any:
         if isinstance(live, np.ndarray):
             if live.dtype.hasobject or type(live) is not np.ndarray:
                 raise _NotJson("a NumPy array of objects")
             if live.dtype == base.dtype and live.shape == base.shape:
                 if np.array_equal(live, base, equal_nan=live.dtype.kind in "fc"):
-                    return _SAME
-                return {"nd": _b64(np.ascontiguousarray(live).tobytes())}
+                    return SAME
+                return {"nd": b64(np.ascontiguousarray(live).tobytes())}
             return {"=": self.full(live, registered=True)}
         if isinstance(live, np.random.Generator):
             mine, theirs = _generator(live), _generator(base)
-            return _SAME if mine == theirs else {"=": self.full(live, registered=True)}
+            return SAME if mine == theirs else {"=": self.full(live, registered=True)}
         if isinstance(live, np.dtype):
-            return _SAME if live == base else {"=": self.full(live, registered=True)}
+            return SAME if live == base else {"=": self.full(live, registered=True)}
         if live.dtype == base.dtype and live.tobytes() == base.tobytes():
-            return _SAME
+            return SAME
         return {"=": self.full(live, registered=True)}
 
     def _table(self, rows: list[Any], number: int) -> dict[str, Any] | None:
@@ -244,7 +184,7 @@ class _Encoder:
         if not rows or set(map(type, rows)) != {list}:
             return None
         kinds = set(map(type, itertools.chain.from_iterable(rows)))
-        if not kinds <= _PRIMITIVE:
+        if not kinds <= PRIMITIVE:
             return None
         ids = list(map(id, rows))
         if len(set(ids)) != len(ids) or not self.live_at.keys().isdisjoint(ids):
@@ -260,7 +200,7 @@ class _Encoder:
                 if sys.byteorder != "little":
                     packed.byteswap()
                 lengths = list(map(len, rows))
-                data = _b64(packed.tobytes())
+                data = b64(packed.tobytes())
                 return {"$": "rows", "#": number, "t": code, "n": lengths, "v": data}
         return {"$": "list", "#": number, "v": rows}
 
@@ -278,7 +218,7 @@ class _Encoder:
     # A value written out whole (a new object, or one that replaced the base's).
     def full(self, value: Any, *, registered: bool = False) -> Any:
         kind = type(value)
-        if kind in _PRIMITIVE:
+        if kind in PRIMITIVE:
             return value
         if registered:
             self.live_at.pop(id(value), None)  # numbered below instead of by path
@@ -288,8 +228,8 @@ class _Encoder:
         if kind is tuple:
             return {"$": "tuple", "v": [self.full(item) for item in value]}
         if kind is bytes:
-            return {"$": "bytes", "v": _b64(value)}
-        if kind is list and set(map(type, value)) <= _PRIMITIVE:
+            return {"$": "bytes", "v": b64(value)}
+        if kind is list and set(map(type, value)) <= PRIMITIVE:
             # A list of primitives (a Q-table row) goes out as it is, unnumbered: it may
             # not be shared with another place, which the "raw" mark makes sure of.
             self.live_at[id(value)] = _RAW
@@ -306,7 +246,7 @@ class _Encoder:
             tag = "dict" if kind is dict else "odict"
             return {"$": tag, "#": number, "v": items}
         if kind is set or kind is frozenset:
-            if not all(type(item) in _PRIMITIVE for item in value):
+            if not all(type(item) in PRIMITIVE for item in value):
                 raise _NotJson("a set of non-primitive values")
             return {"$": kind.__name__, "#": number, "v": list(value)}
         if kind is random.Random:
@@ -318,25 +258,25 @@ class _Encoder:
             if getattr(type(owner), name, None) is not func:
                 raise _NotJson(f"a bound method {name} not found on its class")
             return {"$": "method", "#": number, "s": self.full(owner), "f": name}
-        np = _numpy()
+        np = numpy_module()
         if np is not None and isinstance(value, np.ndarray):
             if value.dtype.hasobject or kind is not np.ndarray or value.dtype.fields:
                 raise _NotJson("a NumPy array of objects or records")
-            data = _b64(np.ascontiguousarray(value).tobytes())
+            data = b64(np.ascontiguousarray(value).tobytes())
             return {"$": "nd", "#": number, "t": value.dtype.str, "s": list(value.shape), "v": data}
         if np is not None and isinstance(value, np.random.Generator):
             return {"$": "gen", "#": number, "v": _generator(value)}
         if np is not None and isinstance(value, np.generic):
-            return {"$": "np", "#": number, "t": value.dtype.str, "v": _b64(value.tobytes())}
+            return {"$": "np", "#": number, "t": value.dtype.str, "v": b64(value.tobytes())}
         if np is not None and isinstance(value, np.dtype):
             if value.fields or value.subdtype:
                 raise _NotJson("a structured NumPy dtype")
             return {"$": "dtype", "#": number, "t": value.str}
-        name = _name(kind)
+        name = type_name(kind)
         if self.codec.allowed(name) is not kind:
             raise _NotJson(f"a {name}")
-        attributes = {attr: self.full(v) for attr, v in _attributes(value).items()}
-        return {"$": "obj", "#": number, "c": name, "a": attributes}
+        written = {attr: self.full(v) for attr, v in attributes(value).items()}
+        return {"$": "obj", "#": number, "c": name, "a": written}
 
 
 def _random_state(state: tuple[Any, ...]) -> list[Any]:
@@ -357,190 +297,6 @@ def _generator(generator: Any) -> dict[str, Any]:
             "children": int(seed.n_children_spawned),
         }
     return {"bits": type(bits).__name__, "state": bits.state, "seed": seeds}
-
-
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
-
-
-class _Decoder:
-    """Applies a delta to a freshly built agent, building only allowed classes."""
-
-    def __init__(self, codec: StateCodec, root: Any) -> None:
-        self.codec = codec
-        self.root = root
-        self.numbered: dict[int, Any] = {}
-
-    def apply(self, current: Any, delta: Any) -> Any:
-        if delta is _SAME:
-            return current
-        if not isinstance(delta, dict):
-            raise ValueError("a delta must be an object")
-        if "=" in delta:
-            return self.full(delta["="])
-        if "o" in delta:
-            for attr, inner in delta["o"].items():
-                if not isinstance(attr, str):
-                    raise ValueError("attribute names are strings")
-                if attr == "__self__" and isinstance(current, types.MethodType):
-                    self.apply(current.__self__, inner)
-                    continue
-                old = getattr(current, attr, None)
-                new = self.apply(old, inner)
-                if new is not old or not hasattr(current, attr):
-                    object.__setattr__(current, attr, new)
-            for attr in delta.get("x", []):
-                object.__delattr__(current, attr)
-            return current
-        if "d" in delta:
-            keys = list(current)
-            for index, inner in delta["d"]:
-                key = keys[index]
-                current[key] = self.apply(current[key], inner)
-            return current
-        if "l" in delta:
-            items = list(current)
-            for index, inner in delta["l"]:
-                items[index] = self.apply(items[index], inner)
-            if type(current) is tuple:
-                return tuple(items)
-            current[:] = items
-            return current
-        if "random" in delta:
-            current.setstate(_random_tuple(delta["random"]))
-            return current
-        if "nd" in delta:
-            np = _numpy()
-            data = np.frombuffer(_unb64(delta["nd"]), dtype=current.dtype)
-            current[...] = data.reshape(current.shape)
-            return current
-        raise ValueError(f"unknown delta {sorted(delta)}")
-
-    def _resolve(self, path: list[Any]) -> Any:
-        node = self.root
-        for kind, step in path:
-            if kind == "a":
-                node = getattr(node, step)
-            elif kind == "i":
-                node = node[step]
-            elif kind == "k":
-                node = node[list(node)[step]]
-            else:
-                raise ValueError(f"unknown path step {kind!r}")
-        return node
-
-    def _number(self, node: dict[str, Any], value: Any) -> Any:
-        self.numbered[int(node["#"])] = value
-        return value
-
-    def full(self, node: Any) -> Any:
-        if type(node) in _PRIMITIVE:
-            return node
-        if type(node) is list:  # a bare array: a list of primitives
-            if not set(map(type, node)) <= _PRIMITIVE:
-                raise ValueError("a bare array holds primitives only")
-            return node
-        if not isinstance(node, dict):
-            raise ValueError("a value must be a primitive or an object")
-        kind = node.get("$")
-        if kind == "ref":
-            return self._resolve(node["p"]) if "p" in node else self.numbered[int(node["n"])]
-        if kind == "tuple":
-            return tuple(self.full(item) for item in node["v"])
-        if kind == "bytes":
-            return _unb64(node["v"])
-        if kind == "list":
-            made: list[Any] = self._number(node, [])
-            made.extend(self.full(item) for item in node["v"])
-            return made
-        if kind == "rows":
-            return self._number(node, _unpack_rows(node))
-        if kind in ("dict", "odict"):
-            table: dict[Any, Any] = self._number(
-                node, {} if kind == "dict" else collections.OrderedDict()
-            )
-            for key, value in node["v"]:
-                table[self.full(key)] = self.full(value)
-            return table
-        if kind in ("set", "frozenset"):
-            items = [item for item in node["v"] if type(item) in _PRIMITIVE]
-            return self._number(node, set(items) if kind == "set" else frozenset(items))
-        if kind == "random":
-            generator = random.Random()
-            generator.setstate(_random_tuple(node["v"]))
-            return self._number(node, generator)
-        if kind == "method":
-            number = int(node["#"])
-            owner = self.full(node["s"])
-            method = getattr(owner, str(node["f"]))
-            if not isinstance(method, types.MethodType) or method.__self__ is not owner:
-                raise ValueError(f"{node['f']!r} is not a method of its object")
-            self.numbered[number] = method
-            return method
-        if kind in ("nd", "gen", "np", "dtype"):
-            return self._number(node, self._numpy(kind, node))
-        if kind == "obj":
-            cls = self.codec.allowed(str(node["c"]))
-            if cls is None:
-                raise ValueError(f"class {node['c']!r} is not part of this service's agent")
-            obj = self._number(node, object.__new__(cls))
-            for attr, value in node["a"].items():
-                object.__setattr__(obj, str(attr), self.full(value))
-            return obj
-        raise ValueError(f"unknown value kind {kind!r}")
-
-    def _numpy(self, kind: str, node: dict[str, Any]) -> Any:
-        np = _numpy()
-        if np is None:
-            import numpy as np
-        if kind == "dtype":
-            return np.dtype(str(node["t"]))
-        if kind == "np":
-            return np.frombuffer(_unb64(node["v"]), dtype=np.dtype(str(node["t"])))[0]
-        if kind == "nd":
-            dtype = np.dtype(str(node["t"]))
-            if dtype.hasobject:
-                raise ValueError("object arrays are not stored")
-            flat = np.frombuffer(_unb64(node["v"]), dtype=dtype)
-            return flat.reshape([int(n) for n in node["s"]]).copy()
-        spec = node["v"]
-        name = str(spec["bits"])
-        if name not in _BIT_GENERATORS:
-            raise ValueError(f"unknown bit generator {name!r}")
-        seeds = spec.get("seed")
-        sequence = None
-        if seeds is not None:
-            sequence = np.random.SeedSequence(
-                seeds["entropy"],
-                spawn_key=tuple(seeds["spawn_key"]),
-                pool_size=int(seeds["pool_size"]),
-                n_children_spawned=int(seeds["children"]),
-            )
-        bits = getattr(np.random, name)(sequence)
-        bits.state = spec["state"]
-        return np.random.Generator(bits)
-
-
-def _unpack_rows(node: dict[str, Any]) -> list[list[Any]]:
-    code = str(node["t"])
-    if code not in ("d", "q"):
-        raise ValueError(f"unknown row type {code!r}")
-    packed = array.array(code)
-    packed.frombytes(_unb64(node["v"]))
-    if sys.byteorder != "little":
-        packed.byteswap()
-    lengths = [int(n) for n in node["n"]]
-    if any(n < 0 for n in lengths) or sum(lengths) != len(packed):
-        raise ValueError("the rows' lengths do not match their data")
-    values, rows, start = packed.tolist(), [], 0
-    for length in lengths:
-        rows.append(values[start : start + length])
-        start += length
-    return rows
-
-
-def _random_tuple(state: Any) -> tuple[Any, ...]:
-    version, internal, gauss = state
-    return (int(version), tuple(int(n) for n in internal), gauss)
 
 
 class StateCodec:
@@ -570,7 +326,7 @@ class StateCodec:
         self.why_not_json: str | None = None
         probe = factory()
         try:
-            if _Encoder(self).delta(probe, self._template, []) is not _SAME:
+            if _Encoder(self).delta(probe, self._template, []) is not SAME:
                 self.why_not_json = "the factory builds agents that differ from each other"
         except _NotJson as err:
             self.why_not_json = str(err)
@@ -590,7 +346,7 @@ class StateCodec:
 
     def _collect(self, value: Any, seen: set[int]) -> None:
         # The classes the pristine agent is made of: the only ones a delta may build.
-        if id(value) in seen or type(value) in _PRIMITIVE:
+        if id(value) in seen or type(value) in PRIMITIVE:
             return
         seen.add(id(value))
         if isinstance(value, list | tuple | set | frozenset):
@@ -602,9 +358,9 @@ class StateCodec:
                 self._collect(item, seen)
         elif isinstance(value, types.MethodType):
             self._collect(value.__self__, seen)
-        elif _attribute_state(type(value)) and type(value).__module__ != "builtins":
-            self._classes.setdefault(_name(type(value)), type(value))
-            for item in _attributes(value).values():
+        elif attribute_state(type(value)) and type(value).__module__ != "builtins":
+            self._classes.setdefault(type_name(type(value)), type(value))
+            for item in attributes(value).values():
                 self._collect(item, seen)
 
     def allowed(self, name: str) -> type | None:
@@ -614,14 +370,14 @@ class StateCodec:
         found: Any = module
         for part in qualname.split("."):
             found = getattr(found, part, None) if found is not None else None
-        if isinstance(found, type) and found.__module__ == module_name and _buildable(found):
+        if isinstance(found, type) and found.__module__ == module_name and buildable(found):
             return found
         return None
 
-    def is_plain(self, base: Any) -> bool:
+    def isplain(self, base: Any) -> bool:
         known = self._plain.get(id(base))
         if known is None:
-            known = self._plain[id(base)] = _plain(base)
+            known = self._plain[id(base)] = plain(base)
         return known
 
     def pickled(self, base: Any) -> bytes:
@@ -676,7 +432,7 @@ class StateCodec:
             document = json.loads(body)
             if not isinstance(document, dict) or document.get("format") != _FORMAT:
                 raise ValueError(f"not a {_FORMAT} document")
-            decoded = _Decoder(self, fresh).apply(fresh, document["delta"])
+            decoded = Decoder(self.allowed, fresh).apply(fresh, document["delta"])
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
             raise SessionStateRefused(
                 "forged", f"the stored state does not fit this service's agent: {err}"
