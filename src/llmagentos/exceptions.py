@@ -20,7 +20,9 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     ├── DeployError            a deployment could not start or be found
     ├── SessionStoreError      a service's session store is unusable (a bad signature)
     │   ├── SessionStoreUnavailable  the store did not answer (HTTP 503)
-    │   └── SessionConflict    another replica moved the session on (HTTP 409)
+    │   ├── SessionConflict    another replica moved the session on (HTTP 409)
+    │   └── SessionStateRefused  a stored state forged, copied or rolled back (``reason``)
+    ├── SessionLimitReached    a session quota is full (``field``: the limit; HTTP 429/503)
     ├── JournalError           a durable run's journal cannot be used
     │   └── ResumeMismatch     a resumed run did not replay as recorded
     ├── GatewayError           the gateway refused a request (``status``: the HTTP status)
@@ -71,6 +73,8 @@ __all__ = [
     "GatewayError",
     "JournalError",
     "SessionConflict",
+    "SessionLimitReached",
+    "SessionStateRefused",
     "SessionStoreError",
     "SessionStoreUnavailable",
     "MCPConnectionError",
@@ -262,6 +266,25 @@ class SessionStoreUnavailable(SessionStoreError):
 class SessionConflict(SessionStoreError):
     """Another replica moved the session on while this one applied a call (HTTP 409:
     the call was not applied; sending it again is safe)."""
+
+
+class SessionStateRefused(SessionStoreError):
+    """A stored session state was refused: not signed for this service, tenant, session
+    and version (``reason``: ``forged``), older than one this replica saw (``rollback``),
+    or unsigned and pickled (``unsigned``). Nothing is loaded; the store is left as is."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class SessionLimitReached(LLMAgentOSError):
+    """A new session does not fit: ``field`` names the limit (``max_sessions_per_tenant``:
+    HTTP 429; ``max_sessions`` or every session busy: HTTP 503 with ``Retry-After``)."""
+
+    def __init__(self, field: str, limit: int, message: str, *, status: int = 429) -> None:
+        self.field, self.limit, self.status = field, limit, status
+        super().__init__(message)
 
 
 class JournalError(LLMAgentOSError):

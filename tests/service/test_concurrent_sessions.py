@@ -81,26 +81,27 @@ async def test_one_sessions_calls_stay_in_order() -> None:
 async def test_a_replica_that_lost_the_race_answers_409_and_applies_nothing(
     tmp_path: Path,
 ) -> None:
-    from llmagentos.service.store import SqliteSessionStore
+    from llmagentos.service.store import SessionKey, SqliteSessionStore
 
     config = load_config(CONFIG)
-    store = SqliteSessionStore(tmp_path / "s.db")
-    other_replica = SqliteSessionStore(tmp_path / "s.db")
+    secret = "shared by both replicas of b"
+    store = SqliteSessionStore(tmp_path / "s.db", secret=secret)
+    other_replica = SqliteSessionStore(tmp_path / "s.db", secret=secret)
     app = service_app(lambda: build_agent(config), name="b", store=store)
     real_save = store.save
     raced: list[int] = []
 
-    def save_after_another_replica(session: str, version: int, *args: Any) -> bool:
+    def save_after_another_replica(key: SessionKey, version: int, *args: Any) -> bool:
         if not raced:  # another replica saves this very version first
             raced.append(version)
-            assert other_replica.save(session, version, b"theirs", "k-other", "{}")
-        return real_save(session, version, *args)
+            assert other_replica.save(key, version, b"theirs", "k-other", "{}")
+        return real_save(key, version, *args)
 
     store.save = save_after_another_replica  # type: ignore[method-assign]
     body = {"session": "shared", "observation": 7}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as b:
         lost = await b.post("/v1/perception/perceive", json=body)
         assert lost.status_code == 409 and "not applied" in lost.json()["detail"]
-        stored = other_replica.load("shared")
+        stored = other_replica.load(SessionKey("", "shared"))
         assert stored is not None and stored.state == b"theirs"  # theirs stands, not ours
     other_replica.close()

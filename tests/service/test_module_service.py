@@ -160,3 +160,33 @@ def test_a_bad_config_fails_before_listening(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )  # fmt: skip
     assert done.returncode == 2 and "Taxi-v4" in done.stderr
+
+
+def test_one_client_serves_two_event_loops_and_closes_them(service: str) -> None:
+    import asyncio
+
+    from llmagentos.service import ServiceClient
+
+    client = ServiceClient(service, session="two-loops")
+
+    async def reset_and_perceive() -> tuple[object, object]:
+        first = await client.apost("execution", "/v1/execution/reset", seed=0)
+        features = await client.apost(
+            "perception", "/v1/perception/perceive", observation=first["observation"]
+        )
+        return first["observation"], features["features"]
+
+    one = asyncio.run(reset_and_perceive())
+    two = asyncio.run(reset_and_perceive())  # a second loop: its own async client
+    assert one == two
+    (second,) = [entry[0] for entry in client._async.values()]  # the first one forgotten
+    assert second.is_closed  # asyncio.run closed the loop's client as the loop shut down
+    loop = asyncio.new_event_loop()  # a loop that is not shut down by asyncio.run
+    try:
+        assert loop.run_until_complete(reset_and_perceive()) == one
+        left = client._async[loop][0]
+        assert not left.is_closed
+        client.close()
+        assert left.is_closed and client._client.is_closed
+    finally:
+        loop.close()

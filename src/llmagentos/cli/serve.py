@@ -32,8 +32,23 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8100,
     max_sessions: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Sessions kept before the oldest is evicted.")
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Sessions in memory, all tenants together (then the "
+            "busiest tenant's idle one is saved and evicted with a store, else refused).",
+        ),
     ] = 1024,
+    max_sessions_per_tenant: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Sessions in memory per tenant (default 256): past it a "
+            "tenant's own idle session is saved and evicted with a store, else refused (429).",
+        ),
+    ] = None,
     state_store: Annotated[
         str | None,
         typer.Option(
@@ -48,16 +63,39 @@ def serve_command(
         typer.Option(
             envvar="LLMAGENTOS_STATE_SECRET",
             metavar="SECRET",
-            help="Sign stored sessions (HMAC-SHA256) and refuse any not signed with it.",
+            help="Seal stored sessions (HMAC-SHA256 over service, tenant, session, version "
+            "and state) and refuse any not sealed with it. Required with --state-store.",
         ),
     ] = None,
+    insecure_unsigned_state: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-unsigned-state",
+            help="Allow a --state-store without --state-secret: anyone who can write the "
+            "store can then forge sessions (pickled state is still never loaded unsealed).",
+        ),
+    ] = False,
+    require_principal: Annotated[
+        bool,
+        typer.Option(
+            "--require-principal",
+            help="Refuse (401) every request without a principal signed by the gateway "
+            "with LLMAGENTOS_PRINCIPAL_SECRET, except /healthz, /readyz, /metrics and "
+            "/openapi.json.",
+        ),
+    ] = False,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1, metavar="BYTES", help="Longest request body read (413 past it).")
+    ] = 1 << 20,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
 ) -> None:
     """Serve CONFIG's agent modules over HTTP: one agent (and its state) per session.
 
-    Routes: /v1/<kind>/<method>, /v1/agent/..., /healthz, /readyz, /metrics,
-    /openapi.json. The config is built once before listening, so a bad one fails here.
+    Routes: /v1/<kind>/<method>, /v1/agent/..., /v1/sessions, /healthz, /readyz,
+    /metrics, /openapi.json. Sessions are namespaced by the tenant of the gateway's
+    signed principal (LLMAGENTOS_PRINCIPAL_SECRET). The config is built once before
+    listening, so a bad one fails here.
     """
     from llmagentos.build import build_agent
     from llmagentos.service.app import KINDS, service_app
@@ -72,6 +110,7 @@ def serve_command(
             name=run_config.name,
             kinds=kinds,
             max_sessions=max_sessions,
+            max_sessions_per_tenant=max_sessions_per_tenant,
             store=None
             if state_store is None
             else open_session_store(
@@ -79,7 +118,10 @@ def serve_command(
                 secret=state_secret,
                 # one namespace per service: what it serves, of which config
                 namespace=f"llmagentos:sessions:{run_config.name}:{'+'.join(kinds)}",
+                allow_unsigned=insecure_unsigned_state,
             ),
+            require_principal=require_principal,
+            max_body_bytes=max_body_bytes,
         )
     except LLMAgentOSError as err:
         fail(err)

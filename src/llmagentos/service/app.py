@@ -14,9 +14,14 @@ Routes (all ``POST`` with JSON bodies validated by :mod:`llmagentos.service.wire
 - ``/v1/agent/reset``, ``/v1/agent/act``, ``/v1/agent/step``, ``/v1/agent/episode``:
   the whole agent;
 
-plus ``DELETE /v1/sessions/{session}``, ``GET /v1/sessions/{session}/qtable``,
-``GET /healthz`` (alive), ``GET /readyz`` (ready: the factory built an agent),
-``GET /metrics`` (Prometheus) and ``GET /openapi.json``.
+plus ``GET /v1/sessions`` (the caller's own sessions), ``DELETE /v1/sessions/{session}``,
+``GET /v1/sessions/{session}/qtable``, ``GET /healthz`` (alive), ``GET /readyz`` (ready:
+the factory built an agent), ``GET /metrics`` (Prometheus) and ``GET /openapi.json``.
+
+Tenancy is the service's own: every session is keyed by the tenant of the request's
+verified principal (:mod:`llmagentos.service.tenancy`) and the id the handler actually
+uses (after FastAPI decoded the path and parsed the body), so no id a client writes
+reaches another tenant's session, stored state or listing.
 
 A client's mistake (bad JSON, a wrong type, an action outside the space) is a 4xx that
 names the field or value; only a failure of the service itself is a 5xx.
@@ -24,14 +29,9 @@ names the field or value; only a failure of the service itself is a 5xx.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import pickle
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,12 +44,20 @@ from llmagentos.exceptions import (
     ModelError,
     ModuleError,
     SessionConflict,
+    SessionLimitReached,
+    SessionStateRefused,
     SessionStoreUnavailable,
 )
-from llmagentos.service.store import SessionStore
+from llmagentos.principal import SECRET_ENV, PrincipalSigner
+from llmagentos.principal import principal_secret as read_principal_secret
+from llmagentos.service.pool import Replayed, SessionPool
+from llmagentos.service.store import SessionKey, SessionStore
+from llmagentos.service.tenancy import DEFAULT_MAX_BODY_BYTES, PrincipalGate, caller_tenant
 from llmagentos.service.wire import (
+    LIST_ERRORS,
     MODULE_ERRORS,
     SESSION_ERRORS,
+    SESSION_PATTERN,
     ActionReply,
     ActRequest,
     DecideRequest,
@@ -63,6 +71,7 @@ from llmagentos.service.wire import (
     PerformRequest,
     ReportReply,
     ResetRequest,
+    SessionsReply,
     TrainRequest,
     UpdateRequest,
 )
@@ -71,125 +80,12 @@ from llmagentos.types import Transition
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["KINDS", "Session", "SessionPool", "service_app"]
+__all__ = ["KINDS", "SessionPool", "service_app"]
 
 KINDS = ("perception", "planning", "execution", "learning")
 T = TypeVar("T")
 # The calling request's Idempotency-Key, set by the middleware for the handler's task.
 _CALL_KEY: ContextVar[str | None] = ContextVar("llmagentos_service_call_key", default=None)
-
-
-@dataclass(slots=True)
-class Session:
-    """A session's agent, its lock, and the version of it this replica holds."""
-
-    built: BuiltAgent
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    version: int = 0
-
-
-class SessionPool:
-    """One built agent per session, least recently used evicted beyond ``max_sessions``.
-
-    With a :class:`~llmagentos.service.store.SessionStore`, sessions also live outside
-    this replica (see that module): calls are applied exactly once across replicas.
-    """
-
-    def __init__(
-        self,
-        factory: Callable[[], BuiltAgent],
-        *,
-        max_sessions: int = 1024,
-        store: SessionStore | None = None,
-    ) -> None:
-        if max_sessions < 1:
-            raise ConfigError("max_sessions", f"must be >= 1 (got {max_sessions})")
-        self.factory = factory
-        self.max_sessions = max_sessions
-        self.store = store
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def get(self, session: str) -> Session:
-        found = self._sessions.get(session)
-        if found is None:
-            found = Session(self.factory())
-            self._sessions[session] = found
-            while len(self._sessions) > self.max_sessions:
-                _, old = self._sessions.popitem(last=False)
-                old.built.agent.close()
-        else:
-            self._sessions.move_to_end(session)
-        return found
-
-    async def run(
-        self, session: str, work: Callable[[BuiltAgent], Awaitable[T]], key: str | None
-    ) -> Any:
-        """Apply ``work`` to the session's agent, once per idempotency ``key``.
-
-        Calls of one session wait for each other; other sessions' calls run meanwhile
-        (the modules' async methods: an LLM planner awaits its model, not the loop).
-        """
-        entry = self.get(session)
-        async with entry.lock:
-            store = self.store
-            if store is None:
-                return await work(entry.built)
-            # The store's I/O and the pickling run in a worker thread: a slow disk or
-            # Redis holds up this session only, never the event loop.
-            stored = await asyncio.to_thread(store.load, session)
-            if stored is not None:
-                if key is not None and key == stored.last_key and stored.last_reply is not None:
-                    return _Replayed(json.loads(stored.last_reply))  # applied already
-                if stored.version != entry.version:
-                    entry.built = pickle.loads(stored.state)  # another replica moved it on
-                    entry.version = stored.version
-            try:
-                result = await work(entry.built)
-                reply = json.dumps(jsonable(result))
-                built, version = entry.built, entry.version + 1
-                saved = await asyncio.to_thread(
-                    lambda: store.save(session, version, pickle.dumps(built), key, reply)
-                )
-            except BaseException:
-                entry.version = -1  # applied here but not stored: reload it next time
-                raise
-            if not saved:
-                entry.version = -1
-                raise SessionConflict(
-                    f"session {session!r} was changed by another replica meanwhile; "
-                    "the call was not applied"
-                )
-            entry.version = version
-            return result
-
-    def drop(self, session: str) -> bool:
-        found = self._sessions.pop(session, None)
-        if found is not None:
-            found.built.agent.close()
-        if self.store is not None:
-            stored = self.store.load(session) is not None
-            self.store.drop(session)
-            return found is not None or stored
-        return found is not None
-
-    def peek(self, session: str) -> BuiltAgent | None:
-        if self.store is not None:
-            stored = self.store.load(session)
-            if stored is not None:
-                built: BuiltAgent = pickle.loads(stored.state)
-                return built
-        found = self._sessions.get(session)
-        return None if found is None else found.built
-
-
-@dataclass(frozen=True, slots=True)
-class _Replayed:
-    """The stored reply of a call applied before (returned as it was)."""
-
-    content: Any
 
 
 def _fastapi() -> Any:
@@ -237,27 +133,56 @@ def service_app(
     kinds: tuple[str, ...] = KINDS,
     agent: bool = True,
     max_sessions: int = 1024,
+    max_sessions_per_tenant: int | None = None,
     store: SessionStore | None = None,
+    principal_secret: str | bytes | None = None,
+    require_principal: bool = False,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The FastAPI app serving ``kinds`` (and the whole agent when ``agent``).
 
     ``factory`` builds one agent per session; it is called once at start, so a broken
     config fails before the service listens.
 
+    Args:
+        max_sessions: sessions in memory, all tenants together.
+        max_sessions_per_tenant: sessions in memory per tenant (see
+            :class:`~llmagentos.service.pool.SessionPool` for what happens past it).
+        store: keep sessions outside the replica (:mod:`llmagentos.service.store`).
+        principal_secret: the secret the gateway signs principals with (default:
+            ``LLMAGENTOS_PRINCIPAL_SECRET``); without one, a signed header is a 401.
+        require_principal: refuse (401) every request without a valid signed principal,
+            except ``/healthz``, ``/readyz``, ``/metrics`` and ``/openapi.json``.
+        max_body_bytes: longest request body read (413 past it).
+
     Raises:
-        ConfigError: an unknown kind, or the factory fails.
+        ConfigError: an unknown kind, the factory fails, a principal required without a
+            secret, or a store that cannot hold this agent's state.
         MissingExtraError: FastAPI is not installed (``llmagentos[serve]``).
     """
     fastapi = _fastapi()
     from fastapi.responses import JSONResponse
     from prometheus_client import CollectorRegistry, Counter, Histogram
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     for kind in kinds:
         if kind not in KINDS:
             raise ConfigError("modules", f"unknown module kind {kind!r}; one of {', '.join(KINDS)}")
+    if max_body_bytes < 1:
+        raise ConfigError("max_body_bytes", f"must be >= 1 (got {max_body_bytes})")
+    secret = read_principal_secret(principal_secret)
+    if require_principal and secret is None:
+        raise ConfigError(
+            "require_principal",
+            f"a required principal needs the secret it is signed with: set {SECRET_ENV}",
+        )
+    signer = None if secret is None else PrincipalSigner(secret)
     factory()  # fail at start, not on the first request
-    pool = SessionPool(factory, max_sessions=max_sessions, store=store)
+    pool = SessionPool(
+        factory,
+        max_sessions=max_sessions,
+        max_sessions_per_tenant=max_sessions_per_tenant,
+        store=store,
+    )
     registry = CollectorRegistry()
     requests = Counter(
         "llmagentos_service_requests", "Requests by route and status", ["route", "status"],
@@ -267,55 +192,27 @@ def service_app(
         "llmagentos_service_request_seconds", "Request time by route", ["route"],
         registry=registry,
     )  # fmt: skip
+    registry.register(_PoolCollector(pool))
     app: FastAPI = fastapi.FastAPI(
         title=f"{name} module service",
-        description="llmagentos modules as a service: one agent per session.",
+        description="llmagentos modules as a service: one agent per session, per tenant.",
         version="1",
     )
     app.state.pool = pool
 
+    # Added last, so outermost: the principal is verified before routing, and the
+    # measure counts its refusals too.
+    app.add_middleware(
+        PrincipalGate, signer=signer, require=require_principal, max_body_bytes=max_body_bytes
+    )
     app.add_middleware(_Measure, requests=requests, seconds=seconds)
 
-    @app.exception_handler(ModuleError)
-    async def _module_error(request: Any, err: ModuleError) -> Any:
-        # The module refused what the client sent (an action outside the space...).
-        return JSONResponse({"detail": str(err), "module": err.module}, status_code=400)
-
-    @app.exception_handler(ConfigError)
-    async def _config_error(request: Any, err: ConfigError) -> Any:
-        return JSONResponse({"detail": str(err), "field": err.field}, status_code=400)
-
-    @app.exception_handler(ModelError)
-    async def _model_down(request: Any, err: ModelError) -> Any:
-        # A backend this service depends on failed: not the client's mistake.
-        return JSONResponse({"detail": str(err)}, status_code=503, headers={"Retry-After": "1"})
-
-    @app.exception_handler(SessionStoreUnavailable)
-    async def _store_down(request: Any, err: SessionStoreUnavailable) -> Any:
-        # Not the client's mistake, and passing: answered so the call may be sent again.
-        return JSONResponse({"detail": str(err)}, status_code=503, headers={"Retry-After": "1"})
-
-    @app.exception_handler(SessionConflict)
-    async def _conflict(request: Any, err: SessionConflict) -> Any:
-        return JSONResponse({"detail": str(err)}, status_code=409)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Any, err: StarletteHTTPException) -> Any:
-        # Name what was not found or not allowed; keep a handler's own detail.
-        detail = err.detail
-        if err.status_code == 404 and detail == "Not Found":
-            detail = f"no route {request.url.path} (see /openapi.json)"
-        elif err.status_code == 405 and detail == "Method Not Allowed":
-            detail = f"{request.method} is not allowed on {request.url.path}"
-        return JSONResponse({"detail": detail}, status_code=err.status_code, headers=err.headers)
-
-    @app.exception_handler(LLMAgentOSError)
-    async def _our_error(request: Any, err: LLMAgentOSError) -> Any:
-        return JSONResponse({"detail": str(err)}, status_code=500)
+    _error_handlers(app)
 
     async def in_session(session: str, work: Callable[[BuiltAgent], Awaitable[T]]) -> Any:
-        result = await pool.run(session, work, _CALL_KEY.get())
-        if isinstance(result, _Replayed):
+        key = SessionKey(caller_tenant(), session)
+        result = await pool.run(key, work, _CALL_KEY.get())
+        if isinstance(result, Replayed):
             return JSONResponse(result.content, headers={"x-idempotent-replay": "true"})
         return result
 
@@ -340,6 +237,61 @@ def service_app(
     return app
 
 
+def _error_handlers(app: FastAPI) -> None:
+    """Each typed error as the status it means, naming what went wrong."""
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(ModuleError)
+    async def _module_error(request: Any, err: ModuleError) -> Any:
+        # The module refused what the client sent (an action outside the space...).
+        return JSONResponse({"detail": str(err), "module": err.module}, status_code=400)
+
+    @app.exception_handler(ConfigError)
+    async def _config_error(request: Any, err: ConfigError) -> Any:
+        return JSONResponse({"detail": str(err), "field": err.field}, status_code=400)
+
+    @app.exception_handler(ModelError)
+    async def _model_down(request: Any, err: ModelError) -> Any:
+        # A backend this service depends on failed: not the client's mistake.
+        return JSONResponse({"detail": str(err)}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(SessionStoreUnavailable)
+    async def _store_down(request: Any, err: SessionStoreUnavailable) -> Any:
+        # Not the client's mistake, and passing: answered so the call may be sent again.
+        return JSONResponse({"detail": str(err)}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(SessionConflict)
+    async def _conflict(request: Any, err: SessionConflict) -> Any:
+        return JSONResponse({"detail": str(err)}, status_code=409)
+
+    @app.exception_handler(SessionLimitReached)
+    async def _full(request: Any, err: SessionLimitReached) -> Any:
+        headers = {"Retry-After": "1"} if err.status == 503 else None
+        content = {"detail": str(err), "field": err.field, "limit": err.limit}
+        return JSONResponse(content, status_code=err.status, headers=headers)
+
+    @app.exception_handler(SessionStateRefused)
+    async def _refused_state(request: Any, err: SessionStateRefused) -> Any:
+        # The store holds a state this service did not write for this session: an
+        # integrity failure behind the service, not the client's doing. Nothing loaded.
+        return JSONResponse({"detail": str(err), "reason": err.reason}, status_code=500)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Any, err: StarletteHTTPException) -> Any:
+        # Name what was not found or not allowed; keep a handler's own detail.
+        detail = err.detail
+        if err.status_code == 404 and detail == "Not Found":
+            detail = f"no route {request.url.path} (see /openapi.json)"
+        elif err.status_code == 405 and detail == "Method Not Allowed":
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return JSONResponse({"detail": detail}, status_code=err.status_code, headers=err.headers)
+
+    @app.exception_handler(LLMAgentOSError)
+    async def _our_error(request: Any, err: LLMAgentOSError) -> Any:
+        return JSONResponse({"detail": str(err)}, status_code=500)
+
+
 def _service_routes(app: FastAPI, pool: SessionPool, kinds: tuple[str, ...], registry: Any) -> None:
     fastapi = _fastapi()
     from fastapi.responses import PlainTextResponse
@@ -361,22 +313,69 @@ def _service_routes(app: FastAPI, pool: SessionPool, kinds: tuple[str, ...], reg
         """Prometheus metrics: requests and latency per route."""
         return PlainTextResponse(prometheus_text(registry), media_type=CONTENT_TYPE_LATEST)
 
+    # The id in a path is checked as in a body, after the path was percent-decoded
+    # (parameters as defaults: the annotations are strings resolved in module scope).
+    session_id = fastapi.Path(pattern=SESSION_PATTERN, description="The session id.")
+    most = fastapi.Query(1000, ge=1, le=10000, description="Most ids to list.")
+
+    @app.get("/v1/sessions", tags=["sessions"], responses=LIST_ERRORS)
+    async def list_sessions(limit: int = most) -> SessionsReply:
+        """The caller's own sessions (its tenant's), sorted by id."""
+        names, more = await pool.sessions(caller_tenant(), limit)
+        return SessionsReply(sessions=names, truncated=more)
+
     @app.delete("/v1/sessions/{session}", tags=["sessions"], responses=SESSION_ERRORS)
-    async def drop_session(session: str) -> dict[str, bool]:
-        """Forget a session's state."""
-        if not pool.drop(session):
+    async def drop_session(session: str = session_id) -> dict[str, bool]:
+        """Forget one of the caller's sessions (after the call it is running, if any)."""
+        if not await pool.drop(SessionKey(caller_tenant(), session)):
             raise fastapi.HTTPException(404, f"no session {session!r}")
         return {"dropped": True}
 
     @app.get("/v1/sessions/{session}/qtable", tags=["sessions"], responses=SESSION_ERRORS)
-    async def qtable(session: str) -> dict[str, Any]:
-        """The session's Q-table (for agents that have one)."""
-        built = pool.peek(session)
+    async def qtable(session: str = session_id) -> dict[str, Any]:
+        """The caller's session's Q-table (for agents that have one)."""
+        built = await pool.peek(SessionKey(caller_tenant(), session))
         if built is None:
             raise fastapi.HTTPException(404, f"no session {session!r}")
         if built.q_table is None:
             raise fastapi.HTTPException(404, f"session {session!r} has no Q-table")
         return dict(built.q_table.to_dict())
+
+
+class _PoolCollector:
+    """The session pool's own figures, read at scrape time."""
+
+    def __init__(self, pool: SessionPool) -> None:
+        self.pool = pool
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        stats = self.pool.stats
+        yield GaugeMetricFamily(
+            "llmagentos_service_sessions", "Sessions in memory", value=len(self.pool)
+        )
+        yield CounterMetricFamily(
+            "llmagentos_service_sessions_evicted",
+            "Idle sessions evicted from memory (saved in the store first)",
+            value=stats.evicted,
+        )
+        refused = CounterMetricFamily(
+            "llmagentos_service_sessions_refused",
+            "New sessions refused by a quota",
+            labels=["limit"],
+        )
+        for limit in ("max_sessions_per_tenant", "max_sessions"):
+            refused.add_metric([limit], stats.refused[limit])
+        yield refused
+        states = CounterMetricFamily(
+            "llmagentos_service_stored_states_refused",
+            "Stored states refused (forged, rolled back, unsigned pickle)",
+            labels=["reason"],
+        )
+        for reason in ("forged", "rollback", "unsigned"):
+            states.add_metric([reason], stats.state_refused[reason])
+        yield states
 
 
 def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, guarded: Any) -> None:

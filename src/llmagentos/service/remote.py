@@ -13,7 +13,10 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -37,6 +40,11 @@ __all__ = [
 
 class ServiceClient:
     """HTTP calls to one module service for one session (sync and async clients).
+
+    The async client is one per event loop (an ``httpx.AsyncClient`` belongs to the
+    loop it first ran on): each ``asyncio.run`` gets its own, closed when that loop
+    shuts down (``asyncio.run`` closes open async generators, one of which holds it),
+    and :meth:`close` / :meth:`aclose` close whatever is left.
 
     Args:
         base_url: the service (or the gateway route in front of it).
@@ -63,7 +71,10 @@ class ServiceClient:
         self._client = httpx.Client(
             base_url=self.base_url, timeout=timeout, headers=self.headers, transport=transport
         )
-        self._async: httpx.AsyncClient | None = None
+        # One async client per loop, with what closes it at the loop's end; entries of
+        # closed loops are dropped whenever another loop adds one.
+        self._async: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, _Keeper]] = {}
+        self._guard = threading.Lock()
         self._calls = 0
 
     def _key(self) -> dict[str, str]:
@@ -91,13 +102,29 @@ class ServiceClient:
             raise ModuleError(kind, f"remote {self.base_url}{path}: {err!r}") from err
         return self._reply(kind, response)
 
+    async def _client_for_loop(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            found = self._async.get(loop)
+        if found is not None and not found[0].is_closed:
+            return found[0]
+        client = httpx.AsyncClient(
+            base_url=self.base_url, timeout=self.timeout, headers=self.headers
+        )
+        keeper = _Keeper(client)
+        await keeper.start()
+        with self._guard:
+            ended = [other for other in self._async if other.is_closed()]
+            dropped = [self._async.pop(other)[1] for other in ended]
+            self._async[loop] = (client, keeper)
+        for old in dropped:
+            old.finish()
+        return client
+
     async def apost(self, kind: str, path: str, **payload: Any) -> Any:
-        if self._async is None:
-            self._async = httpx.AsyncClient(
-                base_url=self.base_url, timeout=self.timeout, headers=self.headers
-            )
+        client = await self._client_for_loop()
         try:
-            response = await self._async.post(
+            response = await client.post(
                 path, json={"session": self.session, **payload}, headers=self._key()
             )
         except httpx.HTTPError as err:
@@ -105,7 +132,79 @@ class ServiceClient:
         return self._reply(kind, response)
 
     def close(self) -> None:
+        """Close the sync client and every loop's async client still open."""
         self._client.close()
+        with self._guard:
+            entries = list(self._async.items())
+            self._async.clear()
+        for loop, (client, keeper) in entries:
+            if client.is_closed or loop.is_closed():
+                keeper.finish()  # a closed loop closed its client (or can no longer)
+            elif loop.is_running():
+                # Called from that loop's own thread, or another: close it there.
+                if _running_loop() is loop:
+                    loop.create_task(client.aclose())
+                    keeper.finish()
+                else:
+                    asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=10)
+                    loop.call_soon_threadsafe(keeper.finish)
+            elif _running_loop() is None:
+                loop.run_until_complete(client.aclose())
+                keeper.finish()
+            else:  # another loop runs in this thread: that one cannot run now
+                keeper.finish()
+
+    async def aclose(self) -> None:
+        """Close the sync client and every loop's async client (awaiting this loop's)."""
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            mine = self._async.pop(loop, None)
+        if mine is not None:
+            await mine[0].aclose()
+            mine[1].finish()
+        self.close()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class _Keeper:
+    """Closes a loop's client when the loop shuts down.
+
+    An async generator suspended at its ``yield`` for the loop's life: asyncio.run's
+    ``shutdown_asyncgens()`` closes it, running its ``finally`` while the loop still
+    runs. :meth:`finish` retires it without a loop once the client is dealt with, so
+    no half-run generator is left for the garbage collector to hand a closed loop.
+    """
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.active = True
+        self._generator = self._run()
+
+    async def _run(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if self.active and not self.client.is_closed:
+                await self.client.aclose()
+
+    async def start(self) -> None:
+        await self._generator.__anext__()  # the running loop now tracks it
+
+    def finish(self) -> None:
+        self.active = False
+        closing = self._generator.aclose()
+        try:
+            closing.send(None)  # the finally has nothing to await any more
+        except (StopIteration, StopAsyncIteration):
+            pass
+        except RuntimeError:  # already running its finally (the loop is shutting down)
+            closing.close()
 
 
 class _Remote:

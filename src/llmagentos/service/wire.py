@@ -28,8 +28,11 @@ __all__ = [
     "PerformRequest",
     "ReportReply",
     "ResetRequest",
+    "LIST_ERRORS",
     "SESSION_ERRORS",
+    "SESSION_PATTERN",
     "SessionRequest",
+    "SessionsReply",
     "TrainRequest",
     "TransitionData",
     "UpdateRequest",
@@ -143,25 +146,64 @@ class ReportReply(_Wire):
     report: dict[str, Any] | None = None
 
 
+class SessionsReply(_Wire):
+    sessions: list[str] = Field(description="The caller's session ids, sorted.")
+    truncated: bool = Field(description="More sessions exist than the limit asked for.")
+
+
 class ErrorReply(BaseModel):
     """A refused request: what went wrong, and the module or field it concerns."""
 
     detail: str
     module: str | None = None
     field: str | None = None
+    reason: str | None = None
+    limit: int | None = None
+
+
+_REFUSED_PRINCIPAL: dict[str, Any] = {
+    "model": ErrorReply,
+    "description": "No valid signed principal (reason: missing, invalid, expired, mismatch).",
+}
+_REFUSED_STATE: dict[str, Any] = {
+    "model": ErrorReply,
+    "description": "The stored state was refused: forged, copied from another session, "
+    "or rolled back (reason); nothing was loaded or changed.",
+}
 
 
 #: The error replies a module route may give besides validation's 422.
 MODULE_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorReply, "description": "The module refused the value (named)."},
+    401: _REFUSED_PRINCIPAL,
     409: {
         "model": ErrorReply,
         "description": "Another replica moved the session on meanwhile; the call was not "
         "applied and may be sent again.",
     },
-    503: {"model": ErrorReply, "description": "A backend the module needs is down."},
+    413: {"model": ErrorReply, "description": "The body is over max_body_bytes."},
+    429: {
+        "model": ErrorReply,
+        "description": "A new session over the tenant's quota (max_sessions_per_tenant), "
+        "with no store to save an idle one to.",
+    },
+    500: _REFUSED_STATE,
+    503: {
+        "model": ErrorReply,
+        "description": "A backend the module needs is down, the store does not answer, or "
+        "no session can make room (field: the limit); with Retry-After.",
+    },
 }
 #: The error replies of a session route.
 SESSION_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorReply, "description": "No such session."},
+    401: _REFUSED_PRINCIPAL,
+    404: {"model": ErrorReply, "description": "No such session (of the caller's tenant)."},
+    409: {"model": ErrorReply, "description": "The session kept changing meanwhile."},
+    500: _REFUSED_STATE,
+    503: {"model": ErrorReply, "description": "The store does not answer; with Retry-After."},
+}
+#: The error replies of the listing.
+LIST_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _REFUSED_PRINCIPAL,
+    503: {"model": ErrorReply, "description": "The store does not answer; with Retry-After."},
 }
