@@ -16,7 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-COUNTS = {"calls": 0, "requests": 0}  # requests: every request this process received
+# requests: every request this process received, but the gateway's own probes (its
+# health checks, its fetch of route templates) and the tests' reads of these counts.
+COUNTS = {"calls": 0, "requests": 0}
+_PROBES = frozenset({"/readyz", "/openapi.json", "/calls"})
 
 
 async def ready(request: Request) -> Response:
@@ -122,7 +125,7 @@ routes = Starlette(routes=[
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The routes, with every HTTP request counted (what reached this replica at all)."""
-    if scope["type"] == "http":
+    if scope["type"] == "http" and scope["path"] not in _PROBES:
         COUNTS["requests"] += 1
     await routes(scope, receive, send)
 
