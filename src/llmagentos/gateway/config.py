@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,7 +120,7 @@ def _exposed(data: dict[str, Any], base: Path) -> list[Exposed]:
     return exposed
 
 
-def _admission(options: dict[str, Any], base: Path) -> None:
+def _admission(options: dict[str, Any], base: Path, environ: Mapping[str, str]) -> None:
     """Turn ``keys``, ``rate_per_second``/``burst`` and ``redis_url`` into objects."""
     keys = options.pop("keys", None)
     if keys is not None:
@@ -140,7 +140,7 @@ def _admission(options: dict[str, Any], base: Path) -> None:
         options["upstream_ca_file"] = str(path)
     jwt = options.pop("jwt", None)
     if jwt is not None:
-        options["jwt"] = _jwt_verifier(jwt, base)
+        options["jwt"] = _jwt_verifier(jwt, base, environ)
     rate, burst = options.pop("rate_per_second", None), options.pop("burst", None)
     redis_url = options.pop("redis_url", None)
     if rate is None:
@@ -170,7 +170,7 @@ _JWT_FIELDS = {
 }  # fmt: skip
 
 
-def _jwt_verifier(spec: Any, base: Path) -> JwtVerifier:
+def _jwt_verifier(spec: Any, base: Path, environ: Mapping[str, str]) -> JwtVerifier:
     """``[gateway.jwt]``: the secret comes from an environment variable, never the file."""
     if not isinstance(spec, dict):
         raise ConfigError("gateway.jwt", "must be a table ([gateway.jwt])")
@@ -180,7 +180,7 @@ def _jwt_verifier(spec: Any, base: Path) -> JwtVerifier:
     options = {k: v for k, v in spec.items() if k not in ("secret_env", "public_key")}
     if "secret_env" in spec:
         name = str(spec["secret_env"])
-        secret = os.environ.get(name)
+        secret = environ.get(name)
         if not secret:
             raise ConfigError("gateway.jwt.secret_env", f"the environment variable {name} is empty")
         options["secret"] = secret
@@ -193,7 +193,7 @@ def _jwt_verifier(spec: Any, base: Path) -> JwtVerifier:
         raise ConfigError("gateway.jwt", str(err)) from err
 
 
-def _trust(options: dict[str, Any]) -> None:
+def _trust(options: dict[str, Any], environ: Mapping[str, str]) -> None:
     """The principal secret, credential headers, admission limits, replica networks,
     what a failing rate-limit store means, and the credential guard's limits."""
     env = options.pop("principal_secret_env", SECRET_ENV)
@@ -203,7 +203,8 @@ def _trust(options: dict[str, Any]) -> None:
     if not isinstance(unsigned, bool):
         raise ConfigError("gateway.forward_unsigned", f"must be true or false (got {unsigned!r})")
     try:
-        secret = principal_secret(env=env)
+        raw = environ.get(env)
+        secret = principal_secret(raw) if raw else None
     except ConfigError as err:
         raise ConfigError("gateway.principal_secret_env", f"{env}: {err.problem}") from err
     if ("keys" in options or "jwt" in options) and secret is None and not unsigned:
@@ -265,8 +266,15 @@ def _resilience(options: dict[str, Any]) -> None:
     options["resilience"] = settings
 
 
-def load_gateway_config(path: str | Path) -> GatewayConfig:
-    """Read and check a gateway config; every error names its field."""
+def load_gateway_config(
+    path: str | Path, *, environ: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Read and check a gateway config; every error names its field.
+
+    Secrets are read from ``environ`` (default: the process's environment), never from
+    the file.
+    """
+    environ = os.environ if environ is None else environ
     source = Path(path)
     try:
         data = tomllib.loads(source.read_text(encoding="utf-8"))
@@ -284,8 +292,8 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
         value = options[key]
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"gateway.{key}", f"must be an integer (got {value!r})")
-    _admission(options, source.parent)
-    _trust(options)
+    _admission(options, source.parent, environ)
+    _trust(options, environ)
     _resilience(options)
     services = data.get("services", [])
     if not isinstance(services, list):
