@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["AdminRoutes", "is_loopback"]
 
 _CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_MAX_BODY = 16_384
 
 
 def is_loopback(host: str | None) -> bool:
@@ -118,8 +119,15 @@ class AdminRoutes:
 
         gateway = self.gateway
         name = request.path_params["name"]
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > _MAX_BODY:  # a URL fits in far less
+                return JSONResponse(
+                    {"detail": f"body over {_MAX_BODY} bytes", "field": "body"}, status_code=413
+                )
         try:
-            data = json.loads(await request.body() or b"null")
+            data = json.loads(body or b"null")
         except (ValueError, RecursionError) as err:
             return JSONResponse(
                 {"detail": f"body is not JSON: {err}", "field": "body"}, status_code=400

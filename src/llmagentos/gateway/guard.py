@@ -98,7 +98,12 @@ class CredentialGuard:
     async def _check(
         self, check: Callable[[str | None], T], presented: str | None, client: str
     ) -> T:
-        digest = hashlib.sha256((presented or "").encode()).digest()
+        # By the credential itself, so "bearer  x" and "Bearer x" are one failure.
+        value = (presented or "").strip()
+        scheme, _, rest = value.partition(" ")
+        if rest and scheme.lower() == "bearer":
+            value = rest.strip()
+        digest = hashlib.sha256(value.encode()).digest()
         remembered = self._remembered(digest)
         if remembered is not None:
             self.counts["remembered"] += 1

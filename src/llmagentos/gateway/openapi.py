@@ -134,6 +134,7 @@ def _admin() -> dict[str, Any]:
     errors = {
         **admin_refusals,
         "400": _json("Not JSON", _DETAIL),
+        "413": _json("Body over 16 KiB", _DETAIL),
         "415": _json("Not Content-Type: application/json", _DETAIL),
         "422": _json("Invalid body or URL", _DETAIL),
     }
