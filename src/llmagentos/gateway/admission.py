@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import email.message
 import json
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,10 @@ __all__ = [
 ]
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+# A path of unreserved and sub-delimiter characters only (RFC 3986), no escape: what
+# nearly every request is, checked without decoding.
+_PLAIN = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
+_VISIBLE = re.compile(rb"[\x21-\x7e]*")
 # Headers that must not be repeated: two values would let the gateway and the replica
 # each read a different one.
 _SINGLE = frozenset({b"content-type", b"content-length", b"authorization", b"x-api-key", b"host"})
@@ -139,23 +144,33 @@ def check_target(raw_path: bytes, query: bytes, limits: AdmissionLimits) -> None
         raise _refuse(f"the request target is over {limits.max_target_bytes} bytes", status=414)
     if not raw_path.startswith(b"/"):
         raise _refuse("the request target must be an absolute path (origin-form)")
-    for position, byte in enumerate(raw_path):
-        if not 0x21 <= byte <= 0x7E:
-            raise _refuse(f"the path has a byte outside visible ASCII at {position} ({byte:#04x})")
-        if byte == 0x5C:
-            raise _refuse(f"the path has a backslash at {position}")
-    for position, byte in enumerate(query):
-        if not 0x21 <= byte <= 0x7E:
-            raise _refuse(
-                f"the query has a byte outside visible ASCII at {position} ({byte:#04x})",
-                field="query",
-            )
+    if _VISIBLE.fullmatch(raw_path) is None or b"\\" in raw_path:
+        for position, byte in enumerate(raw_path):
+            if not 0x21 <= byte <= 0x7E:
+                detail = f"the path has a byte outside visible ASCII at {position} ({byte:#04x})"
+                raise _refuse(detail)
+            if byte == 0x5C:
+                raise _refuse(f"the path has a backslash at {position}")
+    if _VISIBLE.fullmatch(query) is None:
+        for position, byte in enumerate(query):
+            if not 0x21 <= byte <= 0x7E:
+                raise _refuse(
+                    f"the query has a byte outside visible ASCII at {position} ({byte:#04x})",
+                    field="query",
+                )
     segments = raw_path[1:].split(b"/")
+    plain = _PLAIN.fullmatch(raw_path) is not None  # no escapes: each segment is itself
     for index, segment in enumerate(segments):
         if not segment:
             if index == len(segments) - 1:
                 continue  # a trailing slash names no other resource
             raise _refuse(f"path segment {index} is empty (//)")
+        if plain:
+            if segment in (b".", b".."):
+                raise _refuse(f"path segment {index} is a dot segment ({segment.decode()!r})")
+            if len(segment) > limits.max_segment_chars:
+                raise _refuse(f"path segment {index} is over {limits.max_segment_chars} characters")
+            continue
         _check_segment(_decode(segment, index), index, limits)
 
 
