@@ -144,6 +144,15 @@ def test_keys_command_creates_lists_and_revokes(tmp_path: Path, capsys) -> None:
     assert "acme" in listing and secret not in listing  # the secret is never shown
     assert main(["keys", "revoke", key.split("_")[1], "--file", file]) == 0
     assert main(["keys", "revoke", "nope", "--file", file]) == 2
+    capsys.readouterr()
+    assert main(["keys", "create", "--admin", "--file", file]) == 0
+    admin = capsys.readouterr().out.strip()
+    assert ApiKeyStore(file).authenticate_admin(admin) == admin.split("_")[1]
+    assert main(["keys", "list", "--file", file]) == 0
+    assert "(admin key)" in capsys.readouterr().out
+    assert main(["keys", "create", "--file", file]) == 2  # a service key needs a tenant
+    assert "--tenant" in capsys.readouterr().err
+    assert main(["keys", "create", "--admin", "--tenant", "acme", "--file", file]) == 2
 
 
 def test_the_config_builds_keys_and_limits_and_names_bad_fields(
