@@ -122,16 +122,16 @@ def test_a_killed_redis_answers_as_configured_never_500(echo: str, tmp_path: Pat
     with running_redis() as (redis, redis_url):
         port = redis_url.rsplit(":", 1)[1].split("/")[0]
         gateways = {}
-        for mode in ("closed", "open"):
-            config = tmp_path / f"{mode}.toml"
-            config.write_text(
-                f"[gateway]\nhealth_interval = 0\nrate_per_second = 100\nburst = 100\n"
-                f'redis_url = "{redis_url}"\nrate_limit_failure = "{mode}"\n\n'
-                f'[[services]]\nname = "echo"\nreplicas = ["{echo}"]\n'
-            )
-            gateways[mode] = start_server(["llmagentos", "gateway", str(config)], env=ENV)
-        closed, opened = gateways["closed"][1], gateways["open"][1]
         try:
+            for mode in ("closed", "open"):
+                config = tmp_path / f"{mode}.toml"
+                config.write_text(
+                    f"[gateway]\nhealth_interval = 0\nrate_per_second = 100\nburst = 100\n"
+                    f'redis_url = "{redis_url}"\nrate_limit_failure = "{mode}"\n\n'
+                    f'[[services]]\nname = "echo"\nreplicas = ["{echo}"]\n'
+                )
+                gateways[mode] = start_server(["llmagentos", "gateway", str(config)], env=ENV)
+            closed, opened = gateways["closed"][1], gateways["open"][1]
             assert httpx.get(f"{closed}/echo/inspect").status_code == 200
             assert httpx.get(f"{opened}/echo/inspect").status_code == 200
             redis.kill()

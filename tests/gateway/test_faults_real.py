@@ -122,13 +122,17 @@ def test_keys_scopes_and_revocation(upstreams: list[str], tmp_path: Path) -> Non
     globex = keys.create_key("globex", ["taxi:*"])
     keys.close()
     taxi, taxi_url = start_server(["llmagentos", "serve", str(TAXI)], env=SIGNED)
-    process, gateway = _gateway(
-        tmp_path,
-        '[gateway]\nkeys = "keys.db"\nhealth_interval = 0\n\n'
-        f'[[services]]\nname = "up"\nreplicas = {json.dumps(upstreams)}\n\n'
-        f'[[services]]\nname = "taxi"\nreplicas = ["{taxi_url}"]\n',
-        env=SIGNED,
-    )
+    try:
+        process, gateway = _gateway(
+            tmp_path,
+            '[gateway]\nkeys = "keys.db"\nhealth_interval = 0\n\n'
+            f'[[services]]\nname = "up"\nreplicas = {json.dumps(upstreams)}\n\n'
+            f'[[services]]\nname = "taxi"\nreplicas = ["{taxi_url}"]\n',
+            env=SIGNED,
+        )
+    except BaseException:
+        _stop([taxi])  # the gateway never started: nothing else to stop
+        raise
 
     def call(key: str | None, path: str = "/up/echo") -> httpx.Response:
         headers = {} if key is None else {"authorization": f"Bearer {key}"}

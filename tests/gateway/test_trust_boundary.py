@@ -54,17 +54,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     keys = ApiKeyStore(home / "keys.db", scrypt_n=2**10)
     key = {t: keys.create_key(t, ["echo:*", "taxi:*"]) for t in ("acme", "evil")}
     keys.close()
-    echo, echo_url = start_server(["llmagentos.gateway.testing"], port_flag=None)
-    taxi, taxi_url = start_server(["llmagentos", "serve", str(TAXI)], env=ENV)
-    config = home / "gateway.toml"
-    config.write_text(
-        '[gateway]\nkeys = "keys.db"\nhealth_interval = 0\n\n'
-        f'[[services]]\nname = "echo"\nreplicas = ["{echo_url}"]\n\n'
-        f'[[services]]\nname = "taxi"\nreplicas = ["{taxi_url}"]\n'
-    )
-    gateway, url = start_server(["llmagentos", "gateway", str(config)], env=ENV)
-    yield {"gateway": url, "echo": echo_url, "key": key}
-    _stop(gateway, echo, taxi)
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        echo, echo_url = start_server(["llmagentos.gateway.testing"], port_flag=None)
+        started.append(echo)
+        taxi, taxi_url = start_server(["llmagentos", "serve", str(TAXI)], env=ENV)
+        started.append(taxi)
+        config = home / "gateway.toml"
+        config.write_text(
+            '[gateway]\nkeys = "keys.db"\nhealth_interval = 0\n\n'
+            f'[[services]]\nname = "echo"\nreplicas = ["{echo_url}"]\n\n'
+            f'[[services]]\nname = "taxi"\nreplicas = ["{taxi_url}"]\n'
+        )
+        gateway, url = start_server(["llmagentos", "gateway", str(config)], env=ENV)
+        started.append(gateway)
+        yield {"gateway": url, "echo": echo_url, "key": key}
+    finally:
+        _stop(*reversed(started))
 
 
 def _reached(echo_url: str) -> int:
@@ -321,7 +327,11 @@ def test_tenants_reach_only_their_own_sessions_end_to_end(tmp_path: Path) -> Non
     config = tmp_path / "gateway.toml"
     config.write_text('[gateway]\nkeys = "keys.db"\nhealth_interval = 0\n\n'
                       f'[[services]]\nname = "taxi"\nreplicas = ["{taxi_url}"]\n')  # fmt: skip
-    gateway, url = start_server(["llmagentos", "gateway", str(config)], env=ENV)
+    try:
+        gateway, url = start_server(["llmagentos", "gateway", str(config)], env=ENV)
+    except BaseException:
+        _stop(taxi)
+        raise
 
     def visits(key: str, target: str) -> RawReply:
         return send(url, "GET", target, headers=[_bearer(key)])
