@@ -31,13 +31,16 @@ import email.message
 import json
 import re
 import unicodedata
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from llmagentos.exceptions import ConfigError, GatewayError
 
 __all__ = [
     "AdmissionLimits",
+    "AdmissionMiddleware",
     "check_headers",
     "check_target",
     "is_json_type",
@@ -259,3 +262,31 @@ def read_json_body(
         if isinstance(session, str) and len(session) > limits.max_id_chars:
             raise _refuse(f"session is over {limits.max_id_chars} characters", field="body.session")
     return data
+
+
+#: ``refuse(scope, send, error)``: answer a request refused before routing.
+Refuse = Callable[[Mapping[str, Any], Any, GatewayError], Awaitable[None]]
+
+
+class AdmissionMiddleware:
+    """Pure ASGI: every HTTP request's target and headers admitted before routing; a
+    refusal is answered by ``refuse`` and goes no further."""
+
+    def __init__(self, app: Any, *, limits: AdmissionLimits, refuse: Refuse) -> None:
+        self.app = app
+        self.limits = limits
+        self.refuse = refuse
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not scope.get("raw_path"):  # optional in ASGI: then the decoded path, encoded
+            scope["raw_path"] = quote(scope["path"]).encode("ascii")
+        try:
+            check_target(scope["raw_path"], scope.get("query_string", b""), self.limits)
+            check_headers(scope["headers"])
+        except GatewayError as err:
+            await self.refuse(scope, send, err)
+            return
+        await self.app(scope, receive, send)

@@ -33,15 +33,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import logging
 import math
 import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -52,12 +51,10 @@ from llmagentos.exceptions import (
     RateLimited,
     RateLimitUnavailable,
 )
-from llmagentos.gateway.access_log import ACCESS_LOGGER, dropped_lines
 from llmagentos.gateway.admin import AdminRoutes
 from llmagentos.gateway.admission import (
     AdmissionLimits,
-    check_headers,
-    check_target,
+    AdmissionMiddleware,
     read_json_body,
 )
 from llmagentos.gateway.affinity import session_key
@@ -72,11 +69,19 @@ from llmagentos.gateway.hop import (
     upstream_headers,
 )
 from llmagentos.gateway.jwt_auth import Credentials, JwtVerifier
+from llmagentos.gateway.metrics import GatewayMetrics
 from llmagentos.gateway.networks import ReplicaNetworks
 from llmagentos.gateway.openai_face import OpenAIFace
 from llmagentos.gateway.openapi import gateway_openapi
 from llmagentos.gateway.ratelimit import RateLimiter
 from llmagentos.gateway.registry import RESERVED_NAMES, ServiceEntry, ServiceRegistry
+from llmagentos.gateway.replies import (
+    circuit_open,
+    failed,
+    log_access,
+    not_found,
+    own_path_refused,
+)
 from llmagentos.gateway.route_labels import RouteLabels
 from llmagentos.gateway.runtime import ResilienceSettings, ServiceRuntime
 from llmagentos.gateway.upstream import (
@@ -85,7 +90,6 @@ from llmagentos.gateway.upstream import (
     Upstream,
     UpstreamError,
     UpstreamRefused,
-    UpstreamTimeout,
     tls_context,
 )
 from llmagentos.principal import PRINCIPAL_HEADER, Principal, PrincipalSigner
@@ -103,7 +107,6 @@ RATE_LIMIT_FAILURE = ("open", "closed")
 # Who signs the gateway's own calls to replicas (their route templates): no tenant's
 # sessions are reached by them, and no scope is granted.
 _GATEWAY_ITSELF = Principal("gateway:internal", "gateway", ())
-access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 def _is_idempotent(
@@ -146,63 +149,6 @@ def _raw_route(scope: Mapping[str, Any]) -> str:
     raw = bytes(scope["raw_path"]).decode("latin-1")
     _, _, rest = raw[1:].partition("/")
     return "/" + rest
-
-
-class _Admission:
-    """Pure ASGI: every HTTP request's target and headers admitted before routing."""
-
-    def __init__(self, app: Any, gateway: Gateway) -> None:
-        self.app = app
-        self.gateway = gateway
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if not scope.get("raw_path"):  # optional in ASGI: then the decoded path, encoded
-            scope["raw_path"] = quote(scope["path"]).encode("ascii")
-        try:
-            check_target(scope["raw_path"], scope.get("query_string", b""), self.gateway.admission)
-            check_headers(scope["headers"])
-        except GatewayError as err:
-            await self.gateway.refuse_early(scope, send, err)
-            return
-        await self.app(scope, receive, send)
-
-
-class _Collector:
-    """Counters kept outside prometheus_client (the guard's, the access log's), read at
-    scrape time."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-        dropped = CounterMetricFamily(
-            "llmagentos_gateway_access_log_dropped",
-            "Access-log lines dropped because the log's buffer was full",
-        )
-        dropped.add_metric([], dropped_lines())
-        yield dropped
-        guard = self.gateway.guard
-        if guard is not None:
-            checks = CounterMetricFamily(
-                "llmagentos_gateway_credential_checks",
-                "Credential checks by outcome: cached (a hash), costly (scrypt or a "
-                "signature), remembered (a recent failure, no work), throttled (429)",
-                labels=["outcome"],
-            )
-            for outcome, count in guard.counts.items():
-                checks.add_metric([outcome], count)
-            yield checks
-            failures = GaugeMetricFamily(
-                "llmagentos_gateway_failed_credentials_remembered",
-                "Failed credentials remembered now",
-            )
-            failures.add_metric([], guard.failures_remembered())
-            yield failures
 
 
 class Gateway:
@@ -279,10 +225,6 @@ class Gateway:
             raise ConfigError(
                 "rate_limit_failure", f"'open' or 'closed' (got {rate_limit_failure!r})"
             )
-        try:
-            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-        except ImportError as err:
-            raise MissingExtraError("the gateway", "gateway", "prometheus-client") from err
         self.registry = registry
         self.face = face
         self.keys = keys
@@ -324,36 +266,11 @@ class Gateway:
         self.upstream = upstream
         self.admin = AdminRoutes(self)
         self.closers: list[Callable[[], None]] = []  # run at shutdown, after the last request
-        self.metrics = CollectorRegistry()
+        self.meters = GatewayMetrics(lambda: self.guard)
+        self.metrics = self.meters.registry
         self.route_labels = RouteLabels()
         self._learning: dict[str, float] = {}  # service -> when its templates may be fetched
         self._tasks: set[asyncio.Task[None]] = set()
-        self.requests_total = Counter(
-            "llmagentos_gateway_requests", "Proxied requests",
-            ["service", "route", "upstream", "status"], registry=self.metrics,
-        )  # fmt: skip
-        self.upstream_latency = Histogram(
-            "llmagentos_gateway_upstream_seconds", "Time of each attempt at a replica",
-            ["service", "upstream"], registry=self.metrics,
-        )  # fmt: skip
-        self.replica_healthy = Gauge(
-            "llmagentos_gateway_replica_healthy", "1 when a replica passes its checks and is "
-            "not ejected", ["service", "replica"], registry=self.metrics,
-        )  # fmt: skip
-        self.breaker_open = Gauge(
-            "llmagentos_gateway_breaker_open", "1 while a service's circuit breaker is not closed",
-            ["service"], registry=self.metrics,
-        )  # fmt: skip
-        self.latency = Histogram(
-            "llmagentos_gateway_request_seconds", "Proxied request time, end to end",
-            ["service", "route"], registry=self.metrics,
-        )  # fmt: skip
-        self.rate_limit_errors = Counter(
-            "llmagentos_gateway_rate_limit_store_errors",
-            "Rate-limit decisions the store failed to give (answered as rate_limit_failure)",
-            registry=self.metrics,
-        )  # fmt: skip
-        self.metrics.register(_Collector(self))
 
     # -- proxying -------------------------------------------------------------------------
 
@@ -368,7 +285,7 @@ class Gateway:
         if refused is not None:
             reply = refused
         elif name in RESERVED_NAMES:
-            reply = _own_path_refused(request, request_id, face=self.face is not None)
+            reply = own_path_refused(request, request_id, face=self.face is not None)
         elif entry is None:
             known = ", ".join(self.registry.names()) or "none"
             reply = problem(404, f"unknown service {name!r} (known: {known})", request_id)
@@ -382,7 +299,7 @@ class Gateway:
             labels = (name, self.route_labels.label(name, route))
             self._learn_routes(entry)
         self._observe(labels, upstream, reply.status_code, seconds)
-        _log_access(
+        log_access(
             request.method, request_id, service=name, route=route, upstream=upstream,
             status=reply.status_code, seconds=seconds, attempts=tried,
         )  # fmt: skip
@@ -410,9 +327,7 @@ class Gateway:
         )
 
     def _observe(self, labels: tuple[str, str], upstream: str, status: int, seconds: float) -> None:
-        """Count a request by (service, route), upstream and status, and time it."""
-        self.requests_total.labels(*labels, upstream, str(status)).inc()
-        self.latency.labels(*labels).observe(seconds)
+        self.meters.observe(labels, upstream, status, seconds)
 
     async def refuse_early(self, scope: Mapping[str, Any], send: Any, err: GatewayError) -> None:
         """Answer a request refused before routing (its target or headers), counted and
@@ -430,7 +345,7 @@ class Gateway:
         })  # fmt: skip
         await send({"type": "http.response.body", "body": body})
         self._observe(("(refused)", "-"), "-", err.status, 0.0)
-        _log_access(
+        log_access(
             scope.get("method", "-"), request_id, service="(refused)", route="-", upstream="-",
             status=err.status, seconds=0.0, attempts=0,
         )  # fmt: skip
@@ -535,7 +450,7 @@ class Gateway:
         runtime = self._runtime(entry)
         permit = runtime.breaker.acquire()
         if permit is None:
-            return _circuit_open(entry, runtime, request_id), "-", 0
+            return circuit_open(entry, runtime, request_id), "-", 0
         runtime.budget.record_request()
         headers = upstream_headers(request, request_id, credential_headers=self.credential_headers)
         idempotent = _is_idempotent(request.method, route, entry, request.headers)
@@ -569,7 +484,7 @@ class Gateway:
                 continue  # nothing reached that replica: safe to go on, whatever the method
             except UpstreamError as err:
                 runtime.record(replica, False, entry)
-                failure = _failed(err, entry, route, request_id)
+                failure = failed(err, entry, route, request_id)
                 if idempotent and runtime.budget.can_retry():
                     continue  # kept as the answer if no other replica is left to ask
                 permit.failure()
@@ -578,7 +493,7 @@ class Gateway:
                 if not streaming:  # a stream is in flight on the replica until it ends
                     replica.end()
                 hop = time.perf_counter() - sent
-                self.upstream_latency.labels(entry.name, replica.url).observe(hop)
+                self.meters.upstream_latency.labels(entry.name, replica.url).observe(hop)
             ok = answer.status < 500
             runtime.record(replica, ok, entry)
             head = request.method == "HEAD"
@@ -639,7 +554,7 @@ class Gateway:
         try:
             decision = await self.limiter.take(who)
         except RateLimitUnavailable as err:
-            self.rate_limit_errors.inc()
+            self.meters.rate_limit_errors.inc()
             if self.rate_limit_failure == "open":
                 return None
             return problem(503, str(err), request_id)  # with Retry-After
@@ -673,7 +588,7 @@ class Gateway:
             reply.headers.setdefault("x-request-id", request_id)
             seconds = time.perf_counter() - started  # a stream: until its headers
             self._observe((service, route), "-", reply.status_code, seconds)
-            _log_access(
+            log_access(
                 request.method, request_id, service=service, route=route, upstream="-",
                 status=reply.status_code, seconds=seconds, attempts=0,
             )  # fmt: skip
@@ -699,9 +614,9 @@ class Gateway:
 
         now = time.monotonic()
         for name, runtime in self.runtimes.items():
-            self.breaker_open.labels(name).set(runtime.breaker.state.value != "closed")
+            self.meters.breaker_open.labels(name).set(runtime.breaker.state.value != "closed")
             for url, replica in runtime.replicas.items():
-                self.replica_healthy.labels(name, url).set(replica.available(now))
+                self.meters.replica_healthy.labels(name, url).set(replica.available(now))
         return Response(generate_latest(self.metrics), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(self, request: Request) -> Response:
@@ -764,80 +679,14 @@ class Gateway:
                 Route("/{service}/{path:path}", self.proxy, methods=methods),
                 Route("/{service}", self.proxy, methods=methods),  # not a redirect to /{service}/
             ],
-            middleware=[Middleware(_Admission, gateway=self)],
+            middleware=[
+                Middleware(AdmissionMiddleware, limits=self.admission, refuse=self.refuse_early)
+            ],
             lifespan=lifespan,
-            exception_handlers={404: _not_found, 405: _not_found},
+            exception_handlers={404: not_found, 405: not_found},
         )
         app.state.gateway = self
         return app
-
-
-def _log_access(
-    method: str, request_id: str, *, service: str, route: str, upstream: str,
-    status: int, seconds: float, attempts: int,
-) -> None:  # fmt: skip
-    if access_log.isEnabledFor(logging.INFO):  # build the line only if someone reads it
-        access_log.info(json.dumps({
-            "request_id": request_id, "method": method, "service": service,
-            "route": route, "upstream": upstream, "status": status,
-            "ms": round(seconds * 1000, 2), "attempts": attempts,
-        }))  # fmt: skip
-
-
-def _failed(err: UpstreamError, entry: ServiceEntry, route: str, request_id: str) -> Response:
-    """504 for a timeout, 502 for any other failure of a call that reached a replica."""
-    if isinstance(err, UpstreamTimeout):
-        limit = entry.timeout_for(route)
-        return problem(504, f"{entry.name!r} did not answer within {limit:g} s", request_id)
-    return problem(502, f"{entry.name!r} failed: {err}", request_id)
-
-
-def _circuit_open(entry: ServiceEntry, runtime: ServiceRuntime, request_id: str) -> Response:
-    """503 with the breaker's own ``Retry-After``: the service is failing, no call made."""
-    reply = problem(503, f"{entry.name!r} is failing; circuit open", request_id)
-    reply.headers["retry-after"] = str(max(1, math.ceil(runtime.breaker.retry_after())))
-    return reply
-
-
-def _own_path_refused(request: Request, request_id: str, *, face: bool) -> Response:
-    """A gateway path the proxy route caught: 405 with ``Allow`` when another method
-    would do, else 404 naming the path (the proxy would otherwise take the gateway's
-    own first segment for an unknown service)."""
-    from starlette.routing import Match, Route
-
-    allowed: set[str] = set()
-    for route in request.app.routes:
-        if isinstance(route, Route) and not route.path.startswith("/{service}"):
-            match, _ = route.matches({**request.scope, "method": "GET"})
-            if match is not Match.NONE:
-                allowed |= set(route.methods or ())
-    path = request.url.path
-    if allowed:
-        reply = problem(405, f"{request.method} is not allowed on {path}", request_id)
-        reply.headers["allow"] = ", ".join(sorted(allowed))
-        return reply
-    if path.startswith("/v1/") and not face:
-        detail = (
-            f"no route {path}: the OpenAI-compatible face is off "
-            "(no [[models]] or [[agents]] in the gateway's config)"
-        )
-        return problem(404, detail, request_id)
-    return problem(404, f"no gateway route {path}", request_id)
-
-
-async def _not_found(request: Request, err: Exception) -> Response:
-    """Starlette's own 404/405 (a path no route takes), as JSON naming the path."""
-    from starlette.exceptions import HTTPException
-
-    status = err.status_code if isinstance(err, HTTPException) else 404
-    detail = f"no route {request.url.path}"
-    if status == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}"
-    request_id = request.headers.get("x-request-id") or secrets.token_hex(12)
-    reply = problem(status, detail, request_id)
-    if isinstance(err, HTTPException) and err.headers:
-        reply.headers.update(err.headers)
-    return reply
 
 
 def gateway_app(registry: ServiceRegistry, **options: Any) -> Starlette:
