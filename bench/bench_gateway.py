@@ -8,12 +8,21 @@ testing``, a bare Starlette app) and the gateway in front of it.
   (target <= 1 ms);
 - throughput: 32 concurrent clients for a fixed time, directly against the bare app
   and through the gateway (target >= 0.5x the bare app's requests/s). The load
-  generator shares the machine's two cores with both servers, as the gateway would.
+  generator shares the machine's two cores with both servers, as the gateway would;
+- the trust boundary: the same sequential requests through a second gateway with an
+  API key (verified once, then remembered) and principal signing, against the open
+  gateway (its added p50, target <= 0.5 ms);
+- a bad-key flood: the time of 30 requests repeating one wrong secret for a real key
+  id (one scrypt, then the failure memory) against 30 distinct wrong secrets for it (a
+  scrypt each: the per-address and per-key limits opened wide for the measure);
+  target <= 0.25x. (Made-up key ids cost no scrypt at all: no such row.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +33,31 @@ from _common import BenchResult, Check
 from _http import Target, percentile, sequential_latencies
 from _http import p50 as median
 from llmagentos._processes import start_server
+from llmagentos.gateway import ApiKeyStore
 
 NAME = "gateway"
 ROOT = Path(__file__).resolve().parent.parent
 ADDED_MS_TARGET = 1.0
 THROUGHPUT_TARGET = 0.5
+TRUST_ADDED_MS_TARGET = 0.5
+FLOOD_RATIO_TARGET = 0.25
+FLOOD = 30
+
+
+def _flood_seconds(url: str, keys: list[str]) -> float:
+    """Seconds to send one request per key (each answered 401)."""
+    with httpx.Client(timeout=30) as client:
+        started = time.perf_counter()
+        for key in keys:
+            reply = client.post(url, content=b"x", headers={"authorization": f"Bearer {key}"})
+            if reply.status_code != 401:
+                raise RuntimeError(f"a bad key got {reply.status_code}: {reply.text[:200]}")
+        return time.perf_counter() - started
+
+
+def _wrong_secret(key: str) -> str:
+    """``key``'s id with another secret: what a guesser sends."""
+    return f"lak_{key.split('_')[1]}_{secrets.token_urlsafe(32)}"
 
 
 async def _throughput(url: str, seconds: float, clients: int = 32) -> tuple[float, int]:
@@ -63,27 +92,56 @@ def run(quick: bool) -> BenchResult:
         config = Path(tmp) / "gateway.toml"
         config.write_text(f'[[services]]\nname = "up"\nreplicas = ["{upstream_url}"]\n')
         gateway, gateway_url = start_server(["llmagentos", "gateway", str(config)])
+        store = ApiKeyStore(Path(tmp) / "keys.db")  # the shipped scrypt cost
+        key = store.create_key("bench", ["up:*"])
+        store.close()
+        secured = Path(tmp) / "secured.toml"
+        secured.write_text(
+            '[gateway]\nkeys = "keys.db"\nauth_address_rate = 1000\nauth_address_burst = 1000\n'
+            f"auth_key_rate = 1000\nauth_key_burst = 1000\n\n"
+            f'[[services]]\nname = "up"\nreplicas = ["{upstream_url}"]\n'
+        )
+        env = {**os.environ, "LLMAGENTOS_PRINCIPAL_SECRET": secrets.token_urlsafe(32)}
+        guarded, guarded_url = start_server(["llmagentos", "gateway", str(secured)], env=env)
         try:
             direct, via = f"{upstream_url}/echo", f"{gateway_url}/up/echo"
-            times = sequential_latencies(
-                {"bare": Target(direct, content=b"x"), "gateway": Target(via, content=b"x")},
-                requests,
+            signed = Target(
+                f"{guarded_url}/up/echo", content=b"x", headers={"authorization": f"Bearer {key}"}
             )
-            bare, mine = times["bare"], times["gateway"]
+            times = sequential_latencies(
+                {"bare": Target(direct, content=b"x"), "gateway": Target(via, content=b"x"),
+                 "signed": signed},
+                requests,
+            )  # fmt: skip
+            bare, mine, trusted = times["bare"], times["gateway"], times["signed"]
             bare_rps, bare_failed = asyncio.run(_throughput(direct, seconds))
             gateway_rps, gateway_failed = asyncio.run(_throughput(via, seconds))
+            url = f"{guarded_url}/up/echo"
+            remembered = _flood_seconds(url, [_wrong_secret(key)] * FLOOD)
+            distinct = _flood_seconds(url, [_wrong_secret(key) for _ in range(FLOOD)])
         finally:
-            for process in (gateway, upstream):
+            for process in (gateway, guarded, upstream):
                 process.terminate()
                 process.wait(timeout=15)
-    p50 = {"bare": median(bare), "gateway": median(mine)}
-    p99 = {"bare": percentile(bare, 0.99), "gateway": percentile(mine, 0.99)}
+    p50 = {"bare": median(bare), "gateway": median(mine), "signed": median(trusted)}
+    p99 = {
+        "bare": percentile(bare, 0.99),
+        "gateway": percentile(mine, 0.99),
+        "signed": percentile(trusted, 0.99),
+    }
     added = p50["gateway"] - p50["bare"]
+    trust_added = p50["signed"] - p50["gateway"]
     rows = [
         ["direct to the bare app", f"{p50['bare']:.3f}", f"{p99['bare']:.3f}", f"{bare_rps:,.0f}"],
         ["through the gateway", f"{p50['gateway']:.3f}", f"{p99['gateway']:.3f}",
          f"{gateway_rps:,.0f}"],
         ["added by the gateway", f"{added:.3f}", f"{p99['gateway'] - p99['bare']:.3f}", ""],
+        ["through a gateway with a key, signing", f"{p50['signed']:.3f}", f"{p99['signed']:.3f}",
+         ""],
+        ["added by auth and signing", f"{trust_added:.3f}",
+         f"{p99['signed'] - p99['gateway']:.3f}", ""],
+        [f"{FLOOD} requests, one wrong secret (s)", f"{remembered:.3f}", "", ""],
+        [f"{FLOOD} requests, distinct wrong secrets (s)", f"{distinct:.3f}", "", ""],
     ]  # fmt: skip
     checks = [
         Check(
@@ -103,6 +161,24 @@ def run(quick: bool) -> BenchResult:
             target=THROUGHPUT_TARGET,
             direction=">=",
         ),
+        Check(
+            name="gateway_trust_added_latency",
+            measured=f"with a key and signing p50 {p50['signed']:.3f} ms",
+            baseline=f"open gateway p50 {p50['gateway']:.3f} ms",
+            ratio=trust_added / TRUST_ADDED_MS_TARGET,
+            target=1.0,
+            direction="<=",
+            note=f"added p50 {trust_added:.3f} ms against the 0.5 ms target",
+        ),
+        Check(
+            name="gateway_bad_key_flood",
+            measured=f"{FLOOD} x one wrong secret {remembered * 1000:.0f} ms",
+            baseline=f"{FLOOD} distinct wrong secrets {distinct * 1000:.0f} ms",
+            ratio=remembered / distinct,
+            target=FLOOD_RATIO_TARGET,
+            direction="<=",
+            note="one scrypt, then the failure memory; against a scrypt per request",
+        ),
     ]
     return BenchResult(
         name=NAME,
@@ -115,6 +191,7 @@ def run(quick: bool) -> BenchResult:
             "p50_ms": p50,
             "p99_ms": p99,
             "rps": {"bare": bare_rps, "gateway": gateway_rps},
+            "flood_seconds": {"one_bad_key": remembered, "distinct_bad_keys": distinct},
             "failed": {"bare": bare_failed, "gateway": gateway_failed},
         },
         notes=[f"failed requests under load: bare {bare_failed}, gateway {gateway_failed}"],

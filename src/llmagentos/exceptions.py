@@ -26,7 +26,9 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     ├── JournalError           a durable run's journal cannot be used
     │   └── ResumeMismatch     a resumed run did not replay as recorded
     ├── GatewayError           the gateway refused a request (``status``: the HTTP status)
-    │   └── AuthError          401 missing/malformed/unknown/revoked key, 403 no scope
+    │   ├── AuthError          401 missing/malformed/unknown/revoked key, 403 no scope
+    │   ├── RateLimited        429: a token bucket is empty (``retry_after``)
+    │   └── RateLimitUnavailable  the shared rate-limit store did not answer (503)
     ├── PrincipalError         a service got no valid signed principal (HTTP 401)
     ├── ToolError              a tool error raised on purpose (a failed call is a result)
     │   ├── ToolDefinitionError  a tool cannot be built or registered (also ValueError)
@@ -93,6 +95,8 @@ __all__ = [
     "PatternTooCostly",
     "PrincipalError",
     "QTableError",
+    "RateLimitUnavailable",
+    "RateLimited",
     "RegistryError",
     "ResumeMismatch",
     "RunPaused",
@@ -309,11 +313,31 @@ class ResumeMismatch(JournalError):
 
 
 class GatewayError(LLMAgentOSError):
-    """The gateway refused a request; ``status`` is the HTTP status it answers with."""
+    """The gateway refused a request; ``status`` is the HTTP status it answers with.
 
-    def __init__(self, status: int, message: str) -> None:
+    Attributes:
+        field: what in the request was refused (``path``, ``body.session``...), or ``""``.
+    """
+
+    def __init__(self, status: int, message: str, *, field: str = "") -> None:
         self.status = status
+        self.field = field
         super().__init__(message)
+
+
+class RateLimited(GatewayError):
+    """Too many requests (HTTP 429); ``retry_after``: seconds until one would pass."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(429, message)
+
+
+class RateLimitUnavailable(GatewayError):
+    """The shared rate-limit store did not answer (HTTP 503 with ``Retry-After``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, message)
 
 
 class AuthError(GatewayError):

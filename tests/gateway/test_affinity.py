@@ -68,14 +68,12 @@ def test_an_unavailable_replica_hands_its_sessions_to_their_next_choice() -> Non
 
 
 def test_the_session_is_read_from_the_path_or_the_json_body() -> None:
-    assert session_key("/v1/sessions/abc/qtable", b"", "") == "abc"
-    assert session_key("/v1/agent/step", b'{"session": "s9", "action": 1}', "application/json") == (
-        "s9"
-    )
-    assert session_key("/v1/agent/step", b'{"session": 3}', "application/json") is None
-    assert session_key("/v1/agent/step", b"{broken", "application/json") is None
-    assert session_key("/v1/agent/step", b'{"session": "s9"}', "text/plain") is None
-    assert session_key("/v1/agent/step", b'["session"]', "application/json") is None
+    # The body comes parsed by the gateway's admission (one parse, one reading of it).
+    assert session_key("/v1/sessions/abc/qtable", None) == "abc"
+    assert session_key("/v1/agent/step", {"session": "s9", "action": 1}) == "s9"
+    assert session_key("/v1/agent/step", {"session": 3}) is None
+    assert session_key("/v1/agent/step", None) is None
+    assert session_key("/v1/agent/step", ["session"]) is None
 
 
 def test_balancing_is_checked_per_service() -> None:

@@ -1,4 +1,4 @@
-"""API keys (hashed, scoped, revocable) and tenant isolation."""
+"""API keys (hashed, scoped, revocable), and admin keys apart from them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from llmagentos.exceptions import AuthError, ConfigError, GatewayError
-from llmagentos.gateway import ApiKeyStore, Principal, scoped_session, unscoped_session
+from llmagentos.exceptions import AuthError, ConfigError
+from llmagentos.gateway import ApiKeyStore, Principal
+from llmagentos.gateway.auth import key_id_of
 
 FAST = 2**4  # scrypt cost for tests: the format is the same, only cheaper
 
@@ -134,30 +135,43 @@ def test_listing_keys_shows_no_secret(store: ApiKeyStore) -> None:
     assert len(store.list_keys()) == 2
 
 
-def test_tenants_cannot_reach_each_others_sessions(store: ApiKeyStore) -> None:
-    alice = store.authenticate(store.create_key("alice", ["*:*"]))
-    bob = store.authenticate(store.create_key("bob", ["*:*"]))
-    upstream_alice = scoped_session(alice, "s1")
-    assert upstream_alice == "alice:s1"
-    assert scoped_session(bob, "s1") != upstream_alice
-    # Bob naming Alice's upstream id still lands in Bob's namespace.
-    assert scoped_session(bob, upstream_alice) == "bob:alice:s1"
-    for attempt in ("s1", upstream_alice, "alice:s1", "../alice:s1", ":s1"):
-        try:
-            forged = scoped_session(bob, attempt)
-        except GatewayError:
-            continue
-        assert forged.startswith("bob:") and forged != upstream_alice
-    assert unscoped_session(alice, upstream_alice) == "s1"
-    with pytest.raises(GatewayError) as info:
-        unscoped_session(bob, upstream_alice)
-    assert info.value.status == 404
+def test_admin_keys_open_only_the_admin_routes_and_service_keys_never_do(
+    store: ApiKeyStore,
+) -> None:
+    admin = store.create_key(None, admin=True)
+    everything = store.create_key("acme", ["*:*"])
+    assert store.authenticate_admin(f"Bearer {admin}") == admin.split("_")[1]
+    with pytest.raises(AuthError) as info:
+        store.authenticate(admin)  # no service route, whatever it asks for
+    assert (info.value.status, info.value.reason) == (403, "forbidden")
+    with pytest.raises(AuthError) as info:
+        store.authenticate_admin(everything)  # '*:*' is no admin scope
+    assert info.value.status == 403 and "not an admin key" in str(info.value)
+    assert store.authenticate(everything).tenant == "acme"
+    listed = {i.key_id: i.admin for i in store.list_keys()}
+    assert listed == {admin.split("_")[1]: True, everything.split("_")[1]: False}
+    store.revoke(admin.split("_")[1])
+    assert reason(store, admin) == ("revoked", 401)
+    for bad in (("acme", ()), (None, ("*:*",))):
+        with pytest.raises(ConfigError):
+            store.create_key(*bad, admin=True)
 
 
-def test_session_ids_must_fit_what_services_accept(store: ApiKeyStore) -> None:
-    alice = Principal("id", "alice", ("*:*",))
-    assert scoped_session(alice, "a" * 122) == "alice:" + "a" * 122  # 128 in all
-    for bad in ("", "a" * 123, "s 1", "s/1", "s1\n"):
-        with pytest.raises(GatewayError) as info:
-            scoped_session(alice, bad)
-        assert info.value.status == 400
+def test_a_key_file_from_before_admin_keys_still_opens(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # the schema of the previous release
+        db.execute(
+            "CREATE TABLE api_keys (key_id TEXT PRIMARY KEY, tenant TEXT NOT NULL,"
+            " scopes TEXT NOT NULL, salt BLOB NOT NULL, hash BLOB NOT NULL,"
+            " n INTEGER NOT NULL, created REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)"
+        )
+    store = ApiKeyStore(path, scrypt_n=FAST)
+    key = store.create_key("acme", ["taxi:*"])
+    assert store.authenticate(key).tenant == "acme"
+    assert not store.list_keys()[0].admin
+
+
+def test_the_claimed_key_id_is_read_without_any_check() -> None:
+    assert key_id_of("Bearer lak_0123456789ab_" + "a" * 43) == "0123456789ab"
+    assert key_id_of("lak_0123456789ab_short") is None
+    assert key_id_of(None) is None

@@ -58,6 +58,34 @@ async def test_query_and_headers_arrive_exactly(client: Upstream, upstream_url: 
         assert "user-agent" not in names
 
 
+async def test_the_target_is_sent_byte_for_byte_or_not_at_all(upstream_url: str) -> None:
+    # The principal is signed over the target as forwarded: a client that normalised it
+    # would send a request the signature (and the gateway's checks) did not cover.
+    target = "/inspect/a/../b/%2e%2E/c%2F?x=%2e&y=/"
+    aiohttp_client = AiohttpUpstream()
+    try:
+        reply = await aiohttp_client.request(
+            "GET", upstream_url + target, body=b"", headers={}, timeout=5
+        )
+    finally:
+        await aiohttp_client.aclose()
+    seen = json.loads(reply.content)
+    assert seen["raw_path"] + "?" + seen["query"] == target
+    httpx_client = HttpxUpstream()  # httpx removes dot segments: it refuses instead
+    try:
+        with pytest.raises(UpstreamFailed, match="as it is"):
+            await httpx_client.request(
+                "GET", upstream_url + target, body=b"", headers={}, timeout=5
+            )
+        plain = await httpx_client.request(
+            "GET", upstream_url + "/inspect/a%2Fb?x=%2e", body=b"", headers={}, timeout=5
+        )
+    finally:
+        await httpx_client.aclose()
+    seen = json.loads(plain.content)
+    assert (seen["raw_path"], seen["query"]) == ("/inspect/a%2Fb", "x=%2e")
+
+
 async def test_compressed_reply_and_repeated_headers(upstream_url: str) -> None:
     client = AiohttpUpstream()
     try:

@@ -30,12 +30,22 @@ def gateway_command(
             "stderr, or off.",
         ),
     ] = "-",
+    access_log_buffer: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="LINES",
+            help="Access-log lines kept while the log is slower than the traffic; more "
+            "are dropped and counted in /metrics.",
+        ),
+    ] = 10_000,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
 ) -> None:
     """Route /<service>/<path> to the services' replicas; admin at /gateway/services.
 
-    The config is checked before anything listens. Ctrl-C (or SIGTERM) lets in-flight
+    The config is checked before anything listens (with keys or JWTs, the principal
+    secret too: LLMAGENTOS_PRINCIPAL_SECRET). Ctrl-C (or SIGTERM) lets in-flight
     requests finish and refuses new ones.
     """
     from llmagentos.gateway.access_log import configure_access_log
@@ -48,7 +58,7 @@ def gateway_command(
         loaded = load_gateway_config(config)
         face = OpenAIFace(loaded.exposed) if loaded.exposed else None
         app = gateway_app(loaded.registry, face=face, **loaded.options)
-        listener = configure_access_log(access_log)
+        listener = configure_access_log(access_log, max_pending=access_log_buffer)
         if listener is not None:
             # Flushed when the app shuts down: uvicorn ends a SIGTERMed process itself.
             app.state.gateway.closers.append(listener.close)
@@ -61,7 +71,9 @@ def gateway_command(
     # uvicorn's own logging config would close every handler set up before it (the
     # access log's included): plain stderr lines for its warnings instead.
     logging.basicConfig(format="%(levelname)s: %(name)s: %(message)s", level=logging.WARNING)
+    # The gateway is the edge: the client is the TCP peer, never what X-Forwarded-For
+    # claims (per-address limits and the admin routes' loopback rule depend on it).
     uvicorn.run(
         app, host=host, port=port, log_level="warning", log_config=None,
-        timeout_graceful_shutdown=10, **tls,
+        timeout_graceful_shutdown=10, proxy_headers=False, **tls,
     )  # fmt: skip

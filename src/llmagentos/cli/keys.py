@@ -14,7 +14,7 @@ from llmagentos.exceptions import LLMAgentOSError
 
 __all__ = ["keys_app"]
 
-keys_app = typer.Typer(help="API keys for the gateway: create, list, revoke.")
+keys_app = typer.Typer(help="API keys for the gateway: create, list, revoke (admin keys too).")
 KeyFile = Annotated[Path, typer.Option("--file", metavar="DB", help="The key file (SQLite).")]
 
 
@@ -25,19 +25,31 @@ def _group(context: typer.Context) -> None:
 
 @keys_app.command("create")
 def create(
-    tenant: Annotated[str, typer.Option(help="The tenant the key acts for.")],
+    tenant: Annotated[
+        str | None, typer.Option(help="The tenant the key acts for (not for --admin).")
+    ] = None,
     scope: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(help="service:route patterns the key may call (repeatable), e.g. 'taxi:*'."),
-    ],
+    ] = None,
+    admin: Annotated[
+        bool,
+        typer.Option(
+            "--admin",
+            help="An admin key: it opens the gateway's admin routes (the registry) and no "
+            "service; no service key opens them, whatever its scopes.",
+        ),
+    ] = False,
     file: KeyFile = Path("keys.db"),
 ) -> None:
     """Create a key and print it once (only its salted hash is stored)."""
     from llmagentos.gateway.auth import ApiKeyStore
 
+    if not admin and (tenant is None or not scope):
+        fail("a service key needs --tenant and at least one --scope (or make an --admin key)")
     try:
         store = ApiKeyStore(file)
-        key = store.create_key(tenant, scope)
+        key = store.create_key(tenant, scope or (), admin=admin)
         store.close()
     except LLMAgentOSError as err:
         fail(err)
@@ -56,9 +68,9 @@ def list_keys(file: KeyFile = Path("keys.db")) -> None:
     for column in ("key id", "tenant", "scopes", "revoked"):
         table.add_column(column)
     for info in store.list_keys():
-        table.add_row(
-            info.key_id, info.tenant, ", ".join(info.scopes), "yes" if info.revoked else ""
-        )
+        tenant = "(admin key)" if info.admin else info.tenant
+        scopes = "the admin routes" if info.admin else ", ".join(info.scopes)
+        table.add_row(info.key_id, tenant, scopes, "yes" if info.revoked else "")
     store.close()
     stdout().print(table)
 

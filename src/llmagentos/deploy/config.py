@@ -6,6 +6,8 @@ Example (TOML)::
 
     [gateway]
     port = 8080                       # 0: any free port
+    keys = "keys.db"                  # optional: any [gateway] setting of the gateway's
+    rate_per_second = 50              # own config passes through (paths made absolute)
 
     [[services]]
     name = "planning"
@@ -15,13 +17,22 @@ Example (TOML)::
     balancing = "session"             # optional: keep each session on one replica
 
 Paths are relative to the deployment file.
+
+With auth (``keys`` or ``[gateway.jwt]``), ``llmagentos up`` makes a random principal
+secret for the deployment, gives it to the gateway and every service in their
+environment only, and starts the services with ``--require-principal``: they then
+answer nothing that did not come through the gateway. The deployment owns that secret,
+so ``principal_secret_env`` and ``forward_unsigned`` are not settings here.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +40,7 @@ from llmagentos.exceptions import ConfigError
 from llmagentos.gateway.balancer import BALANCING
 from llmagentos.gateway.registry import check_service_name
 
-__all__ = ["DeployConfig", "ServiceSpec", "load_deploy_config"]
+__all__ = ["DeployConfig", "ServiceSpec", "gateway_table", "load_deploy_config"]
 
 _KINDS = ("perception", "planning", "execution", "learning")
 
@@ -49,6 +60,71 @@ class DeployConfig:
     gateway_port: int
     services: tuple[ServiceSpec, ...]
     source: Path
+    #: the gateway's own ``[gateway]`` settings, paths absolute
+    gateway_settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_auth(self) -> bool:
+        """Does the gateway authenticate callers (so services must require principals)?"""
+        return "keys" in self.gateway_settings or "jwt" in self.gateway_settings
+
+
+# The deployment makes and hands out the principal secret itself.
+_OWNED = ("principal_secret_env", "forward_unsigned")
+_PATHS = ("keys", "upstream_ca_file")
+# A secret of the right length, only to check the settings before anything starts.
+_CHECK_SECRET = "0" * 32
+
+
+def _toml(value: Any, where: str) -> str:
+    """A setting as TOML (strings, numbers, booleans and lists of them)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ConfigError(where, "a setting has no control characters")
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v, f"{where}[{i}]") for i, v in enumerate(value)) + "]"
+    raise ConfigError(where, f"not a value a gateway setting takes: {value!r}")
+
+
+def gateway_table(settings: dict[str, Any]) -> str:
+    """The ``[gateway]`` table (and ``[gateway.jwt]``) of the generated gateway config."""
+    lines = ["[gateway]"]
+    tables = {k: v for k, v in settings.items() if isinstance(v, dict)}
+    for key, value in settings.items():
+        if key not in tables:
+            lines.append(f"{key} = {_toml(value, f'gateway.{key}')}")
+    for key, table in tables.items():
+        lines += ["", f"[gateway.{key}]"]
+        lines += [f"{k} = {_toml(v, f'gateway.{key}.{k}')}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _gateway_settings(gateway: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The gateway's own settings, with paths made absolute and checked by the gateway's
+    config loader, before anything starts."""
+    from llmagentos.gateway.config import load_gateway_config
+    from llmagentos.principal import SECRET_ENV
+
+    settings = {k: v for k, v in gateway.items() if k != "port"}
+    for key in _OWNED:
+        if key in settings:
+            raise ConfigError(f"gateway.{key}", "the deployment makes the principal secret itself")
+    for key in _PATHS:
+        if isinstance(settings.get(key), str):
+            settings[key] = str((base / settings[key]).resolve())
+    jwt = settings.get("jwt")
+    if isinstance(jwt, dict) and isinstance(jwt.get("public_key"), str):
+        settings["jwt"] = {**jwt, "public_key": str((base / jwt["public_key"]).resolve())}
+    with tempfile.TemporaryDirectory() as folder:
+        check = Path(folder) / "gateway.toml"
+        check.write_text(gateway_table(settings), encoding="utf-8")
+        load_gateway_config(check, environ={**os.environ, SECRET_ENV: _CHECK_SECRET})
+    return settings
 
 
 def _int(value: Any, field: str, low: int, high: int) -> int:
@@ -57,11 +133,42 @@ def _int(value: Any, field: str, low: int, high: int) -> int:
     return value
 
 
-def load_deploy_config(path: str | Path) -> DeployConfig:
-    """Read and check a deployment; run configs are checked too, before anything starts."""
+def _service(spec: dict[str, Any], where: str, base: Path, built: set[Path]) -> ServiceSpec:
+    """One ``[[services]]`` table, its run config built once to fail before anything starts."""
     from llmagentos.build import build_agent
     from llmagentos.config import load_config
 
+    if not isinstance(spec, dict):
+        raise ConfigError(where, "must be a [[services]] table")
+    for key in sorted(set(spec) - {"name", "config", "modules", "replicas", "balancing"}):
+        raise ConfigError(f"{where}.{key}", "unknown field")
+    service = check_service_name(str(spec.get("name", "")), field_name=f"{where}.name")
+    if "config" not in spec:
+        raise ConfigError(f"{where}.config", "required field is missing")
+    config = (base / str(spec["config"])).resolve()
+    if config not in built:
+        try:  # built once here, so a module the config names but nobody registered
+            build_agent(load_config(config)).agent.close()  # fails before anything starts
+        except ConfigError as err:
+            raise ConfigError(f"{where}.config", str(err)) from err
+        built.add(config)
+    modules = str(spec.get("modules", "all"))
+    kinds = [k.strip() for k in modules.split(",")] if modules != "all" else list(_KINDS)
+    bad = [k for k in kinds if k not in _KINDS]
+    if bad:
+        raise ConfigError(f"{where}.modules", f"unknown module kinds {bad}; one of {_KINDS}")
+    replicas = _int(spec.get("replicas", 1), f"{where}.replicas", 1, 32)
+    balancing = spec.get("balancing")
+    if balancing is not None and balancing not in BALANCING:
+        raise ConfigError(
+            f"{where}.balancing", f"one of {', '.join(BALANCING)} (got {balancing!r})"
+        )
+    return ServiceSpec(service, config, modules, replicas, balancing)
+
+
+def load_deploy_config(path: str | Path) -> DeployConfig:
+    """Read and check a deployment; run configs and the gateway's settings are checked
+    too, before anything starts."""
     source = Path(path).resolve()
     try:
         data = tomllib.loads(source.read_text(encoding="utf-8"))
@@ -76,40 +183,18 @@ def load_deploy_config(path: str | Path) -> DeployConfig:
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
         raise ConfigError("name", f"use letters, digits, '_', '.', '-' (got {name!r})")
     gateway = data.get("gateway", {})
-    for key in sorted(set(gateway) - {"port"}):
-        raise ConfigError(f"gateway.{key}", "unknown field")
+    if not isinstance(gateway, dict):
+        raise ConfigError("gateway", "must be a table ([gateway])")
     port = _int(gateway.get("port", 8080), "gateway.port", 0, 65535)
-    services: list[ServiceSpec] = []
+    settings = _gateway_settings(gateway, source.parent)
     built: set[Path] = set()
-    for index, spec in enumerate(data.get("services", [])):
-        where = f"services[{index}]"
-        for key in sorted(set(spec) - {"name", "config", "modules", "replicas", "balancing"}):
-            raise ConfigError(f"{where}.{key}", "unknown field")
-        service = check_service_name(str(spec.get("name", "")), field_name=f"{where}.name")
-        if "config" not in spec:
-            raise ConfigError(f"{where}.config", "required field is missing")
-        config = (source.parent / str(spec["config"])).resolve()
-        if config not in built:
-            try:  # built once here, so a module the config names but nobody registered
-                build_agent(load_config(config)).agent.close()  # fails before anything starts
-            except ConfigError as err:
-                raise ConfigError(f"{where}.config", str(err)) from err
-            built.add(config)
-        modules = str(spec.get("modules", "all"))
-        kinds = [k.strip() for k in modules.split(",")] if modules != "all" else list(_KINDS)
-        bad = [k for k in kinds if k not in _KINDS]
-        if bad:
-            raise ConfigError(f"{where}.modules", f"unknown module kinds {bad}; one of {_KINDS}")
-        replicas = _int(spec.get("replicas", 1), f"{where}.replicas", 1, 32)
-        balancing = spec.get("balancing")
-        if balancing is not None and balancing not in BALANCING:
-            raise ConfigError(
-                f"{where}.balancing", f"one of {', '.join(BALANCING)} (got {balancing!r})"
-            )
-        services.append(ServiceSpec(service, config, modules, replicas, balancing))
+    services = [
+        _service(spec, f"services[{index}]", source.parent, built)
+        for index, spec in enumerate(data.get("services", []))
+    ]
     names = [s.name for s in services]
     if len(set(names)) != len(names):
         raise ConfigError("services", f"service names must be distinct (got {names})")
     if not services:
         raise ConfigError("services", "a deployment needs at least one [[services]] table")
-    return DeployConfig(name, port, tuple(services), source)
+    return DeployConfig(name, port, tuple(services), source, settings)

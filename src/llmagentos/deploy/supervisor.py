@@ -6,6 +6,11 @@ records everything in a state file (``<state dir>/<name>.json``: pids, ports, UR
 It then stays in the foreground; Ctrl-C, SIGTERM or ``llmagentos down NAME`` stops
 the gateway first (in-flight requests finish, new ones are refused), then the services.
 If any process fails to start, everything already started is stopped again.
+
+A deployment whose gateway authenticates callers gets a random principal secret of its
+own, made at ``up``: it reaches the gateway and every service in their environment
+only (never a command line, a file or the state file), and the services run with
+``--require-principal``, so a caller who goes around the gateway gets a 401.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -23,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from llmagentos._processes import free_port, wait_ready
-from llmagentos.deploy.config import DeployConfig
+from llmagentos.deploy.config import DeployConfig, ServiceSpec, gateway_table
 from llmagentos.exceptions import DeployError
+from llmagentos.principal import SECRET_ENV
 
 __all__ = ["Deployment", "Process", "process_alive", "read_state", "state_path", "stop_deployment"]
 
@@ -58,10 +65,17 @@ class Deployment:
     log: Callable[[str], None] = print
     processes: list[Process] = field(default_factory=list)
     gateway_url: str = ""
+    _secret: str | None = field(default=None, repr=False)
+
+    def prepare(self) -> None:
+        """Make the state directory and, with auth on, this deployment's secret."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # One secret per deployment, only when the gateway vouches for callers.
+        self._secret = secrets.token_urlsafe(32) if self.config.has_auth else None
 
     def up(self, *, ready_timeout: float = 120.0) -> None:
         """Start everything and wait until it is ready; on failure stop what started."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare()
         try:
             services = self._start_services(ready_timeout)
             self._start_gateway(services, ready_timeout)
@@ -73,11 +87,38 @@ class Deployment:
     def _log_path(self, role: str) -> Path:
         return self.state_dir / f"{self.config.name}.{role.replace('/', '-')}.log"
 
+    def environment(self) -> dict[str, str]:
+        """The environment of every process: this one's, with the deployment's secret."""
+        env = dict(os.environ)
+        if self._secret is not None:
+            env[SECRET_ENV] = self._secret
+        return env
+
+    def service_args(self, spec: ServiceSpec, port: int) -> list[str]:
+        """``llmagentos serve`` for one replica (requiring principals with auth on)."""
+        args = ["serve", str(spec.config), "--modules", spec.modules, "--port", str(port)]
+        if self.config.has_auth:
+            args.append("--require-principal")
+        return args
+
+    def gateway_config(self, services: dict[str, list[str]]) -> str:
+        """The generated gateway config: the deployment's settings and its services."""
+        balancing = {spec.name: spec.balancing for spec in self.config.services}
+        lines = [gateway_table(self.config.gateway_settings)]
+        for name, urls in services.items():
+            lines += ["[[services]]", f"name = {json.dumps(name)}"]
+            lines.append(f"replicas = {json.dumps(urls)}")
+            if balancing.get(name):
+                lines.append(f"balancing = {json.dumps(balancing[name])}")
+            lines.append("")
+        return "\n".join(lines)
+
     def _spawn(self, role: str, args: list[str], url: str) -> Process:
         log = self._log_path(role).open("ab")
         popen = subprocess.Popen(
             [sys.executable, "-m", "llmagentos", *args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=self.environment(),
         )  # fmt: skip
         process = Process(role, url, args, popen, popen.pid)
         self.processes.append(process)
@@ -89,8 +130,7 @@ class Deployment:
             for replica in range(spec.replicas):
                 port = free_port()
                 url = f"http://127.0.0.1:{port}"
-                args = ["serve", str(spec.config), "--modules", spec.modules, "--port", str(port)]
-                self._spawn(f"{spec.name}/{replica}", args, url)
+                self._spawn(f"{spec.name}/{replica}", self.service_args(spec, port), url)
                 started.setdefault(spec.name, []).append(url)
         for process in self.processes:
             self._wait_ready(process, timeout)
@@ -98,16 +138,8 @@ class Deployment:
         return started
 
     def _start_gateway(self, services: dict[str, list[str]], timeout: float) -> None:
-        balancing = {spec.name: spec.balancing for spec in self.config.services}
-        lines = []
-        for name, urls in services.items():
-            lines += ["[[services]]", f"name = {json.dumps(name)}"]
-            lines.append(f"replicas = {json.dumps(urls)}")
-            if balancing.get(name):
-                lines.append(f"balancing = {json.dumps(balancing[name])}")
-            lines.append("")
         config = self.state_dir / f"{self.config.name}.gateway.toml"
-        config.write_text("\n".join(lines), encoding="utf-8")
+        config.write_text(self.gateway_config(services), encoding="utf-8")
         port = self.config.gateway_port or free_port()
         self.gateway_url = f"http://127.0.0.1:{port}"
         process = self._spawn(

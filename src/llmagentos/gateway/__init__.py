@@ -1,19 +1,16 @@
 """The API gateway: routing to module services, and its building blocks.
 
-The blocks (one idea per module): ``breaker`` (circuit breaker), ``retry_budget``
-(retry budget, idempotency), ``balancer`` (replicas, load balancing, outlier
-ejection, active health checks), ``auth`` (hashed API keys, scopes, tenants),
-``ratelimit`` (token buckets, in process or in Redis), ``clock`` (an injectable clock).
+The blocks (one idea per module): ``admission`` (what requests are let through),
+``breaker`` (circuit breaker), ``retry_budget`` (retry budget, idempotency),
+``balancer`` (replicas, load balancing, outlier ejection, active health checks),
+``auth`` (hashed API keys, scopes, admin keys), ``guard`` (credential checks behind
+rate limits and a failure memory), ``ratelimit`` (token buckets, in process or in
+Redis), ``networks`` (where replicas may be), ``clock`` (an injectable clock).
 """
 
+from llmagentos.gateway.admission import AdmissionLimits
 from llmagentos.gateway.app import Gateway, gateway_app
-from llmagentos.gateway.auth import (
-    ApiKeyInfo,
-    ApiKeyStore,
-    Principal,
-    scoped_session,
-    unscoped_session,
-)
+from llmagentos.gateway.auth import ApiKeyInfo, ApiKeyStore, Principal
 from llmagentos.gateway.balancer import (
     HealthChecker,
     LeastOutstanding,
@@ -23,16 +20,20 @@ from llmagentos.gateway.balancer import (
 )
 from llmagentos.gateway.breaker import BreakerState, CircuitBreaker, Permit
 from llmagentos.gateway.clock import Clock, ManualClock, monotonic
+from llmagentos.gateway.guard import CredentialGuard
+from llmagentos.gateway.networks import ReplicaNetworks
 from llmagentos.gateway.ratelimit import RateDecision, RateLimiter, RedisTokenBucket, TokenBucket
 from llmagentos.gateway.registry import ServiceEntry, ServiceRegistry
 from llmagentos.gateway.retry_budget import RetryBudget, is_idempotent
 
 __all__ = [
+    "AdmissionLimits",
     "ApiKeyInfo",
     "ApiKeyStore",
     "BreakerState",
     "CircuitBreaker",
     "Clock",
+    "CredentialGuard",
     "Gateway",
     "HealthChecker",
     "LeastOutstanding",
@@ -44,6 +45,7 @@ __all__ = [
     "RateLimiter",
     "RedisTokenBucket",
     "Replica",
+    "ReplicaNetworks",
     "RetryBudget",
     "RoundRobin",
     "ServiceEntry",
@@ -52,6 +54,4 @@ __all__ = [
     "gateway_app",
     "is_idempotent",
     "monotonic",
-    "scoped_session",
-    "unscoped_session",
 ]

@@ -11,8 +11,8 @@ replica takes it (its state starts over there unless the service has a shared st
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
+from typing import Any
 
 from llmagentos.gateway.balancer import Replica
 from llmagentos.gateway.clock import Clock, monotonic
@@ -44,16 +44,12 @@ class SessionAffinity:
         return max(available, key=lambda r: _score(session, r.url))
 
 
-def session_key(route: str, body: bytes, content_type: str) -> str | None:
-    """The session a request belongs to: a ``/v1/sessions/<id>`` path, or a JSON body's
-    ``session`` string; ``None`` when it names none."""
+def session_key(route: str, data: Any) -> str | None:
+    """The session a request belongs to: a ``/v1/sessions/<id>`` path (``route`` decoded),
+    or the ``session`` string of its JSON body (``data``, already parsed by admission);
+    ``None`` when it names none. The gateway adds the caller's tenant to it, so two
+    tenants' ``s1`` are two sessions here too."""
     if route.startswith(_SESSIONS):
         return route[len(_SESSIONS) :].partition("/")[0] or None
-    if not body or "json" not in content_type:
-        return None
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
     session = data.get("session") if isinstance(data, dict) else None
     return session if isinstance(session, str) else None

@@ -1,51 +1,87 @@
 """The API gateway: one front door that routes ``/{service}/{path}`` to a service's replicas.
 
-What it does on every proxied request:
+What it does on every request, in order:
 
-- finds the service (unknown: 404 naming it and the known ones) and picks a replica
-  round-robin (none left: 503 with ``Retry-After``);
-- refuses bodies over the size limit (413) before reading them whole;
-- gives the request an id (``X-Request-ID``, kept if the client sent one) and a W3C
-  ``traceparent`` (continued if the client sent one, with a new span for the hop);
-- forwards with the service's timeout (504 when it passes); a replica that refuses
-  the connection is skipped for the next one whatever the method (nothing reached
-  it); other failures are retried on another replica only for idempotent calls
-  (GET, HEAD, PUT, DELETE, OPTIONS, a route the service marks idempotent, or a request
-  with an ``Idempotency-Key``), otherwise answered 502;
-- writes one structured access-log line and Prometheus metrics per route and upstream
-  (routes labelled by the service's own path templates: see :mod:`.route_labels`).
+- admits it (:mod:`.admission`): a target or a header it could read differently from
+  the replica (dot segments, encoded slashes, backslashes, empty segments, controls,
+  over-long ids, repeated ``Content-Type``) is refused with a 4xx naming what is wrong,
+  before routing, for every route;
+- authenticates the caller when keys or JWTs are configured (:mod:`.guard`: failures
+  remembered, costly checks rate-limited by address and claimed key id first), checks
+  the scope for ``service:route`` (403), and spends from the caller's token bucket
+  (429 with ``Retry-After``; a rate-limit store that fails lets the request through or
+  answers 503, as configured);
+- finds the service (unknown: 404 naming it and the known ones) and reads the body
+  (413 over the size limit; a JSON media type must carry JSON: 400);
+- forwards the exact target it was sent (still percent-encoded, never normalised) and
+  the exact body, without the caller's credentials (``Authorization``, API key headers,
+  cookies), with a request id, a W3C ``traceparent`` and, with auth on, the caller's
+  principal signed for exactly that request (:mod:`llmagentos.principal`), which the
+  service verifies and namespaces every session by. The gateway itself rewrites no
+  session id;
+- picks a replica (balancing, session affinity by tenant and session, breaker, retry
+  budget: :mod:`.runtime`), with the service's timeout (504), failover for refused
+  connections and retries for idempotent calls;
+- writes one structured access-log line and Prometheus metrics per route and upstream.
 
-``/gateway/services`` lists the registry and each service's live state (breaker,
-replicas' health, ejection and calls in flight); ``POST``/``DELETE
-/gateway/services/{name}/replicas`` with ``{"url": ...}`` add and remove replicas at
-run time. ``/healthz``, ``/readyz`` and ``/metrics`` are the gateway's own.
+The admin routes (:mod:`.admin`) take a credential of their own. ``/healthz``,
+``/readyz`` and ``/metrics`` are the gateway's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-import logging
 import math
 import secrets
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from llmagentos.exceptions import AuthError, ConfigError, GatewayError, MissingExtraError
-from llmagentos.gateway.access_log import ACCESS_LOGGER
+from llmagentos.exceptions import (
+    ConfigError,
+    GatewayError,
+    MissingExtraError,
+    RateLimited,
+    RateLimitUnavailable,
+)
+from llmagentos.gateway.admin import AdminRoutes
+from llmagentos.gateway.admission import (
+    AdmissionLimits,
+    AdmissionMiddleware,
+    read_json_body,
+)
 from llmagentos.gateway.affinity import session_key
-from llmagentos.gateway.auth import ApiKeyStore, scoped_session
+from llmagentos.gateway.auth import ApiKeyStore
 from llmagentos.gateway.balancer import HealthChecker, Replica
+from llmagentos.gateway.guard import CredentialGuard
+from llmagentos.gateway.hop import (
+    CREDENTIAL_HEADERS,
+    problem,
+    problem_bytes,
+    reply_from,
+    upstream_headers,
+)
 from llmagentos.gateway.jwt_auth import Credentials, JwtVerifier
+from llmagentos.gateway.metrics import GatewayMetrics
+from llmagentos.gateway.networks import ReplicaNetworks
 from llmagentos.gateway.openai_face import OpenAIFace
 from llmagentos.gateway.openapi import gateway_openapi
 from llmagentos.gateway.ratelimit import RateLimiter
 from llmagentos.gateway.registry import RESERVED_NAMES, ServiceEntry, ServiceRegistry
+from llmagentos.gateway.replies import (
+    circuit_open,
+    failed,
+    log_access,
+    not_found,
+    own_path_refused,
+)
 from llmagentos.gateway.route_labels import RouteLabels
 from llmagentos.gateway.runtime import ResilienceSettings, ServiceRuntime
 from llmagentos.gateway.upstream import (
@@ -54,46 +90,23 @@ from llmagentos.gateway.upstream import (
     Upstream,
     UpstreamError,
     UpstreamRefused,
-    UpstreamReply,
-    UpstreamTimeout,
     tls_context,
 )
+from llmagentos.principal import PRINCIPAL_HEADER, Principal, PrincipalSigner
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
 
-__all__ = ["IDEMPOTENT_METHODS", "Gateway", "gateway_app"]
+__all__ = ["IDEMPOTENT_METHODS", "RATE_LIMIT_FAILURE", "Gateway", "gateway_app"]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-_HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-    "trailer", "transfer-encoding", "upgrade", "host", "content-length",
-    "expect",  # the gateway has read the body already: nothing to wait for upstream
-})  # fmt: skip
-access_log = logging.getLogger(ACCESS_LOGGER)
-
-
-def _hop_by_hop(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
-    """The standard hop-by-hop headers plus any the message's ``Connection`` names."""
-    named = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == "connection"
-        for token in value.split(",")
-    }
-    return _HOP_BY_HOP | named if named else _HOP_BY_HOP
-
-
-def _traceparent(incoming: str | None) -> str:
-    """Continue the caller's trace with a new span, or start one."""
-    span = secrets.token_hex(8)
-    if incoming:
-        parts = incoming.split("-")
-        if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
-            return f"{parts[0]}-{parts[1]}-{span}-{parts[3]}"
-    return f"00-{secrets.token_hex(16)}-{span}-01"
+#: What a failing rate-limit store means: let the request through, or answer 503.
+RATE_LIMIT_FAILURE = ("open", "closed")
+# Who signs the gateway's own calls to replicas (their route templates): no tenant's
+# sessions are reached by them, and no scope is granted.
+_GATEWAY_ITSELF = Principal("gateway:internal", "gateway", ())
 
 
 def _is_idempotent(
@@ -124,6 +137,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+@functools.lru_cache(maxsize=1024)
+def _path_prefix(url: str) -> str:
+    """The path a replica URL puts before every route (``""`` for none)."""
+    return urlsplit(url).path
+
+
+def _raw_route(scope: Mapping[str, Any]) -> str:
+    """The route as the client sent it (still percent-encoded): the raw path after the
+    service's segment."""
+    raw = bytes(scope["raw_path"]).decode("latin-1")
+    _, _, rest = raw[1:].partition("/")
+    return "/" + rest
+
+
 class Gateway:
     """The gateway's state and handlers; :meth:`app` is the ASGI app.
 
@@ -139,16 +166,33 @@ class Gateway:
             in-process ASGI apps behind the gateway this way).
         face: the OpenAI-compatible routes (``/v1/models``, ``/v1/chat/completions``)
             over the exposed models and agents, if any.
-        keys: API keys; with them every proxied request needs ``Authorization: Bearer
-            <key>`` (401 otherwise) and a scope for ``service:route`` (403 otherwise),
-            and a JSON body's ``session`` (or a ``/v1/sessions/<id>`` path) is moved
-            into the key's tenant, so tenants never reach each other's sessions.
+        keys: API keys (service keys and admin keys); with them every proxied request
+            needs ``Authorization: Bearer <key>`` or an API key header (401 otherwise)
+            and a scope for ``service:route`` (403 otherwise).
         jwt: accept bearer JWTs too (or only them, without ``keys``): tenant and scopes
             from the token's claims, with the same rules as keys.
+        principal_secret: the secret shared with the services; with auth on, each
+            forwarded request carries the caller's principal signed with it. Required
+            with auth unless ``forward_unsigned``.
+        forward_unsigned: with auth on but no secret, forward without any principal
+            (the services then cannot tell tenants apart: an explicit opt-in).
+        api_key_headers: headers that may carry a bare API key besides ``Authorization``
+            (never forwarded, like every credential header).
         limiter: per-key (or per-client-address) token buckets: 429 with ``Retry-After``.
+        rate_limit_failure: ``"open"`` (let requests through) or ``"closed"`` (503 with
+            ``Retry-After``) when the limiter's store fails.
+        auth_limits: :class:`~.guard.CredentialGuard` settings (costly checks per
+            address and per key id, how long failures are remembered).
+        admission: the longest target, path segment and ``session`` id admitted.
+        replica_networks: where replicas registered at run time (and every connection
+            the default upstream opens) may point; loopback by default.
         resilience: balancing, retry budget, breaker and ejection settings for every
             service (defaults: least-outstanding, 20% retries, 5 failures open the
             breaker for 30 s, 5 failures eject a replica).
+
+    Raises:
+        ConfigError: a setting is out of range, or auth is on without a principal
+            secret and without ``forward_unsigned``.
     """
 
     def __init__(
@@ -163,24 +207,51 @@ class Gateway:
         face: OpenAIFace | None = None,
         keys: ApiKeyStore | None = None,
         jwt: JwtVerifier | None = None,
+        principal_secret: str | bytes | None = None,
+        forward_unsigned: bool = False,
+        api_key_headers: tuple[str, ...] = ("x-api-key",),
         limiter: RateLimiter | None = None,
+        rate_limit_failure: str = "open",
+        auth_limits: Mapping[str, Any] | None = None,
+        admission: AdmissionLimits | None = None,
+        replica_networks: ReplicaNetworks | None = None,
         resilience: ResilienceSettings | None = None,
     ) -> None:
         if max_body_bytes < 1:
             raise ConfigError("max_body_bytes", f"must be >= 1 (got {max_body_bytes})")
         if retries < 0:
             raise ConfigError("retries", f"must be >= 0 (got {retries})")
-        try:
-            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-        except ImportError as err:
-            raise MissingExtraError("the gateway", "gateway", "prometheus-client") from err
+        if rate_limit_failure not in RATE_LIMIT_FAILURE:
+            raise ConfigError(
+                "rate_limit_failure", f"'open' or 'closed' (got {rate_limit_failure!r})"
+            )
         self.registry = registry
         self.face = face
         self.keys = keys
         self.credentials = Credentials(keys, jwt) if keys is not None or jwt is not None else None
+        self.guard = (
+            CredentialGuard(self.credentials, **dict(auth_limits or {}))
+            if self.credentials is not None
+            else None
+        )
+        self.signer: PrincipalSigner | None = None
+        if principal_secret is not None:
+            self.signer = PrincipalSigner(principal_secret)
+        elif self.credentials is not None and not forward_unsigned:
+            raise ConfigError(
+                "principal_secret",
+                "auth is on but there is no principal secret: the services could not tell "
+                "the callers' tenants apart. Set LLMAGENTOS_PRINCIPAL_SECRET (the same for "
+                "the gateway and every service), or forward_unsigned = true to opt out",
+            )
+        self.key_headers = tuple(h.lower() for h in api_key_headers)
+        self.credential_headers = CREDENTIAL_HEADERS | frozenset(self.key_headers)
         self.limiter = limiter
+        self.rate_limit_failure = rate_limit_failure
+        self.admission = admission or AdmissionLimits()
+        self.replica_networks = replica_networks or ReplicaNetworks()
         self.resilience = resilience or ResilienceSettings()
-        self._runtimes: dict[str, ServiceRuntime] = {}
+        self.runtimes: dict[str, ServiceRuntime] = {}
         self.max_body_bytes = max_body_bytes
         self.retries = retries
         self._upstream_tls: ssl.SSLContext | bool = True
@@ -190,34 +261,16 @@ class Gateway:
             upstream = (
                 HttpxUpstream(transport)
                 if transport is not None
-                else AiohttpUpstream(ca_file=upstream_ca_file)
+                else AiohttpUpstream(ca_file=upstream_ca_file, networks=self.replica_networks)
             )
         self.upstream = upstream
+        self.admin = AdminRoutes(self)
         self.closers: list[Callable[[], None]] = []  # run at shutdown, after the last request
-        self.metrics = CollectorRegistry()
+        self.meters = GatewayMetrics(lambda: self.guard)
+        self.metrics = self.meters.registry
         self.route_labels = RouteLabels()
         self._learning: dict[str, float] = {}  # service -> when its templates may be fetched
         self._tasks: set[asyncio.Task[None]] = set()
-        self.requests_total = Counter(
-            "llmagentos_gateway_requests", "Proxied requests",
-            ["service", "route", "upstream", "status"], registry=self.metrics,
-        )  # fmt: skip
-        self.upstream_latency = Histogram(
-            "llmagentos_gateway_upstream_seconds", "Time of each attempt at a replica",
-            ["service", "upstream"], registry=self.metrics,
-        )  # fmt: skip
-        self.replica_healthy = Gauge(
-            "llmagentos_gateway_replica_healthy", "1 when a replica passes its checks and is "
-            "not ejected", ["service", "replica"], registry=self.metrics,
-        )  # fmt: skip
-        self.breaker_open = Gauge(
-            "llmagentos_gateway_breaker_open", "1 while a service's circuit breaker is not closed",
-            ["service"], registry=self.metrics,
-        )  # fmt: skip
-        self.latency = Histogram(
-            "llmagentos_gateway_request_seconds", "Proxied request time, end to end",
-            ["service", "route"], registry=self.metrics,
-        )  # fmt: skip
 
     # -- proxying -------------------------------------------------------------------------
 
@@ -232,24 +285,12 @@ class Gateway:
         if refused is not None:
             reply = refused
         elif name in RESERVED_NAMES:
-            reply = _own_path_refused(request, request_id, face=self.face is not None)
+            reply = own_path_refused(request, request_id, face=self.face is not None)
         elif entry is None:
             known = ", ".join(self.registry.names()) or "none"
-            reply = _problem(404, f"unknown service {name!r} (known: {known})", request_id)
+            reply = problem(404, f"unknown service {name!r} (known: {known})", request_id)
         else:
-            try:
-                body = await _read_body(request, self.max_body_bytes)
-            except _TooLarge:
-                reply = _problem(413, f"request body over {self.max_body_bytes} bytes", request_id)
-            else:
-                scoped = _scoped_body(request, body)
-                if isinstance(scoped, GatewayError):
-                    reply = _problem(scoped.status, str(scoped), request_id)
-                else:
-                    route = _scoped_route(request, route)
-                    reply, upstream, tried = await self._forward(
-                        request, entry, route, scoped, request_id
-                    )
+            reply, upstream, tried = await self._read_and_forward(request, entry, route, request_id)
         seconds = time.perf_counter() - started
         # Labels are bounded: unknown names and raw paths would grow a series per request.
         if entry is None:
@@ -258,16 +299,56 @@ class Gateway:
             labels = (name, self.route_labels.label(name, route))
             self._learn_routes(entry)
         self._observe(labels, upstream, reply.status_code, seconds)
-        _log_access(
-            request, request_id, service=name, route=route, upstream=upstream,
+        log_access(
+            request.method, request_id, service=name, route=route, upstream=upstream,
             status=reply.status_code, seconds=seconds, attempts=tried,
         )  # fmt: skip
         return reply
 
+    async def _read_and_forward(
+        self, request: Request, entry: ServiceEntry, route: str, request_id: str
+    ) -> tuple[Response, str, int]:
+        try:
+            body = await _read_body(request, self.max_body_bytes)
+        except _TooLarge:
+            detail = f"request body over {self.max_body_bytes} bytes"
+            return problem(413, detail, request_id, field="body"), "-", 0
+        try:
+            data = read_json_body(
+                body,
+                content_type=request.headers.get("content-type"),
+                content_encoding=request.headers.get("content-encoding"),
+                limits=self.admission,
+            )
+        except GatewayError as err:
+            return problem(err.status, str(err), request_id, field=err.field), "-", 0
+        return await self._forward(
+            request, entry, route, body=body, data=data, request_id=request_id
+        )
+
     def _observe(self, labels: tuple[str, str], upstream: str, status: int, seconds: float) -> None:
-        """Count a request by (service, route), upstream and status, and time it."""
-        self.requests_total.labels(*labels, upstream, str(status)).inc()
-        self.latency.labels(*labels).observe(seconds)
+        self.meters.observe(labels, upstream, status, seconds)
+
+    async def refuse_early(self, scope: Mapping[str, Any], send: Any, err: GatewayError) -> None:
+        """Answer a request refused before routing (its target or headers), counted and
+        logged like any other."""
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or secrets.token_hex(12)
+        body = problem_bytes(err.status, str(err), err.field)
+        await send({
+            "type": "http.response.start", "status": err.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode("latin-1")),
+            ],
+        })  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+        self._observe(("(refused)", "-"), "-", err.status, 0.0)
+        log_access(
+            scope.get("method", "-"), request_id, service="(refused)", route="-", upstream="-",
+            status=err.status, seconds=0.0, attempts=0,
+        )  # fmt: skip
 
     def _learn_routes(self, entry: ServiceEntry) -> None:
         """Fetch the service's route templates in the background, if due (every 30 s
@@ -282,9 +363,14 @@ class Gateway:
 
     async def _fetch_routes(self, entry: ServiceEntry) -> None:
         for url in list(entry.replicas):
+            headers: list[tuple[str, str]] = []
+            if self.signer is not None:  # a service that requires principals reads it so
+                target = _path_prefix(url) + "/openapi.json"
+                signed = self.signer.sign(_GATEWAY_ITSELF, method="GET", target=target, body=b"")
+                headers.append((PRINCIPAL_HEADER, signed))
             try:
                 reply = await self.upstream.request(
-                    "GET", url + "/openapi.json", body=b"", headers=[], timeout=2.0
+                    "GET", url + "/openapi.json", body=b"", headers=headers, timeout=2.0
                 )
                 document = json.loads(reply.content) if reply.status == 200 else None
             except (UpstreamError, ValueError):
@@ -301,17 +387,58 @@ class Gateway:
                 replicas += self._runtime(entry).pool(entry)
         return replicas
 
+    def forget(self, name: str) -> None:
+        """Drop what was learned of a service that is gone."""
+        self.runtimes.pop(name, None)
+        self._learning.pop(name, None)
+        self.route_labels.forget(name)
+
     def _runtime(self, entry: ServiceEntry) -> ServiceRuntime:
-        runtime = self._runtimes.get(entry.name)
+        runtime = self.runtimes.get(entry.name)
         if runtime is None:
-            runtime = self._runtimes[entry.name] = ServiceRuntime(
+            runtime = self.runtimes[entry.name] = ServiceRuntime(
                 self.resilience, balancing=entry.balancing
             )
         return runtime
 
+    def _plan(
+        self, request: Request, runtime: ServiceRuntime, route: str, data: Any
+    ) -> tuple[str | None, str, Principal | None]:
+        """The affinity key (tenant and session), the raw target and the principal."""
+        principal: Principal | None = getattr(request.state, "principal", None)
+        session = None
+        if runtime.affinity is not None:
+            session = session_key(route, data)
+            if session is not None and principal is not None:
+                session = f"{principal.tenant}\0{session}"  # tenants' s1s are not one session
+        target = _raw_route(request.scope)  # as sent: the replica decodes it, not us
+        query = request.scope.get("query_string", b"")
+        if query:
+            target += "?" + query.decode("latin-1")
+        return session, target, principal
+
+    def _signed(
+        self,
+        headers: list[tuple[str, str]],
+        principal: Principal | None,
+        *,
+        method: str,
+        url: str,
+        target: str,
+        body: bytes,
+    ) -> list[tuple[str, str]]:
+        """``headers`` with the principal signed for exactly this hop, when auth is on."""
+        if self.signer is None or principal is None:
+            return headers
+        signed = self.signer.sign(
+            principal, method=method, target=_path_prefix(url) + target, body=body
+        )
+        return [*headers, (PRINCIPAL_HEADER, signed)]
+
     async def _forward(
-        self, request: Request, entry: ServiceEntry, route: str, body: bytes, request_id: str
-    ) -> tuple[Response, str, int]:
+        self, request: Request, entry: ServiceEntry, route: str, *, body: bytes, data: Any,
+        request_id: str,
+    ) -> tuple[Response, str, int]:  # fmt: skip
         """Send to the replicas in turn; returns the reply, the last upstream, attempts.
 
         The service's breaker may refuse at once (503); a refused connection moves on to
@@ -323,12 +450,11 @@ class Gateway:
         runtime = self._runtime(entry)
         permit = runtime.breaker.acquire()
         if permit is None:
-            return _circuit_open(entry, runtime, request_id), "-", 0
+            return circuit_open(entry, runtime, request_id), "-", 0
         runtime.budget.record_request()
-        headers = _upstream_headers(request, request_id)
+        headers = upstream_headers(request, request_id, credential_headers=self.credential_headers)
         idempotent = _is_idempotent(request.method, route, entry, request.headers)
-        session = _session_of(request, route, body) if runtime.affinity is not None else None
-        target = _with_query(request, route)
+        session, target, principal = self._plan(request, runtime, route, data)
         tried: set[str] = set()
         attempts = 0
         failure: Response | None = None
@@ -337,15 +463,19 @@ class Gateway:
             if replica is None:
                 permit.failure()
                 detail = f"no replica of {entry.name!r} is available"
-                return failure or _problem(503, detail, request_id), "-", attempts
+                return failure or problem(503, detail, request_id), "-", attempts
             tried.add(replica.url)
             attempts += 1
+            hop_headers = self._signed(
+                headers, principal, method=request.method, url=replica.url, target=target,
+                body=body,
+            )  # fmt: skip
             replica.begin()
             sent = time.perf_counter()
             streaming = False
             try:
                 answer = await self.upstream.request(
-                    request.method, replica.url + target, body=body, headers=headers,
+                    request.method, replica.url + target, body=body, headers=hop_headers,
                     timeout=entry.timeout_for(route),
                 )  # fmt: skip
                 streaming = answer.stream is not None
@@ -354,7 +484,7 @@ class Gateway:
                 continue  # nothing reached that replica: safe to go on, whatever the method
             except UpstreamError as err:
                 runtime.record(replica, False, entry)
-                failure = _failed(err, entry, route, request_id)
+                failure = failed(err, entry, route, request_id)
                 if idempotent and runtime.budget.can_retry():
                     continue  # kept as the answer if no other replica is left to ask
                 permit.failure()
@@ -363,65 +493,108 @@ class Gateway:
                 if not streaming:  # a stream is in flight on the replica until it ends
                     replica.end()
                 hop = time.perf_counter() - sent
-                self.upstream_latency.labels(entry.name, replica.url).observe(hop)
+                self.meters.upstream_latency.labels(entry.name, replica.url).observe(hop)
             ok = answer.status < 500
             runtime.record(replica, ok, entry)
-            reply = _reply(answer, request_id, on_end=replica.end, head=request.method == "HEAD")
+            head = request.method == "HEAD"
+            reply = reply_from(answer, request_id, on_end=replica.end, head=head)
             if not ok and idempotent and runtime.budget.can_retry():
                 failure = reply  # kept in case no other replica is left to ask
                 continue
             permit.record(ok)
             return reply, replica.url, attempts
 
-    def _guard(
-        self, service: str, route: str, handler: Callable[[Request], Awaitable[Response]]
-    ) -> Callable[[Request], Awaitable[Response]]:
-        """``handler`` behind the same keys and limits as the proxied routes."""
+    # -- admission ------------------------------------------------------------------------
 
-        async def guarded(request: Request) -> Response:
-            started = time.perf_counter()
-            request_id = request.headers.get("x-request-id") or secrets.token_hex(12)
-            refused = await self._admit(request, service, route, request_id)
-            reply = refused if refused is not None else await handler(request)
-            reply.headers.setdefault("x-request-id", request_id)
-            seconds = time.perf_counter() - started  # a stream: until its headers
-            self._observe((service, route), "-", reply.status_code, seconds)
-            _log_access(
-                request, request_id, service=service, route=route, upstream="-",
-                status=reply.status_code, seconds=seconds, attempts=0,
-            )  # fmt: skip
-            return reply
+    def presented_credential(self, request: Request) -> str | None:
+        """The credential a request presents: ``Authorization``, else an API key header.
 
-        return guarded
+        Raises:
+            GatewayError: 400 when it presents more than one.
+        """
+        presented = [
+            (name, value)
+            for name in ("authorization", *self.key_headers)
+            if (value := request.headers.get(name)) is not None
+        ]
+        if len(presented) > 1:
+            names = ", ".join(name for name, _ in presented)
+            raise GatewayError(400, f"send one credential, not several ({names})", field=names)
+        return presented[0][1] if presented else None
+
+    def refusal(self, err: GatewayError, request_id: str) -> Response:
+        """The answer to a refused request: its status, detail and field, with
+        ``WWW-Authenticate`` on a 401 and ``Retry-After`` on a 429/503."""
+        reply = problem(err.status, str(err), request_id, field=err.field)
+        if err.status == 401:
+            reply.headers["www-authenticate"] = 'Bearer realm="llmagentos"'
+        if isinstance(err, RateLimited):
+            reply.headers["retry-after"] = str(max(1, math.ceil(err.retry_after)))
+        return reply
 
     async def _admit(
         self, request: Request, service: str, route: str, request_id: str
     ) -> Response | None:
         """Authenticate, authorise and rate-limit; the refusal, or ``None`` to go on."""
+        client = request.client.host if request.client is not None else "-"
         principal = None
-        if self.credentials is not None:
+        if self.guard is not None:
             try:
-                # scrypt takes ~40 ms for an uncached key, a JWKS may be fetched: not on
-                # the event loop.
-                principal = await asyncio.to_thread(
-                    self.credentials.authenticate, request.headers.get("authorization")
-                )
+                principal = await self.guard.principal(self.presented_credential(request), client)
                 principal.require(service, route)
-            except AuthError as err:
-                reply = _problem(err.status, str(err), request_id)
-                if err.status == 401:
-                    reply.headers["www-authenticate"] = 'Bearer realm="llmagentos"'
-                return reply
+            except GatewayError as err:
+                return self.refusal(err, request_id)
             request.state.principal = principal
-        if self.limiter is not None:
-            client = request.client.host if request.client is not None else "-"
-            who = principal.key_id if principal is not None else f"ip:{client}"
+        who = principal.key_id if principal is not None else f"ip:{client}"
+        return await self._limit(who, request_id)
+
+    async def _limit(self, who: str, request_id: str) -> Response | None:
+        if self.limiter is None:
+            return None
+        try:
             decision = await self.limiter.take(who)
-            if not decision.allowed:
-                reply = _problem(429, f"rate limit reached for {who}", request_id)
-                reply.headers["retry-after"] = str(max(1, math.ceil(decision.retry_after)))
-                return reply
-        return None
+        except RateLimitUnavailable as err:
+            self.meters.rate_limit_errors.inc()
+            if self.rate_limit_failure == "open":
+                return None
+            return problem(503, str(err), request_id)  # with Retry-After
+        if decision.allowed:
+            return None
+        return self.refusal(RateLimited(f"rate limit reached for {who}", decision.retry_after),
+                            request_id)  # fmt: skip
+
+    def _guard(
+        self,
+        service: str,
+        route: str,
+        handler: Callable[[Request], Awaitable[Response]],
+        *,
+        admin: bool = False,
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """``handler`` behind the same keys and limits as the proxied routes (``admin``:
+        behind the admin credential instead)."""
+
+        async def guarded(request: Request) -> Response:
+            started = time.perf_counter()
+            request_id = request.headers.get("x-request-id") or secrets.token_hex(12)
+            if admin:
+                refused = await self.admin.admit(request, request_id)
+                if refused is None:
+                    client = request.client.host if request.client is not None else "-"
+                    refused = await self._limit(f"admin:{client}", request_id)
+            else:
+                refused = await self._admit(request, service, route, request_id)
+            reply = refused if refused is not None else await handler(request)
+            reply.headers.setdefault("x-request-id", request_id)
+            seconds = time.perf_counter() - started  # a stream: until its headers
+            self._observe((service, route), "-", reply.status_code, seconds)
+            log_access(
+                request.method, request_id, service=service, route=route, upstream="-",
+                status=reply.status_code, seconds=seconds, attempts=0,
+            )  # fmt: skip
+            return reply
+
+        return guarded
 
     # -- the gateway's own routes ---------------------------------------------------------
 
@@ -440,10 +613,10 @@ class Gateway:
         from starlette.responses import Response
 
         now = time.monotonic()
-        for name, runtime in self._runtimes.items():
-            self.breaker_open.labels(name).set(runtime.breaker.state.value != "closed")
+        for name, runtime in self.runtimes.items():
+            self.meters.breaker_open.labels(name).set(runtime.breaker.state.value != "closed")
             for url, replica in runtime.replicas.items():
-                self.replica_healthy.labels(name, url).set(replica.available(now))
+                self.meters.replica_healthy.labels(name, url).set(replica.available(now))
         return Response(generate_latest(self.metrics), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(self, request: Request) -> Response:
@@ -451,63 +624,10 @@ class Gateway:
 
         return JSONResponse(gateway_openapi(face=self.face is not None))
 
-    async def services(self, request: Request) -> Response:
-        from starlette.responses import JSONResponse
-
-        listed = self.registry.to_dict()
-        for service in listed:  # what metrics label its routes with (see route_labels)
-            service["route_templates"] = self.route_labels.templates(service["name"])
-            service["state"] = self._live_state(service["name"])
-        return JSONResponse({"services": listed})
-
-    def _live_state(self, name: str) -> dict[str, Any]:
-        """What the gateway has learned of a service: its breaker and each replica."""
-        runtime = self._runtimes.get(name)
-        entry = self.registry.get(name)
-        if runtime is None or entry is None:
-            return {"breaker": "closed", "replicas": []}  # not called yet
-        now = time.monotonic()
-        replicas = [
-            {
-                "url": r.url, "available": r.available(now), "healthy": r.healthy,
-                "ejected_for_seconds": round(max(0.0, r.ejected_until - now), 1),
-                "in_flight": r.outstanding, "failures_in_a_row": r.consecutive_failures,
-            }
-            for r in runtime.pool(entry)
-        ]  # fmt: skip
-        return {"breaker": runtime.breaker.state.value, "replicas": replicas}
-
-    async def replicas(self, request: Request) -> Response:
-        """``POST``: register ``{"url"}`` as a replica of the service; ``DELETE``: remove it."""
-        from starlette.responses import JSONResponse
-
-        name = request.path_params["name"]
-        try:
-            data = json.loads(await request.body() or b"null")
-        except ValueError as err:
-            return JSONResponse({"detail": f"body is not JSON: {err}"}, status_code=400)
-        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
-            return JSONResponse({"detail": 'body must be {"url": "http://..."}'}, status_code=422)
-        url = data["url"]
-        if request.method == "POST":
-            try:
-                entry = self.registry.register(name, url)
-            except ConfigError as err:
-                return JSONResponse({"detail": str(err), "field": err.field}, status_code=422)
-            return JSONResponse(entry.to_dict(), status_code=201)
-        if not self.registry.deregister(name, url):
-            return JSONResponse(
-                {"detail": f"{url!r} is not a replica of {name!r}"}, status_code=404
-            )
-        if self.registry.get(name) is None:  # its last replica: the service is gone
-            self._runtimes.pop(name, None)
-            self._learning.pop(name, None)
-            self.route_labels.forget(name)
-        return JSONResponse({"removed": url})
-
     def app(self) -> Starlette:
         """The ASGI app."""
         from starlette.applications import Starlette
+        from starlette.middleware import Middleware
         from starlette.routing import Route
 
         @asynccontextmanager
@@ -547,202 +667,33 @@ class Gateway:
                 Route("/readyz", self.readyz),
                 Route("/metrics", self.metrics_text),
                 Route("/openapi.json", self.openapi),
-                Route("/gateway/services", self._guard("gateway", "/services", self.services)),
+                Route(
+                    "/gateway/services",
+                    self._guard("gateway", "/services", self.admin.services, admin=True),
+                ),
                 Route(
                     "/gateway/services/{name}/replicas",
-                    self._guard("gateway", "/replicas", self.replicas),
+                    self._guard("gateway", "/replicas", self.admin.replicas, admin=True),
                     methods=["POST", "DELETE"],
                 ),
                 Route("/{service}/{path:path}", self.proxy, methods=methods),
                 Route("/{service}", self.proxy, methods=methods),  # not a redirect to /{service}/
             ],
+            middleware=[
+                Middleware(AdmissionMiddleware, limits=self.admission, refuse=self.refuse_early)
+            ],
             lifespan=lifespan,
-            exception_handlers={404: _not_found, 405: _not_found},
+            exception_handlers={404: not_found, 405: not_found},
         )
         app.state.gateway = self
         return app
-
-
-def _log_access(
-    request: Request, request_id: str, *, service: str, route: str, upstream: str,
-    status: int, seconds: float, attempts: int,
-) -> None:  # fmt: skip
-    if access_log.isEnabledFor(logging.INFO):  # build the line only if someone reads it
-        access_log.info(json.dumps({
-            "request_id": request_id, "method": request.method, "service": service,
-            "route": route, "upstream": upstream, "status": status,
-            "ms": round(seconds * 1000, 2), "attempts": attempts,
-        }))  # fmt: skip
-
-
-def _failed(err: UpstreamError, entry: ServiceEntry, route: str, request_id: str) -> Response:
-    """504 for a timeout, 502 for any other failure of a call that reached a replica."""
-    if isinstance(err, UpstreamTimeout):
-        limit = entry.timeout_for(route)
-        return _problem(504, f"{entry.name!r} did not answer within {limit:g} s", request_id)
-    return _problem(502, f"{entry.name!r} failed: {err}", request_id)
-
-
-async def _relay(
-    pieces: AsyncGenerator[bytes, None], on_end: Callable[[], None]
-) -> AsyncIterator[bytes]:
-    try:
-        async for piece in pieces:
-            yield piece
-    finally:
-        await pieces.aclose()  # the upstream connection is released or closed now
-        on_end()
-
-
-def _circuit_open(entry: ServiceEntry, runtime: ServiceRuntime, request_id: str) -> Response:
-    """503 with the breaker's own ``Retry-After``: the service is failing, no call made."""
-    reply = _problem(503, f"{entry.name!r} is failing; circuit open", request_id)
-    reply.headers["retry-after"] = str(max(1, math.ceil(runtime.breaker.retry_after())))
-    return reply
-
-
-def _session_of(request: Request, route: str, body: bytes) -> str | None:
-    return session_key(route, body, request.headers.get("content-type", ""))
-
-
-def _with_query(request: Request, route: str) -> str:
-    """``route`` with the client's query string, as sent (not re-encoded)."""
-    query = request.scope.get("query_string", b"")
-    return route + "?" + query.decode("latin-1") if query else route
-
-
-def _length(value: str | None) -> dict[str, str] | None:
-    return None if value is None else {"content-length": value}
-
-
-def _reply(
-    answer: UpstreamReply, request_id: str, *, on_end: Callable[[], None], head: bool = False
-) -> Response:
-    """The replica's answer for the client: hop-by-hop headers dropped, repeats kept; a
-    streamed answer passed on piece by piece (``on_end`` when it is over)."""
-    from starlette.responses import Response, StreamingResponse
-
-    reply: Response
-    if answer.stream is not None:
-        reply = StreamingResponse(_relay(answer.stream, on_end), status_code=answer.status)
-    elif head:  # no body, but the length the body would have: the replica's own
-        length = next((v for k, v in answer.headers if k.lower() == "content-length"), None)
-        reply = Response(status_code=answer.status, headers=_length(length))
-    else:
-        reply = Response(answer.content, status_code=answer.status)
-    drop = _hop_by_hop(answer.headers) | {"x-request-id"}
-    reply.raw_headers += [
-        (k.lower().encode("latin-1"), v.encode("latin-1"))
-        for k, v in answer.headers
-        if k.lower() not in drop
-    ]
-    reply.raw_headers.append((b"x-request-id", request_id.encode()))
-    return reply
-
-
-def _upstream_headers(request: Request, request_id: str) -> list[tuple[str, str]]:
-    """The client's headers for the hop (repeats kept, hop-by-hop ones dropped), with
-    the request id, the next span of the trace and the client added to
-    ``X-Forwarded-For``."""
-    pairs = request.headers.items()
-    drop = _hop_by_hop(pairs) | {"x-request-id", "traceparent", "x-forwarded-for"}
-    headers = [(k, v) for k, v in pairs if k.lower() not in drop]
-    headers.append(("x-request-id", request_id))
-    headers.append(("traceparent", _traceparent(request.headers.get("traceparent"))))
-    chain = request.headers.get("x-forwarded-for")
-    if request.client is not None:
-        chain = f"{chain}, {request.client.host}" if chain else request.client.host
-    if chain:
-        headers.append(("x-forwarded-for", chain))
-    return headers
-
-
-def _scoped_body(request: Request, body: bytes) -> bytes | GatewayError:
-    """The body with its ``session`` moved into the caller's tenant (JSON objects only)."""
-    principal = getattr(request.state, "principal", None)
-    if principal is None or not body or "json" not in request.headers.get("content-type", ""):
-        return body
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body  # the service answers bad JSON itself
-    if not isinstance(data, dict) or not isinstance(data.get("session"), str):
-        return body
-    try:
-        data["session"] = scoped_session(principal, data["session"])
-    except GatewayError as err:
-        return err
-    return json.dumps(data).encode()
-
-
-def _scoped_route(request: Request, route: str) -> str:
-    """``/v1/sessions/<id>...`` with the id moved into the caller's tenant."""
-    principal = getattr(request.state, "principal", None)
-    prefix = "/v1/sessions/"
-    if principal is None or not route.startswith(prefix):
-        return route
-    session, slash, rest = route[len(prefix) :].partition("/")
-    try:
-        return prefix + scoped_session(principal, session) + slash + rest
-    except GatewayError:
-        return route  # the service answers 404/422 for an id it cannot have
-
-
-def _own_path_refused(request: Request, request_id: str, *, face: bool) -> Response:
-    """A gateway path the proxy route caught: 405 with ``Allow`` when another method
-    would do, else 404 naming the path (the proxy would otherwise take the gateway's
-    own first segment for an unknown service)."""
-    from starlette.routing import Match, Route
-
-    allowed: set[str] = set()
-    for route in request.app.routes:
-        if isinstance(route, Route) and not route.path.startswith("/{service}"):
-            match, _ = route.matches({**request.scope, "method": "GET"})
-            if match is not Match.NONE:
-                allowed |= set(route.methods or ())
-    path = request.url.path
-    if allowed:
-        reply = _problem(405, f"{request.method} is not allowed on {path}", request_id)
-        reply.headers["allow"] = ", ".join(sorted(allowed))
-        return reply
-    if path.startswith("/v1/") and not face:
-        detail = (
-            f"no route {path}: the OpenAI-compatible face is off "
-            "(no [[models]] or [[agents]] in the gateway's config)"
-        )
-        return _problem(404, detail, request_id)
-    return _problem(404, f"no gateway route {path}", request_id)
-
-
-async def _not_found(request: Request, err: Exception) -> Response:
-    """Starlette's own 404/405 (a path no route takes), as JSON naming the path."""
-    from starlette.exceptions import HTTPException
-
-    status = err.status_code if isinstance(err, HTTPException) else 404
-    detail = f"no route {request.url.path}"
-    if status == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}"
-    request_id = request.headers.get("x-request-id") or secrets.token_hex(12)
-    reply = _problem(status, detail, request_id)
-    if isinstance(err, HTTPException) and err.headers:
-        reply.headers.update(err.headers)
-    return reply
-
-
-def _problem(status: int, detail: str, request_id: str) -> Response:
-    from starlette.responses import JSONResponse
-
-    headers = {"x-request-id": request_id}
-    if status == 503:
-        headers["retry-after"] = "1"
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 def gateway_app(registry: ServiceRegistry, **options: Any) -> Starlette:
     """The gateway's ASGI app over ``registry`` (``options``: see :class:`Gateway`).
 
     Raises:
-        ConfigError: a limit is out of range.
+        ConfigError: a limit is out of range, or auth is on without a principal secret.
         MissingExtraError: Starlette, aiohttp or prometheus-client is missing
             (``llmagentos[gateway]``).
     """

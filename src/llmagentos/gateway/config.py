@@ -14,10 +14,13 @@ Example (TOML)::
     balancing = "session"           # each session on one replica (default: the gateway's)
 
     [gateway]                       # optional admission control
-    keys = "keys.db"                # API keys (llmagentos keys create ...)
+    keys = "keys.db"                # API keys (llmagentos keys create ...), admin keys too
     rate_per_second = 50            # per key (per client address without keys)
     burst = 100
     redis_url = "redis://127.0.0.1:6379"   # share the limits across gateway replicas
+    rate_limit_failure = "open"     # Redis down: "open" lets requests through, "closed" 503s
+    principal_secret_env = "LLMAGENTOS_PRINCIPAL_SECRET"  # signs principals for services
+    replica_networks = ["127.0.0.0/8", "::1/128"]         # where replicas may be (default)
 
     [gateway.jwt]                   # optional: bearer JWTs from an identity provider
     secret_env = "LLMAGENTOS_JWT_SECRET"   # HS256; or public_key = "idp.pem", or jwks_url
@@ -36,19 +39,22 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmagentos.exceptions import ConfigError
+from llmagentos.gateway.admission import AdmissionLimits
 from llmagentos.gateway.auth import ApiKeyStore
 from llmagentos.gateway.balancer import BALANCING
 from llmagentos.gateway.jwt_auth import JwtVerifier, read_public_key
+from llmagentos.gateway.networks import DEFAULT_REPLICA_NETWORKS, ReplicaNetworks
 from llmagentos.gateway.openai_face import Exposed
 from llmagentos.gateway.ratelimit import RedisTokenBucket, TokenBucket
 from llmagentos.gateway.registry import ServiceRegistry
 from llmagentos.gateway.runtime import ResilienceSettings, ServiceRuntime
+from llmagentos.principal import SECRET_ENV, principal_secret
 
 if TYPE_CHECKING:
     from llmagentos.agent import Agent
@@ -58,10 +64,21 @@ __all__ = ["GatewayConfig", "load_gateway_config"]
 
 _INT_FIELDS = {"max_body_bytes", "retries"}
 _RESILIENCE_FIELDS = set(ResilienceSettings.__dataclass_fields__)
+_ADMISSION_FIELDS = set(AdmissionLimits.__dataclass_fields__)
+# [gateway] auth_* settings -> CredentialGuard's arguments
+_AUTH_LIMITS = {
+    "auth_address_rate": "address_rate", "auth_address_burst": "address_burst",
+    "auth_key_rate": "key_rate", "auth_key_burst": "key_burst",
+    "auth_failure_seconds": "failure_seconds",
+}  # fmt: skip
 _GATEWAY_FIELDS = (
     _INT_FIELDS
     | _RESILIENCE_FIELDS
+    | _ADMISSION_FIELDS
+    | set(_AUTH_LIMITS)
     | {"keys", "jwt", "rate_per_second", "burst", "redis_url", "upstream_ca_file"}
+    | {"rate_limit_failure", "principal_secret_env", "forward_unsigned", "api_key_header"}
+    | {"replica_networks"}
 )
 
 
@@ -103,7 +120,7 @@ def _exposed(data: dict[str, Any], base: Path) -> list[Exposed]:
     return exposed
 
 
-def _admission(options: dict[str, Any], base: Path) -> None:
+def _admission(options: dict[str, Any], base: Path, environ: Mapping[str, str]) -> None:
     """Turn ``keys``, ``rate_per_second``/``burst`` and ``redis_url`` into objects."""
     keys = options.pop("keys", None)
     if keys is not None:
@@ -123,7 +140,7 @@ def _admission(options: dict[str, Any], base: Path) -> None:
         options["upstream_ca_file"] = str(path)
     jwt = options.pop("jwt", None)
     if jwt is not None:
-        options["jwt"] = _jwt_verifier(jwt, base)
+        options["jwt"] = _jwt_verifier(jwt, base, environ)
     rate, burst = options.pop("rate_per_second", None), options.pop("burst", None)
     redis_url = options.pop("redis_url", None)
     if rate is None:
@@ -149,11 +166,11 @@ def _admission(options: dict[str, Any], base: Path) -> None:
 
 _JWT_FIELDS = {
     "secret_env", "public_key", "jwks_url", "algorithms", "audience", "issuer",
-    "tenant_claim", "scope_claim", "leeway_seconds",
+    "tenant_claim", "scope_claim", "leeway_seconds", "jwks_refresh_seconds",
 }  # fmt: skip
 
 
-def _jwt_verifier(spec: Any, base: Path) -> JwtVerifier:
+def _jwt_verifier(spec: Any, base: Path, environ: Mapping[str, str]) -> JwtVerifier:
     """``[gateway.jwt]``: the secret comes from an environment variable, never the file."""
     if not isinstance(spec, dict):
         raise ConfigError("gateway.jwt", "must be a table ([gateway.jwt])")
@@ -163,7 +180,7 @@ def _jwt_verifier(spec: Any, base: Path) -> JwtVerifier:
     options = {k: v for k, v in spec.items() if k not in ("secret_env", "public_key")}
     if "secret_env" in spec:
         name = str(spec["secret_env"])
-        secret = os.environ.get(name)
+        secret = environ.get(name)
         if not secret:
             raise ConfigError("gateway.jwt.secret_env", f"the environment variable {name} is empty")
         options["secret"] = secret
@@ -174,6 +191,57 @@ def _jwt_verifier(spec: Any, base: Path) -> JwtVerifier:
         return JwtVerifier(**options)
     except TypeError as err:
         raise ConfigError("gateway.jwt", str(err)) from err
+
+
+def _trust(options: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """The principal secret, credential headers, admission limits, replica networks,
+    what a failing rate-limit store means, and the credential guard's limits."""
+    env = options.pop("principal_secret_env", SECRET_ENV)
+    if not isinstance(env, str) or not env:
+        raise ConfigError("gateway.principal_secret_env", f"must name a variable (got {env!r})")
+    unsigned = options.pop("forward_unsigned", False)
+    if not isinstance(unsigned, bool):
+        raise ConfigError("gateway.forward_unsigned", f"must be true or false (got {unsigned!r})")
+    try:
+        raw = environ.get(env)
+        secret = principal_secret(raw) if raw else None
+    except ConfigError as err:
+        raise ConfigError("gateway.principal_secret_env", f"{env}: {err.problem}") from err
+    if ("keys" in options or "jwt" in options) and secret is None and not unsigned:
+        raise ConfigError(
+            "gateway.principal_secret_env",
+            f"auth is on but {env} is empty: the services could not tell the callers' "
+            f"tenants apart. Set it (the same for the gateway and every service), or "
+            f"forward_unsigned = true to forward without any principal",
+        )
+    options["principal_secret"] = secret
+    options["forward_unsigned"] = unsigned
+    header = options.pop("api_key_header", "x-api-key")
+    if not isinstance(header, str) or not header.replace("-", "").isalnum():
+        raise ConfigError("gateway.api_key_header", f"must be a header name (got {header!r})")
+    options["api_key_headers"] = (header.lower(),)
+    failure = options.pop("rate_limit_failure", "open")
+    if failure not in ("open", "closed"):
+        raise ConfigError("gateway.rate_limit_failure", f"'open' or 'closed' (got {failure!r})")
+    options["rate_limit_failure"] = failure
+    limits = {key: options.pop(key) for key in _ADMISSION_FIELDS & set(options)}
+    try:
+        options["admission"] = AdmissionLimits(**limits)
+    except ConfigError as err:
+        raise ConfigError(f"gateway.{err.field}", err.problem) from err
+    networks = options.pop("replica_networks", list(DEFAULT_REPLICA_NETWORKS))
+    if not isinstance(networks, list):
+        raise ConfigError("gateway.replica_networks", "must be a list of CIDR ranges")
+    options["replica_networks"] = ReplicaNetworks(networks)
+    guard: dict[str, float] = {}
+    for key, argument in _AUTH_LIMITS.items():
+        if key in options:
+            value = options.pop(key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"gateway.{key}", f"must be a number > 0 (got {value!r})")
+            guard[argument] = float(value)
+    if guard:
+        options["auth_limits"] = guard
 
 
 def _resilience(options: dict[str, Any]) -> None:
@@ -198,8 +266,15 @@ def _resilience(options: dict[str, Any]) -> None:
     options["resilience"] = settings
 
 
-def load_gateway_config(path: str | Path) -> GatewayConfig:
-    """Read and check a gateway config; every error names its field."""
+def load_gateway_config(
+    path: str | Path, *, environ: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Read and check a gateway config; every error names its field.
+
+    Secrets are read from ``environ`` (default: the process's environment), never from
+    the file.
+    """
+    environ = os.environ if environ is None else environ
     source = Path(path)
     try:
         data = tomllib.loads(source.read_text(encoding="utf-8"))
@@ -217,9 +292,17 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
         value = options[key]
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"gateway.{key}", f"must be an integer (got {value!r})")
-    _admission(options, source.parent)
+    _admission(options, source.parent, environ)
+    _trust(options, environ)
     _resilience(options)
     services = data.get("services", [])
     if not isinstance(services, list):
         raise ConfigError("services", "must be a list of [[services]] tables")
-    return GatewayConfig(ServiceRegistry(services), options, _exposed(data, Path.cwd()))
+    registry = ServiceRegistry(services)
+    # The operator's replicas fall under the same rule as those registered at run time.
+    options["replica_networks"].check_urls([
+        (f"services[{index}].replicas[{position}]", str(url))
+        for index, spec in enumerate(services)
+        for position, url in enumerate(spec.get("replicas", []))
+    ])  # fmt: skip
+    return GatewayConfig(registry, options, _exposed(data, Path.cwd()))

@@ -82,13 +82,34 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _refusals(*, auth: bool = True) -> dict[str, Any]:
+    """What the gateway answers itself, for any route, before any replica sees a call."""
+    refused = {
+        "400": _json(
+            "Refused by admission: dot segments, encoded slashes, backslashes, empty "
+            "segments or controls in the path; a repeated header; a JSON-typed body that "
+            "is not JSON; an over-long session id (``field`` names it)",
+            _DETAIL,
+        ),
+        "414": _json("The request target is over the limit", _DETAIL),
+    }
+    if auth:
+        refused |= {
+            "401": _json("No valid credential (WWW-Authenticate: Bearer)", _DETAIL),
+            "403": _json("The credential does not open this route", _DETAIL),
+            "429": _json("Rate limited (Retry-After)", _DETAIL),
+        }
+    return refused
+
+
 def _status(name: str) -> dict[str, Any]:
     schema = {
         "type": "object",
         "properties": {"status": {"type": "string"}},
         "required": ["status"],
     }
-    return {"get": {"summary": name, "responses": {"200": _json(name, schema)}}}
+    responses = {"200": _json(name, schema), **_refusals(auth=False)}
+    return {"get": {"summary": name, "responses": responses}}
 
 
 def _admin() -> dict[str, Any]:
@@ -102,12 +123,34 @@ def _admin() -> dict[str, Any]:
         "properties": {"removed": {"type": "string"}},
         "required": ["removed"],
     }
-    errors = {"400": _json("Not JSON", _DETAIL), "422": _json("Invalid body or URL", _DETAIL)}
+    admin_refusals = {
+        **_refusals(),
+        "403": _json(
+            "Not an admin key (no service key opens the admin routes, *:* included); or, "
+            "on a gateway without a key store, a client that is not on loopback",
+            _DETAIL,
+        ),
+    }
+    errors = {
+        **admin_refusals,
+        "400": _json("Not JSON", _DETAIL),
+        "413": _json("Body over 16 KiB", _DETAIL),
+        "415": _json("Not Content-Type: application/json", _DETAIL),
+        "422": _json("Invalid body or URL", _DETAIL),
+    }
+    post_errors = {
+        **errors,
+        "403": _json(
+            "Not an admin key, not on loopback, or a replica URL resolving outside "
+            "[gateway] replica_networks",
+            _DETAIL,
+        ),
+    }
     return {
         "/gateway/services": {
             "get": {
                 "summary": "The service registry",
-                "responses": {"200": _json("Services", listing)},
+                "responses": {"200": _json("Services", listing), **admin_refusals},
             }
         },
         "/gateway/services/{name}/replicas": {
@@ -115,7 +158,7 @@ def _admin() -> dict[str, Any]:
             "post": {
                 "summary": "Register a replica (creating the service if new)",
                 "requestBody": _REPLICA_BODY,
-                "responses": {"201": _json("The service", _SERVICE), **errors},
+                "responses": {"201": _json("The service", _SERVICE), **post_errors},
             },
             "delete": {
                 "summary": "Remove a replica (a service left with none is removed)",
@@ -159,7 +202,7 @@ def _face() -> dict[str, Any]:
     }
     return {
         "/v1/models": {"get": {"summary": "Exposed models and agents",
-                               "responses": {"200": _json("Models", models)}}},
+                               "responses": {"200": _json("Models", models), **_refusals()}}},
         "/v1/chat/completions": {
             "post": {
                 "summary": "Chat completion from a model or an agent (stream: SSE)",
@@ -172,6 +215,7 @@ def _face() -> dict[str, Any]:
                             "text/event-stream": {"schema": {"type": "string"}},
                         },
                     },
+                    **_refusals(),
                     "400": _json("Invalid request", _OPENAI_ERROR),
                     "404": _json("Unknown model", _OPENAI_ERROR),
                     "503": _json("Backend down", _OPENAI_ERROR),
@@ -183,10 +227,16 @@ def _face() -> dict[str, Any]:
 
 def _proxy() -> dict[str, Any]:
     gateway_errors = {
+        **_refusals(),
         "404": {"description": "Unknown service (or the upstream's 404)"},
         "413": _json("Body over the limit", _DETAIL),
+        "415": _json("A compressed JSON body (the gateway must read it)", _DETAIL),
         "502": _json("The upstream failed", _DETAIL),
-        "503": _json("No replica available", _DETAIL),
+        "503": _json(
+            "No replica available, the circuit is open, or the rate-limit store failed "
+            "with rate_limit_failure = 'closed' (Retry-After)",
+            _DETAIL,
+        ),
         "504": _json("The upstream timed out", _DETAIL),
         "default": {"description": "The upstream's answer, passed through"},
     }

@@ -9,6 +9,11 @@ keeping the long-run rate at ``rate_per_second``.
 them in Redis, updated by one Lua script that reads the time from the Redis server, so
 every gateway replica spends from the same buckets on the same clock. Both have the
 same ``async take(key, cost)``.
+
+A Redis that does not answer (down, unreachable, slower than ``timeout``) raises
+:class:`~llmagentos.exceptions.RateLimitUnavailable`, never anything else, and is not
+asked again for ``retry_seconds``: the gateway then lets the request through or answers
+503 with ``Retry-After``, as configured (``[gateway] rate_limit_failure``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import math
 import threading
 from typing import Any, NamedTuple, Protocol
 
-from llmagentos.exceptions import ConfigError, MissingExtraError
+from llmagentos.exceptions import ConfigError, MissingExtraError, RateLimitUnavailable
 from llmagentos.gateway.clock import Clock, monotonic
 
 __all__ = ["RateDecision", "RateLimiter", "RedisTokenBucket", "TokenBucket"]
@@ -142,6 +147,9 @@ class RedisTokenBucket:
         redis: a ``redis.asyncio.Redis`` client, or a URL (``redis://127.0.0.1:6379/0``).
         rate_per_second, burst: the bucket, as in :class:`TokenBucket`.
         prefix: the Redis key prefix; different limits need different prefixes.
+        timeout: seconds to connect to Redis and to get each answer (a URL's client).
+        retry_seconds: after a failure, how long Redis is not asked again.
+        clock: monotonic seconds (tests pass a manual clock).
     """
 
     def __init__(
@@ -151,31 +159,60 @@ class RedisTokenBucket:
         burst: float,
         *,
         prefix: str = "llmagentos:ratelimit:",
+        timeout: float = 0.5,
+        retry_seconds: float = 1.0,
+        clock: Clock = monotonic,
     ) -> None:
         _check(rate_per_second, burst)
+        if not timeout > 0 or not retry_seconds >= 0:
+            detail = f"timeout > 0 and retry_seconds >= 0 (got {timeout}, {retry_seconds})"
+            raise ConfigError("redis_timeout", detail)
         try:
             import redis.asyncio as aioredis
             import redis.exceptions as redis_errors
         except ImportError as err:
             raise MissingExtraError("shared rate limits", "gateway", "redis") from err
         self._no_script = redis_errors.NoScriptError
+        self._failures: tuple[type[BaseException], ...] = (
+            redis_errors.RedisError, OSError, TimeoutError,
+        )  # fmt: skip
         self._own_client = isinstance(redis, str)
-        self._client: Any = aioredis.from_url(redis) if isinstance(redis, str) else redis
+        self._client: Any = (
+            aioredis.from_url(redis, socket_connect_timeout=timeout, socket_timeout=timeout)
+            if isinstance(redis, str)
+            else redis
+        )
         self.rate = float(rate_per_second)
         self.burst = float(burst)
         self.prefix = prefix
+        self.retry_seconds = retry_seconds
+        self._clock = clock
+        self._down_until = -math.inf
+        self.failures = 0  # answers Redis did not give
 
     async def take(self, key: str, cost: float = 1.0) -> RateDecision:
-        """Spend ``cost`` tokens from ``key``'s shared bucket if it has them."""
+        """Spend ``cost`` tokens from ``key``'s shared bucket if it has them.
+
+        Raises:
+            RateLimitUnavailable: Redis did not answer (now, or within the last
+                ``retry_seconds``).
+        """
         _check_cost(cost, self.burst)
+        if self._clock() < self._down_until:
+            raise RateLimitUnavailable("the rate-limit store failed a moment ago")
         args = (repr(self.rate), repr(self.burst), repr(float(cost)))
         name = self.prefix + key
         try:
-            reply = await self._client.evalsha(_SCRIPT_SHA, 1, name, *args)
-        except self._no_script:
-            # First use on this server (or after SCRIPT FLUSH / a restart): EVAL loads it.
-            reply = await self._client.eval(_SCRIPT, 1, name, *args)
-        allowed, retry = reply
+            try:
+                reply = await self._client.evalsha(_SCRIPT_SHA, 1, name, *args)
+            except self._no_script:
+                # First use on this server (or after SCRIPT FLUSH / a restart): EVAL loads it.
+                reply = await self._client.eval(_SCRIPT, 1, name, *args)
+            allowed, retry = reply
+        except self._failures as err:
+            self.failures += 1
+            self._down_until = self._clock() + self.retry_seconds
+            raise RateLimitUnavailable(f"the rate-limit store did not answer: {err}") from err
         if int(allowed) == 1:
             return RateDecision(True, 0.0)
         # The script rounds to microseconds; a refusal never says "retry now".

@@ -8,6 +8,7 @@ choose its own balancing (``"session"`` keeps each session on one replica).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from llmagentos.gateway.balancer import BALANCING
 __all__ = ["ServiceEntry", "ServiceRegistry", "check_replica_url", "check_service_name"]
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+_PREFIX_RE = re.compile(r"(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+")
 
 
 #: First path segments the gateway answers itself.
@@ -37,11 +39,28 @@ def check_service_name(name: str, *, field_name: str = "service") -> str:
 
 
 def check_replica_url(url: str, *, field_name: str = "url") -> str:
-    parts = urlsplit(url)
+    """``url`` without its trailing ``/`` if it is a plain http(s) URL with a host.
+
+    Its path, if any, is a prefix put before every route exactly as written (and signed
+    so), so it may hold only plain segments: no dot segments, escapes or empty ones.
+    Where its host may point is :mod:`.networks`' to check.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a bad port raises here)
+    except ValueError as err:
+        raise ConfigError(field_name, f"not a URL: {url!r} ({err})") from err
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(field_name, f"expected an http(s) URL with a host, got {url!r}")
-    if parts.query or parts.fragment:
+    if "@" in parts.netloc:
+        raise ConfigError(field_name, f"a replica URL has no user info (got {url!r})")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
         raise ConfigError(field_name, f"a replica URL has no query or fragment (got {url!r})")
+    prefix = parts.path.rstrip("/")
+    if prefix and not _PREFIX_RE.fullmatch(prefix):
+        raise ConfigError(
+            field_name, f"a replica URL's path is plain segments (a-z, 0-9, '_', '-'), got {url!r}"
+        )
     return url.rstrip("/")
 
 

@@ -9,13 +9,17 @@ import asyncio
 import gzip
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-COUNTS = {"calls": 0}
+# requests: every request this process received, but the gateway's own probes (its
+# health checks, its fetch of route templates) and the tests' reads of these counts.
+COUNTS = {"calls": 0, "requests": 0}
+_PROBES = frozenset({"/readyz", "/openapi.json", "/calls"})
 
 
 async def ready(request: Request) -> Response:
@@ -50,10 +54,14 @@ async def status(request: Request) -> Response:
 
 
 async def inspect(request: Request) -> Response:
-    # Exactly what arrived: the raw query string and every header, repeats kept.
+    # Exactly what arrived: the raw path and query string, every header (repeats kept)
+    # and the body, so a test can check a signed principal against them.
     headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.scope["headers"]]
     query = request.scope["query_string"].decode("latin-1")
-    return JSONResponse({"query": query, "headers": headers})
+    return JSONResponse({
+        "method": request.method, "raw_path": request.scope["raw_path"].decode("latin-1"),
+        "query": query, "headers": headers, "body": (await request.body()).decode("latin-1"),
+    })  # fmt: skip
 
 
 async def compressed(request: Request) -> Response:
@@ -103,14 +111,24 @@ async def calls(request: Request) -> Response:
     return JSONResponse(COUNTS)
 
 
-app = Starlette(routes=[
+everything = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+routes = Starlette(routes=[
     Route("/readyz", ready), Route("/echo", echo, methods=["GET", "POST", "PUT"]),
     Route("/slow", slow), Route("/flaky", flaky, methods=["GET", "POST"]), Route("/calls", calls),
     Route("/status/{code:int}", status, methods=["GET", "POST"]), Route("/nap", slow),
-    Route("/inspect", inspect, methods=["GET", "POST"]), Route("/gzip", compressed),
+    Route("/inspect", inspect, methods=everything), Route("/gzip", compressed),
+    Route("/inspect/{rest:path}", inspect, methods=everything),
     Route("/v1/chat/completions", chat, methods=["POST"]),
     Route("/sse", events), Route("/sse/next", next_event, methods=["POST"]),
 ])  # fmt: skip
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The routes, with every HTTP request counted (what reached this replica at all)."""
+    if scope["type"] == "http" and scope["path"] not in _PROBES:
+        COUNTS["requests"] += 1
+    await routes(scope, receive, send)
+
 
 if __name__ == "__main__":
     import uvicorn

@@ -24,10 +24,12 @@ import ssl
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
 from llmagentos.exceptions import ConfigError, MissingExtraError
+from llmagentos.gateway.networks import ReplicaNetworks, guarded_resolver
 
 if TYPE_CHECKING:
     import aiohttp
@@ -52,6 +54,7 @@ Headers = Sequence[tuple[str, str]] | Mapping[str, str]
 #: Content types passed on as they arrive rather than read whole.
 STREAMED_TYPES = frozenset({"text/event-stream", "application/x-ndjson"})
 log = logging.getLogger("llmagentos.gateway")
+_ANYWHERE = ReplicaNetworks(["0.0.0.0/0", "::/0"])
 
 
 def _is_streamed(status: int, content_type: str) -> bool:
@@ -123,13 +126,22 @@ class AiohttpUpstream:
     server's event loop.
     """
 
-    def __init__(self, *, max_connections: int = 0, ca_file: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 0,
+        ca_file: str | None = None,
+        networks: ReplicaNetworks | None = None,
+    ) -> None:
         try:
             import aiohttp
         except ImportError as err:
             raise MissingExtraError("the gateway", "gateway", "aiohttp") from err
         self._aiohttp = aiohttp
         self._max_connections = max_connections  # 0: no cap
+        # Host names are resolved on the runtime's pool; with networks, an address
+        # outside them is never connected to, whatever the name resolved to before.
+        self._networks = networks
         # https replicas are verified against the system's CAs, or this file's.
         self._tls: ssl.SSLContext | bool = tls_context(ca_file) if ca_file else True
         self._session: aiohttp.ClientSession | None = None
@@ -139,7 +151,10 @@ class AiohttpUpstream:
             aiohttp = self._aiohttp
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
-                    limit=self._max_connections, use_dns_cache=True, ssl=self._tls
+                    limit=self._max_connections,
+                    use_dns_cache=True,
+                    ssl=self._tls,
+                    resolver=guarded_resolver(self._networks or _ANYWHERE),
                 ),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
@@ -200,7 +215,12 @@ class AiohttpUpstream:
 
 
 class HttpxUpstream:
-    """httpx's async client, over ``transport`` (an in-process ASGI app in tests)."""
+    """httpx's async client, over ``transport`` (an in-process ASGI app in tests).
+
+    httpx removes dot segments from every URL it builds; a target it would change is
+    refused (:class:`UpstreamFailed`) rather than sent as another path. (The gateway
+    admits no such target in the first place.)
+    """
 
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._client = httpx.AsyncClient(
@@ -213,6 +233,10 @@ class HttpxUpstream:
         outgoing = self._client.build_request(
             method, url, content=body, headers=headers, timeout=timeout
         )
+        wanted = urlsplit(url)
+        target = wanted.path + ("?" + wanted.query if wanted.query else "")
+        if outgoing.url.raw_path.decode("latin-1") != (target or "/"):
+            raise UpstreamFailed(f"httpx would not send the target {target!r} as it is")
         try:
             answer = await self._client.send(outgoing, stream=True)
             # httpx decodes the body: its content-encoding no longer applies.

@@ -1,0 +1,151 @@
+"""What crosses the hop between the gateway and a replica, and what never does.
+
+Request headers go on without hop-by-hop ones and without anything that vouches for
+the caller: ``Authorization``, ``Proxy-Authorization``, ``Cookie``, API key headers and
+any ``X-LLMAgentOS-Principal`` a client made up (names compared case-insensitively,
+``_`` taken as ``-``, since some servers read them so). The only word on who calls is
+the principal the gateway signs itself. Replies come back without hop-by-hop headers,
+a stream piece by piece.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING
+
+from llmagentos.gateway.upstream import UpstreamReply
+from llmagentos.principal import PRINCIPAL_HEADER
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "hop_by_hop",
+    "problem",
+    "reply_from",
+    "traceparent",
+    "upstream_headers",
+]
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+    "trailer", "transfer-encoding", "upgrade", "host", "content-length",
+    "expect",  # the gateway has read the body already: nothing to wait for upstream
+})  # fmt: skip
+#: Headers that vouch for the caller: the gateway reads them, no replica ever sees them.
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-api-key", PRINCIPAL_HEADER}
+)
+
+
+def _canonical(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def hop_by_hop(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """The standard hop-by-hop headers plus any the message's ``Connection`` names."""
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
+    return HOP_BY_HOP | named if named else HOP_BY_HOP
+
+
+def traceparent(incoming: str | None) -> str:
+    """Continue the caller's trace with a new span, or start one."""
+    span = secrets.token_hex(8)
+    if incoming:
+        parts = incoming.split("-")
+        if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
+            return f"{parts[0]}-{parts[1]}-{span}-{parts[3]}"
+    return f"00-{secrets.token_hex(16)}-{span}-01"
+
+
+def upstream_headers(
+    request: Request, request_id: str, *, credential_headers: frozenset[str] = CREDENTIAL_HEADERS
+) -> list[tuple[str, str]]:
+    """The client's headers for the hop (repeats kept; hop-by-hop and credential ones
+    dropped), with the request id, the next span of the trace and the client added to
+    ``X-Forwarded-For``."""
+    pairs = request.headers.items()
+    drop = hop_by_hop(pairs) | {"x-request-id", "traceparent", "x-forwarded-for"}
+    headers = [
+        (k, v)
+        for k, v in pairs
+        if k.lower() not in drop and _canonical(k) not in credential_headers
+    ]
+    headers.append(("x-request-id", request_id))
+    headers.append(("traceparent", traceparent(request.headers.get("traceparent"))))
+    chain = request.headers.get("x-forwarded-for")
+    if request.client is not None:
+        chain = f"{chain}, {request.client.host}" if chain else request.client.host
+    if chain:
+        headers.append(("x-forwarded-for", chain))
+    return headers
+
+
+async def _relay(
+    pieces: AsyncGenerator[bytes, None], on_end: Callable[[], None]
+) -> AsyncIterator[bytes]:
+    try:
+        async for piece in pieces:
+            yield piece
+    finally:
+        await pieces.aclose()  # the upstream connection is released or closed now
+        on_end()
+
+
+def _length(value: str | None) -> dict[str, str] | None:
+    return None if value is None else {"content-length": value}
+
+
+def reply_from(
+    answer: UpstreamReply, request_id: str, *, on_end: Callable[[], None], head: bool = False
+) -> Response:
+    """The replica's answer for the client: hop-by-hop headers dropped, repeats kept; a
+    streamed answer passed on piece by piece (``on_end`` when it is over)."""
+    from starlette.responses import Response, StreamingResponse
+
+    reply: Response
+    if answer.stream is not None:
+        reply = StreamingResponse(_relay(answer.stream, on_end), status_code=answer.status)
+    elif head:  # no body, but the length the body would have: the replica's own
+        length = next((v for k, v in answer.headers if k.lower() == "content-length"), None)
+        reply = Response(status_code=answer.status, headers=_length(length))
+    else:
+        reply = Response(answer.content, status_code=answer.status)
+    drop = hop_by_hop(answer.headers) | {"x-request-id"}
+    reply.raw_headers += [
+        (k.lower().encode("latin-1"), v.encode("latin-1"))
+        for k, v in answer.headers
+        if k.lower() not in drop
+    ]
+    reply.raw_headers.append((b"x-request-id", request_id.encode()))
+    return reply
+
+
+def problem(status: int, detail: str, request_id: str, *, field: str = "") -> Response:
+    """The gateway's own refusal: ``{"detail", "field"?}`` with the request id."""
+    from starlette.responses import JSONResponse
+
+    headers = {"x-request-id": request_id}
+    if status == 503:
+        headers["retry-after"] = "1"
+    content: dict[str, str] = {"detail": detail}
+    if field:
+        content["field"] = field
+    return JSONResponse(content, status_code=status, headers=headers)
+
+
+def problem_bytes(status: int, detail: str, field: str = "") -> bytes:
+    """The body of :func:`problem`, for the ASGI admission layer that has no Starlette."""
+    content: dict[str, str] = {"detail": detail}
+    if field:
+        content["field"] = field
+    return json.dumps(content).encode()

@@ -1,0 +1,93 @@
+"""The gateway's Prometheus metrics: per route and upstream, replicas, breakers, and the
+counters its building blocks keep themselves (credential checks, access-log drops)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from llmagentos.exceptions import MissingExtraError
+from llmagentos.gateway.access_log import dropped_lines
+from llmagentos.gateway.guard import CredentialGuard
+
+__all__ = ["GatewayMetrics"]
+
+
+class _Counted:
+    """Counters kept outside prometheus_client, read at scrape time."""
+
+    def __init__(self, guard: Callable[[], CredentialGuard | None]) -> None:
+        self.guard = guard
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        dropped = CounterMetricFamily(
+            "llmagentos_gateway_access_log_dropped",
+            "Access-log lines dropped because the log's buffer was full",
+        )
+        dropped.add_metric([], dropped_lines())
+        yield dropped
+        guard = self.guard()
+        if guard is None:
+            return
+        checks = CounterMetricFamily(
+            "llmagentos_gateway_credential_checks",
+            "Credential checks by outcome: cached (a hash), costly (scrypt or a signature), "
+            "remembered (a recent failure, no work), throttled (429)",
+            labels=["outcome"],
+        )
+        for outcome, count in guard.counts.items():
+            checks.add_metric([outcome], count)
+        yield checks
+        failures = GaugeMetricFamily(
+            "llmagentos_gateway_failed_credentials_remembered", "Failed credentials remembered now"
+        )
+        failures.add_metric([], guard.failures_remembered())
+        yield failures
+
+
+class GatewayMetrics:
+    """One gateway's metrics, in a registry of its own (``registry``).
+
+    Raises:
+        MissingExtraError: prometheus-client is not installed (extra ``gateway``).
+    """
+
+    def __init__(self, guard: Callable[[], CredentialGuard | None]) -> None:
+        try:
+            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        except ImportError as err:
+            raise MissingExtraError("the gateway", "gateway", "prometheus-client") from err
+        self.registry = registry = CollectorRegistry()
+        self.requests_total = Counter(
+            "llmagentos_gateway_requests", "Proxied requests",
+            ["service", "route", "upstream", "status"], registry=registry,
+        )  # fmt: skip
+        self.upstream_latency = Histogram(
+            "llmagentos_gateway_upstream_seconds", "Time of each attempt at a replica",
+            ["service", "upstream"], registry=registry,
+        )  # fmt: skip
+        self.replica_healthy = Gauge(
+            "llmagentos_gateway_replica_healthy", "1 when a replica passes its checks and is "
+            "not ejected", ["service", "replica"], registry=registry,
+        )  # fmt: skip
+        self.breaker_open = Gauge(
+            "llmagentos_gateway_breaker_open", "1 while a service's circuit breaker is not closed",
+            ["service"], registry=registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "llmagentos_gateway_request_seconds", "Proxied request time, end to end",
+            ["service", "route"], registry=registry,
+        )  # fmt: skip
+        self.rate_limit_errors = Counter(
+            "llmagentos_gateway_rate_limit_store_errors",
+            "Rate-limit decisions the store failed to give (answered as rate_limit_failure)",
+            registry=registry,
+        )  # fmt: skip
+        registry.register(_Counted(guard))
+
+    def observe(self, labels: tuple[str, str], upstream: str, status: int, seconds: float) -> None:
+        """Count a request by (service, route), upstream and status, and time it."""
+        self.requests_total.labels(*labels, upstream, str(status)).inc()
+        self.latency.labels(*labels).observe(seconds)

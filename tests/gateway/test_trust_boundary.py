@@ -1,0 +1,362 @@
+"""The gateway's trust boundary, attacked through real processes with raw HTTP.
+
+A real gateway process with API keys sits in front of a header-echoing replica (it
+answers with the raw path, query, headers and body it received) and a real Taxi
+module service. Requests are written byte for byte (``rawhttp``), so no client
+normalises the path or the header names on the attacker's behalf. What must hold:
+
+- every target the gateway could read differently from the replica is refused with a
+  4xx and never reaches a replica (the replica counts every request it gets);
+- what is forwarded is the exact target and body, with the caller's principal signed
+  for exactly them, and without the caller's credentials or any forged principal;
+- with the service's side of the contract (``serve --require-principal``), a tenant
+  reaches only its own sessions, whatever it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from llmagentos._processes import free_port, start_server
+from llmagentos.exceptions import PrincipalError
+from llmagentos.gateway import ApiKeyStore
+from llmagentos.principal import PRINCIPAL_HEADER, PrincipalSigner
+from tests.gateway.rawhttp import RawReply, send
+
+pytest.importorskip("fastapi", reason="needs llmagentos[serve]")
+
+ROOT = Path(__file__).resolve().parents[2]
+TAXI = ROOT / "examples" / "configs" / "taxi.toml"
+SECRET = "trust-boundary-test-principal-secret-01"
+ENV = {**os.environ, "LLMAGENTOS_PRINCIPAL_SECRET": SECRET, "PYTHONPATH": str(ROOT / "src")}
+
+
+def _stop(*processes: subprocess.Popen[bytes]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    home = tmp_path_factory.mktemp("trust")
+    keys = ApiKeyStore(home / "keys.db", scrypt_n=2**10)
+    key = {t: keys.create_key(t, ["echo:*", "taxi:*"]) for t in ("acme", "evil")}
+    keys.close()
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        echo, echo_url = start_server(["llmagentos.gateway.testing"], port_flag=None)
+        started.append(echo)
+        taxi, taxi_url = start_server(["llmagentos", "serve", str(TAXI)], env=ENV)
+        started.append(taxi)
+        config = home / "gateway.toml"
+        config.write_text(
+            '[gateway]\nkeys = "keys.db"\nhealth_interval = 0\n\n'
+            f'[[services]]\nname = "echo"\nreplicas = ["{echo_url}"]\n\n'
+            f'[[services]]\nname = "taxi"\nreplicas = ["{taxi_url}"]\n'
+        )
+        gateway, url = start_server(["llmagentos", "gateway", str(config)], env=ENV)
+        started.append(gateway)
+        yield {"gateway": url, "echo": echo_url, "key": key}
+    finally:
+        _stop(*reversed(started))
+
+
+def _reached(echo_url: str) -> int:
+    """Requests the echo replica has received so far (probes not counted)."""
+    return int(httpx.get(f"{echo_url}/calls").json()["requests"])
+
+
+def _bearer(key: str) -> tuple[str, str]:
+    return ("Authorization", f"Bearer {key}")
+
+
+# Targets the gateway must refuse itself: 4xx JSON naming the problem, nothing forwarded.
+REFUSED = [
+    "/echo/inspect/sessions/x/../../sessions/acme:s1/qtable",
+    "/taxi/v1/sessions/x/../../sessions/acme:s1/qtable",
+    "/echo/inspect/a/./b",
+    "/echo/inspect/a/..",
+    "/echo/inspect/%2e%2e/b",
+    "/echo/inspect/%2E%2E/b",
+    "/echo/inspect/.%2e/b",
+    "/echo/inspect/%2e./b",
+    "/echo/inspect/%2E/b",
+    "/echo/inspect/a%2fb",
+    "/echo/inspect/a%2Fb",
+    "/echo/inspect/a\\b",
+    "/echo/inspect/a%5cb",
+    "/echo/inspect/a%5Cb",
+    "/echo//inspect",
+    "/echo/inspect//b",
+    "/echo/inspect/a%00b",
+    "/echo/inspect/a%0d%0aX-Injected:%201",
+    "/echo/inspect/a%7fb",
+    "/echo/inspect/%252e%252e/b",
+    "/echo/inspect/%25%32%65%25%32%65/b",
+    "/echo/inspect/%ef%bc%8e%ef%bc%8e/b",
+    "/echo/inspect/a%ef%bc%8fb",
+    "/echo/inspect/a%e2%80%aeb",
+    "/echo/inspect/%c0%ae%c0%ae/b",
+    "/echo/inspect/%zz",
+    "/echo/inspect/a%2",
+    "/echo/inspect/" + "s" * 129,
+    "/echo/inspect/x?" + "q" * 5000,
+    "/gateway%2fservices",
+    "/echo%2finspect",
+]
+
+
+@pytest.mark.parametrize("target", REFUSED, ids=[t[:60] for t in REFUSED])
+def test_targets_it_could_misread_are_refused_and_never_forwarded(
+    stack: dict[str, Any], target: str
+) -> None:
+    before = _reached(stack["echo"])
+    reply = send(stack["gateway"], "GET", target, headers=[_bearer(stack["key"]["evil"])])
+    assert reply.status in (400, 414), (target, reply.status, reply.body[:200])
+    refusal = reply.json()
+    assert refusal["detail"] and refusal["field"] in ("path", "query")
+    assert _reached(stack["echo"]) == before, "a refused request reached the replica"
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/echo/inspect/a b", "/echo/inspect/\xe9", "/echo/inspect/a\tb", "*"],
+)  # fmt: skip
+def test_malformed_request_lines_are_4xx_whoever_refuses_them(
+    stack: dict[str, Any], target: str
+) -> None:
+    before = _reached(stack["echo"])
+    reply = send(stack["gateway"], "GET", target, headers=[_bearer(stack["key"]["evil"])])
+    assert 400 <= reply.status < 500, (target, reply.status)
+    assert _reached(stack["echo"]) == before
+
+
+def _principal(
+    seen: dict[str, Any], *, target: str | None = None, body: bytes | None = None
+) -> Any:
+    """The principal the replica got, verified as the service does: against the raw
+    target and the body it received (or against others, to show they do not match)."""
+    headers = dict(seen["headers"])
+    received = seen["raw_path"] + ("?" + seen["query"] if seen["query"] else "")
+    return PrincipalSigner(SECRET).verify(
+        headers.get(PRINCIPAL_HEADER),
+        method=seen["method"],
+        target=received if target is None else target,
+        body=seen["body"].encode("latin-1") if body is None else body,
+    )
+
+
+def test_any_casing_of_a_json_type_is_read_and_the_body_forwarded_untouched(
+    stack: dict[str, Any],
+) -> None:
+    evil = stack["key"]["evil"]
+    body = b'{"session": "acme:s1", "action": 1}'
+    for content_type in ("Application/JSON", "APPLICATION/JSON; Charset=UTF-8",
+                         "application/vnd.llmagentos+JSON"):  # fmt: skip
+        reply = send(
+            stack["gateway"], "POST", "/echo/inspect/v1/agent/step?x=%2F",
+            headers=[_bearer(evil), ("Content-Type", content_type)], body=body,
+        )  # fmt: skip
+        assert reply.status == 200, reply.body
+        seen = reply.json()
+        assert seen["body"].encode() == body  # no session rewritten: the service scopes it
+        assert (seen["raw_path"], seen["query"]) == ("/inspect/v1/agent/step", "x=%2F")
+        principal = _principal(seen)
+        assert (principal.tenant, principal.key_id) == ("evil", evil.split("_")[1])
+        # Signed for exactly this request: no other target or body verifies.
+        for other in ({"target": "/inspect/v1/agent/step?x=/"}, {"body": body + b" "}):
+            with pytest.raises(PrincipalError) as caught:
+                _principal(seen, **other)
+            assert caught.value.reason == "mismatch"
+        # And a JSON-typed body that is not JSON, in that casing, never leaves.
+        before = _reached(stack["echo"])
+        broken = send(
+            stack["gateway"], "POST", "/echo/inspect/v1/agent/step",
+            headers=[_bearer(evil), ("Content-Type", content_type)], body=b'{"session": "a',
+        )  # fmt: skip
+        assert broken.status == 400 and broken.json()["field"] == "body"
+        assert _reached(stack["echo"]) == before
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "field"),
+    [
+        ([("Content-Type", "application/json")], b'{"session": "a", "session": "acme:s1"}',
+         "body"),
+        ([("Content-Type", "application/json")], b'{"session": "' + b"s" * 129 + b'"}',
+         "body.session"),
+        ([], b'{"session": "' + b"s" * 129 + b'"}', "body.session"),  # no type: still read
+        ([("Content-Type", "text/plain")], b'{"session": "a", "session": "b"}', "body"),
+        ([("Content-Type", "application/json"), ("Content-Type", "text/plain")], b"{}",
+         "content-type"),
+        ([("Content-Type", "application/json"), ("Content-Encoding", "gzip")], b"{}",
+         "content-encoding"),
+        ([("Content-Type", "application/json")], b"[" * 100_000, "body"),
+    ],
+)  # fmt: skip
+def test_bodies_it_cannot_attribute_are_refused(
+    stack: dict[str, Any], headers: list[tuple[str, str]], body: bytes, field: str
+) -> None:
+    before = _reached(stack["echo"])
+    reply = send(
+        stack["gateway"], "POST", "/echo/inspect",
+        headers=[_bearer(stack["key"]["evil"]), *headers], body=body,
+    )  # fmt: skip
+    assert 400 <= reply.status < 500 and reply.json()["field"] == field, reply.body[:200]
+    assert _reached(stack["echo"]) == before
+
+
+def test_percent_encoded_ids_are_forwarded_as_sent_and_signed_so(stack: dict[str, Any]) -> None:
+    reply = send(
+        stack["gateway"], "GET", "/echo/inspect/v1/sessions/acme%3As1/qtable",
+        headers=[_bearer(stack["key"]["evil"])],
+    )  # fmt: skip
+    seen = reply.json()
+    assert seen["raw_path"] == "/inspect/v1/sessions/acme%3As1/qtable"  # the replica decodes it
+    assert _principal(seen).tenant == "evil"  # ...and scopes what it decodes by this tenant
+
+
+def test_credentials_and_forged_principals_never_reach_a_replica(stack: dict[str, Any]) -> None:
+    evil = stack["key"]["evil"]
+    forged = PrincipalSigner("not-the-gateways-secret-at-all").sign(
+        _acme(), method="GET", target="/inspect", body=b""
+    )
+    sent = [
+        ("AUTHORIZATION", f"Bearer {evil}"),
+        ("Cookie", "session=acme"),
+        ("COOKIE", "other=1"),
+        ("Proxy-Authorization", "Basic YTpi"),
+        ("X-LLMAgentOS-Principal", forged),
+        ("x_llmagentos_principal", forged),
+        ("X-Other", "kept"),
+    ]
+    reply = send(stack["gateway"], "GET", "/echo/inspect", headers=sent)
+    assert reply.status == 200
+    seen = reply.json()
+    names = [name.lower().replace("_", "-") for name, _ in seen["headers"]]
+    for secret in ("authorization", "cookie", "proxy-authorization", "x-api-key"):
+        assert secret not in names
+    assert names.count(PRINCIPAL_HEADER) == 1  # the gateway's own, not the forged ones
+    assert _principal(seen).tenant == "evil"
+    assert ("x-other", "kept") in [tuple(pair) for pair in seen["headers"]]
+    # An API key in X-API-Key authenticates too, and stays at the gateway as well.
+    by_header = send(stack["gateway"], "GET", "/echo/inspect", headers=[("X-Api-Key", evil)])
+    assert by_header.status == 200
+    assert "x-api-key" not in [n.lower() for n, _ in by_header.json()["headers"]]
+    # Two credentials at once: which one counts would be a guess.
+    both = send(stack["gateway"], "GET", "/echo/inspect",
+                headers=[_bearer(evil), ("X-API-Key", stack["key"]["acme"])])  # fmt: skip
+    assert both.status == 400
+
+
+def _acme() -> Any:
+    from llmagentos.principal import Principal
+
+    return Principal("forged", "acme", ("*:*",))
+
+
+def test_without_auth_no_principal_is_sent_and_credentials_still_stay(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    config = tmp_path / "open.toml"
+    config.write_text(f'[gateway]\nhealth_interval = 0\n\n[[services]]\nname = "echo"\n'
+                      f'replicas = ["{stack["echo"]}"]\n')  # fmt: skip
+    gateway, url = start_server(["llmagentos", "gateway", str(config)], env=ENV)
+    try:
+        reply = send(url, "GET", "/echo/inspect", headers=[
+            ("Authorization", "Bearer whatever"), ("Cookie", "a=1"), ("X-API-Key", "k"),
+            ("Proxy-Authorization", "Basic YTpi"), (PRINCIPAL_HEADER, "v1.forged.forged"),
+        ])  # fmt: skip
+    finally:
+        _stop(gateway)
+    assert reply.status == 200
+    names = {name.lower() for name, _ in reply.json()["headers"]}
+    assert not names & {"authorization", "cookie", "x-api-key", "proxy-authorization",
+                        PRINCIPAL_HEADER}  # fmt: skip
+
+
+def test_auth_without_a_principal_secret_fails_before_listening(tmp_path: Path) -> None:
+    ApiKeyStore(tmp_path / "keys.db").close()
+    config = tmp_path / "gateway.toml"
+    config.write_text('[gateway]\nkeys = "keys.db"\n')
+    env = {k: v for k, v in ENV.items() if k != "LLMAGENTOS_PRINCIPAL_SECRET"}
+    done = subprocess.run(
+        [sys.executable, "-m", "llmagentos", "gateway", str(config), "--port", str(free_port())],
+        check=False, capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert done.returncode == 2 and "gateway.principal_secret_env" in done.stderr
+    short = {**env, "LLMAGENTOS_PRINCIPAL_SECRET": "short"}
+    done = subprocess.run(
+        [sys.executable, "-m", "llmagentos", "gateway", str(config), "--port", str(free_port())],
+        check=False, capture_output=True, text=True, timeout=60, env=short,
+    )  # fmt: skip
+    assert done.returncode == 2 and "16 bytes" in done.stderr
+
+
+@cache
+def _service_requires_principals() -> bool:
+    """Has ``llmagentos serve`` the service's side of the contract (issue 10)?"""
+    done = subprocess.run(
+        [sys.executable, "-m", "llmagentos", "serve", "--help"],
+        check=False, capture_output=True, text=True, timeout=60, env=ENV,
+    )  # fmt: skip
+    return "--require-principal" in done.stdout
+
+
+def test_tenants_reach_only_their_own_sessions_end_to_end(tmp_path: Path) -> None:
+    if not _service_requires_principals():
+        pytest.skip("llmagentos serve has no --require-principal yet (the service's side)")
+    keys = ApiKeyStore(tmp_path / "keys.db", scrypt_n=2**10)
+    acme, evil = (keys.create_key(t, ["taxi:*"]) for t in ("acme", "evil"))
+    keys.close()
+    taxi, taxi_url = start_server(
+        ["llmagentos", "serve", str(TAXI), "--require-principal"], env=ENV
+    )
+    config = tmp_path / "gateway.toml"
+    config.write_text('[gateway]\nkeys = "keys.db"\nhealth_interval = 0\n\n'
+                      f'[[services]]\nname = "taxi"\nreplicas = ["{taxi_url}"]\n')  # fmt: skip
+    try:
+        gateway, url = start_server(["llmagentos", "gateway", str(config)], env=ENV)
+    except BaseException:
+        _stop(taxi)
+        raise
+
+    def visits(key: str, target: str) -> RawReply:
+        return send(url, "GET", target, headers=[_bearer(key)])
+
+    try:
+        episode = json.dumps({"session": "s1", "seed": 0, "max_steps": 5}).encode()
+        ran = send(url, "POST", "/taxi/v1/agent/episode", body=episode,
+                   headers=[_bearer(acme), ("Content-Type", "application/json")])  # fmt: skip
+        assert ran.status == 200
+        mine = visits(acme, "/taxi/v1/sessions/s1/qtable")
+        assert mine.status == 200 and sum(map(sum, mine.json()["visits"])) == 5
+        for target in (
+            "/taxi/v1/sessions/s1/qtable",
+            "/taxi/v1/sessions/acme:s1/qtable",
+            "/taxi/v1/sessions/acme%3As1/qtable",
+            "/taxi/v1/sessions/acme%3as1/qtable",
+        ):
+            assert visits(evil, target).status == 404, target  # fmt: skip
+        # evil steps "acme:s1" with a body the old gateway did not rewrite: its own session.
+        step = json.dumps({"session": "acme:s1", "seed": 0, "max_steps": 7}).encode()
+        send(url, "POST", "/taxi/v1/agent/episode", body=step,
+             headers=[_bearer(evil), ("Content-Type", "Application/JSON")])  # fmt: skip
+        again = visits(acme, "/taxi/v1/sessions/s1/qtable")
+        assert sum(map(sum, again.json()["visits"])) == 5  # acme's state untouched
+        direct = send(taxi_url, "GET", "/v1/sessions/s1/qtable")  # around the gateway
+        assert direct.status == 401
+    finally:
+        _stop(gateway, taxi)
