@@ -88,3 +88,11 @@ def start_server(
         process.wait(timeout=15)
         raise
     return process, url
+
+
+def stop_processes(*processes: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Ask each process still running to end (SIGTERM) and wait for it, in order."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=timeout)

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from llmagentos._secrets import secret_bytes
 from llmagentos.exceptions import ConfigError, PrincipalError
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
 PRINCIPAL_HEADER = "x-llmagentos-principal"
 SECRET_ENV = "LLMAGENTOS_PRINCIPAL_SECRET"
 _VERSION = "v1"
-_MIN_SECRET_BYTES = 16
 # Longest header accepted: a principal with many scopes fits well within it; anything
 # longer is refused before it is decoded.
 _MAX_HEADER = 8192
@@ -99,14 +99,7 @@ def principal_secret(value: str | bytes | None = None, *, env: str = SECRET_ENV)
         ConfigError: the secret is shorter than 16 bytes.
     """
     raw = value if value is not None else os.environ.get(env)
-    if raw is None or raw == "":
-        return None
-    secret = raw.encode() if isinstance(raw, str) else raw
-    if len(secret) < _MIN_SECRET_BYTES:
-        raise ConfigError(
-            "principal_secret", f"must be at least {_MIN_SECRET_BYTES} bytes (got {len(secret)})"
-        )
-    return secret
+    return secret_bytes(raw, field="principal_secret")
 
 
 def _b64(data: bytes) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llmagentos._processes import start_server
+from llmagentos._processes import start_server, stop_processes
 from llmagentos.gateway import ApiKeyStore, Gateway, ServiceRegistry
 from llmagentos.gateway.access_log import BatchingHandler, dropped_lines
 from llmagentos.gateway.testing import app as echo_app
@@ -45,18 +45,11 @@ SECRET = "abuse-test-principal-secret-0123456789"
 ENV = {**os.environ, "LLMAGENTOS_PRINCIPAL_SECRET": SECRET, "PYTHONPATH": str(ROOT / "src")}
 
 
-def _stop(*processes: subprocess.Popen[bytes]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=20)
-
-
 @pytest.fixture(scope="module")
 def echo() -> Iterator[str]:
     process, url = start_server(["llmagentos.gateway.testing"], port_flag=None)
     yield url
-    _stop(process)
+    stop_processes(process)
 
 
 def _metric(gateway: str, name: str, labels: str = "") -> float:
@@ -115,7 +108,7 @@ def test_bad_keys_cost_little_and_a_known_key_keeps_working(echo: str, tmp_path:
         # Meanwhile the key verified before passes at once: it costs a hash, no token.
         assert call(good) == 200
     finally:
-        _stop(process)
+        stop_processes(process)
 
 
 def test_a_killed_redis_answers_as_configured_never_500(echo: str, tmp_path: Path) -> None:
@@ -163,7 +156,7 @@ def test_a_killed_redis_answers_as_configured_never_500(echo: str, tmp_path: Pat
                 again.terminate()
                 again.wait(timeout=10)
         finally:
-            _stop(*(process for process, _ in gateways.values()))
+            stop_processes(*(process for process, _ in gateways.values()))
 
 
 class _Stuck(io.StringIO):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llmagentos._processes import start_server
+from llmagentos._processes import start_server, stop_processes
 from llmagentos.gateway import ApiKeyStore, Gateway, ReplicaNetworks, ServiceRegistry
 from llmagentos.gateway.networks import resolve
 from llmagentos.gateway.upstream import AiohttpUpstream, UpstreamRefused
@@ -32,18 +31,11 @@ SECRET = "admin-test-principal-secret-0123456789"
 ENV = {**os.environ, "LLMAGENTOS_PRINCIPAL_SECRET": SECRET, "PYTHONPATH": str(ROOT / "src")}
 
 
-def _stop(*processes: subprocess.Popen[bytes]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=15)
-
-
 @pytest.fixture(scope="module")
 def echo() -> Iterator[str]:
     process, url = start_server(["llmagentos.gateway.testing"], port_flag=None)
     yield url
-    _stop(process)
+    stop_processes(process)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +46,7 @@ def open_gateway(echo: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                       f'replicas = ["{echo}"]\n')  # fmt: skip
     process, url = start_server(["llmagentos", "gateway", str(config)], env=ENV)
     yield url
-    _stop(process)
+    stop_processes(process)
 
 
 def _register(gateway: str, name: str, url: Any, content_type: str = "application/json",
@@ -216,4 +208,4 @@ def test_admin_keys_and_only_them_open_the_admin_routes(echo: str, tmp_path: Pat
         # And still no cross-site POST with it.
         assert _register(url, "other", echo, "text/plain", key=admin).status == 415
     finally:
-        _stop(process)
+        stop_processes(process)

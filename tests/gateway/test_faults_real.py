@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llmagentos._processes import start_server
+from llmagentos._processes import start_server, stop_processes
 from llmagentos.gateway import ApiKeyStore
 
 pytest.importorskip("fastapi", reason="needs llmagentos[serve]")
@@ -34,18 +34,11 @@ TAXI = ROOT / "examples" / "configs" / "taxi.toml"
 SIGNED = {**os.environ, "LLMAGENTOS_PRINCIPAL_SECRET": "faults-test-principal-secret-0123"}
 
 
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=15)
-
-
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[list[str]]:
     started = [start_server(["llmagentos.gateway.testing"], port_flag=None) for _ in range(2)]
     yield [url for _, url in started]
-    _stop([process for process, _ in started])
+    stop_processes(*(process for process, _ in started))
 
 
 def _calls(upstreams: list[str]) -> int:
@@ -83,7 +76,7 @@ def test_retries_stay_in_budget_and_never_touch_4xx_or_posts(
             assert [client.post("/up/status/503").status_code for _ in range(10)] == [503] * 10
             assert _calls(upstreams) - before == 20  # one upstream request per client request
     finally:
-        _stop([process])
+        stop_processes(process)
 
 
 def test_the_breaker_opens_rejects_half_opens_and_closes(
@@ -113,7 +106,7 @@ def test_the_breaker_opens_rejects_half_opens_and_closes(
             assert [client.get("/up/echo").status_code for _ in range(3)] == [200] * 3  # closed
             assert 'breaker_open{service="up"} 0.0' in client.get("/metrics").text
     finally:
-        _stop([process])
+        stop_processes(process)
 
 
 def test_keys_scopes_and_revocation(upstreams: list[str], tmp_path: Path) -> None:
@@ -131,7 +124,7 @@ def test_keys_scopes_and_revocation(upstreams: list[str], tmp_path: Path) -> Non
             env=SIGNED,
         )
     except BaseException:
-        _stop([taxi])  # the gateway never started: nothing else to stop
+        stop_processes(taxi)  # the gateway never started: nothing else to stop
         raise
 
     def call(key: str | None, path: str = "/up/echo") -> httpx.Response:
@@ -163,4 +156,4 @@ def test_keys_scopes_and_revocation(upstreams: list[str], tmp_path: Path) -> Non
         revoked = call(acme)
         assert revoked.status_code == 401 and "revoked" in revoked.json()["detail"]
     finally:
-        _stop([process, taxi])
+        stop_processes(process, taxi)

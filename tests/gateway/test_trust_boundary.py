@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llmagentos._processes import free_port, start_server
+from llmagentos._processes import free_port, start_server, stop_processes
 from llmagentos.exceptions import PrincipalError
 from llmagentos.gateway import ApiKeyStore
 from llmagentos.principal import PRINCIPAL_HEADER, PrincipalSigner
@@ -39,13 +39,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TAXI = ROOT / "examples" / "configs" / "taxi.toml"
 SECRET = "trust-boundary-test-principal-secret-01"
 ENV = {**os.environ, "LLMAGENTOS_PRINCIPAL_SECRET": SECRET, "PYTHONPATH": str(ROOT / "src")}
-
-
-def _stop(*processes: subprocess.Popen[bytes]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +63,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         started.append(gateway)
         yield {"gateway": url, "echo": echo_url, "key": key}
     finally:
-        _stop(*reversed(started))
+        stop_processes(*reversed(started))
 
 
 def _reached(echo_url: str) -> int:
@@ -280,7 +273,7 @@ def test_without_auth_no_principal_is_sent_and_credentials_still_stay(
             ("Proxy-Authorization", "Basic YTpi"), (PRINCIPAL_HEADER, "v1.forged.forged"),
         ])  # fmt: skip
     finally:
-        _stop(gateway)
+        stop_processes(gateway)
     assert reply.status == 200
     names = {name.lower() for name, _ in reply.json()["headers"]}
     assert not names & {"authorization", "cookie", "x-api-key", "proxy-authorization",
@@ -330,7 +323,7 @@ def test_tenants_reach_only_their_own_sessions_end_to_end(tmp_path: Path) -> Non
     try:
         gateway, url = start_server(["llmagentos", "gateway", str(config)], env=ENV)
     except BaseException:
-        _stop(taxi)
+        stop_processes(taxi)
         raise
 
     def visits(key: str, target: str) -> RawReply:
@@ -359,4 +352,4 @@ def test_tenants_reach_only_their_own_sessions_end_to_end(tmp_path: Path) -> Non
         direct = send(taxi_url, "GET", "/v1/sessions/s1/qtable")  # around the gateway
         assert direct.status == 401
     finally:
-        _stop(gateway, taxi)
+        stop_processes(gateway, taxi)

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from llmagentos._secrets import secret_bytes
 from llmagentos.exceptions import (
     ConfigError,
     MissingExtraError,
@@ -61,7 +62,6 @@ __all__ = [
 ]
 
 DEFAULT_NAMESPACE = "llmagentos:sessions"
-_MIN_SECRET_BYTES = 16
 _SEAL_VERSION = b"llmagentos-session-state/2"
 
 _SCHEMA = """
@@ -142,14 +142,7 @@ def state_secret(secret: str | bytes | None) -> bytes | None:
     Raises:
         ConfigError: shorter than 16 bytes.
     """
-    if not secret:
-        return None
-    key = secret.encode() if isinstance(secret, str) else secret
-    if len(key) < _MIN_SECRET_BYTES:
-        raise ConfigError(
-            "state_secret", f"must be at least {_MIN_SECRET_BYTES} bytes (got {len(key)})"
-        )
-    return key
+    return secret_bytes(secret, field="state_secret")
 
 
 def _refuse_unsigned(where: str, allow_unsigned: bool) -> None:
