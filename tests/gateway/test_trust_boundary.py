@@ -15,8 +15,10 @@ normalises the path or the header names on the attacker's behalf. What must hold
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -219,6 +221,22 @@ def test_percent_encoded_ids_are_forwarded_as_sent_and_signed_so(stack: dict[str
     seen = reply.json()
     assert seen["raw_path"] == "/inspect/v1/sessions/acme%3As1/qtable"  # the replica decodes it
     assert _principal(seen).tenant == "evil"  # ...and scopes what it decodes by this tenant
+
+
+def test_a_reply_carries_the_gateways_own_date_and_server_once(stack: dict[str, Any]) -> None:
+    host, port = stack["gateway"].removeprefix("http://").split(":")
+    request = (
+        "GET /echo/inspect/x HTTP/1.1\r\nHost: g\r\nConnection: close\r\n"
+        f"Authorization: Bearer {stack['key']['evil']}\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=15) as sock:
+        sock.sendall(request.encode())
+        reply = http.client.HTTPResponse(sock)
+        reply.begin()
+        names = [name.lower() for name, _ in reply.getheaders()]
+        reply.read()
+    assert reply.status == 200
+    assert names.count("date") == 1 and names.count("server") == 1, names
 
 
 def test_credentials_and_forged_principals_never_reach_a_replica(stack: dict[str, Any]) -> None:

@@ -203,3 +203,12 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read_whole(service: str) 
     small = call(service, "POST", "/v1/perception/perceive", {"session": "big", "observation": 3},
                  principal=ACME, signer=SIGNER)  # fmt: skip
     assert small.status == 200
+
+
+def test_a_trailing_slash_is_a_404_not_a_redirect_to_the_replicas_own_address(
+    service: str,
+) -> None:
+    _episode(service, ACME, "slash", 3)
+    reply = call(service, "GET", "/v1/sessions/slash/qtable/", principal=ACME, signer=SIGNER)
+    assert reply.status == 404 and "location" not in reply.headers
+    assert "/v1/sessions/slash/qtable/" in reply.detail

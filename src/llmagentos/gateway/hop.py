@@ -120,7 +120,9 @@ def reply_from(
         reply = Response(status_code=answer.status, headers=_length(length))
     else:
         reply = Response(answer.content, status_code=answer.status)
-    drop = hop_by_hop(answer.headers) | {"x-request-id"}
+    # The gateway's own server writes Date and Server: the replica's would repeat them
+    # (and tell the client what runs behind the gateway).
+    drop = hop_by_hop(answer.headers) | {"x-request-id", "date", "server"}
     reply.raw_headers += [
         (k.lower().encode("latin-1"), v.encode("latin-1"))
         for k, v in answer.headers

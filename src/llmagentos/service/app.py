@@ -197,6 +197,9 @@ def service_app(
         title=f"{name} module service",
         description="llmagentos modules as a service: one agent per session, per tenant.",
         version="1",
+        # A redirect would name this replica's own address, which clients behind a
+        # gateway must neither see nor follow around it: a wrong path is a 404.
+        redirect_slashes=False,
     )
     app.state.pool = pool
 
