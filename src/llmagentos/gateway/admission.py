@@ -33,10 +33,13 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from llmagentos.exceptions import ConfigError, GatewayError
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 __all__ = [
     "AdmissionLimits",
@@ -266,6 +269,25 @@ def read_json_body(
 
 #: ``refuse(scope, send, error)``: answer a request refused before routing.
 Refuse = Callable[[Mapping[str, Any], Any, GatewayError], Awaitable[None]]
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the size limit (answered 413)."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused as soon as it (or its declared length) passes ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class AdmissionMiddleware:

@@ -30,9 +30,6 @@ The admin routes (:mod:`.admin`) take a credential of their own. ``/healthz``,
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import json
 import math
 import secrets
 import ssl
@@ -40,7 +37,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -55,6 +51,8 @@ from llmagentos.gateway.admin import AdminRoutes
 from llmagentos.gateway.admission import (
     AdmissionLimits,
     AdmissionMiddleware,
+    BodyTooLarge,
+    read_body,
     read_json_body,
 )
 from llmagentos.gateway.affinity import session_key
@@ -65,7 +63,9 @@ from llmagentos.gateway.hop import (
     CREDENTIAL_HEADERS,
     problem,
     problem_bytes,
+    raw_target,
     reply_from,
+    signed_headers,
     upstream_headers,
 )
 from llmagentos.gateway.jwt_auth import Credentials, JwtVerifier
@@ -82,7 +82,7 @@ from llmagentos.gateway.replies import (
     not_found,
     own_path_refused,
 )
-from llmagentos.gateway.route_labels import RouteLabels
+from llmagentos.gateway.route_labels import RouteLabels, RouteLearner
 from llmagentos.gateway.runtime import ResilienceSettings, ServiceRuntime
 from llmagentos.gateway.upstream import (
     AiohttpUpstream,
@@ -92,7 +92,7 @@ from llmagentos.gateway.upstream import (
     UpstreamRefused,
     tls_context,
 )
-from llmagentos.principal import PRINCIPAL_HEADER, Principal, PrincipalSigner
+from llmagentos.principal import Principal, PrincipalSigner
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -104,9 +104,6 @@ __all__ = ["IDEMPOTENT_METHODS", "RATE_LIMIT_FAILURE", "Gateway", "gateway_app"]
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 #: What a failing rate-limit store means: let the request through, or answer 503.
 RATE_LIMIT_FAILURE = ("open", "closed")
-# Who signs the gateway's own calls to replicas (their route templates): no tenant's
-# sessions are reached by them, and no scope is granted.
-_GATEWAY_ITSELF = Principal("gateway:internal", "gateway", ())
 
 
 def _is_idempotent(
@@ -117,38 +114,6 @@ def _is_idempotent(
         or route in entry.idempotent_routes
         or "idempotency-key" in headers
     )
-
-
-class _TooLarge(Exception):
-    """The request body passed the size limit (answered 413)."""
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-@functools.lru_cache(maxsize=1024)
-def _path_prefix(url: str) -> str:
-    """The path a replica URL puts before every route (``""`` for none)."""
-    return urlsplit(url).path
-
-
-def _raw_route(scope: Mapping[str, Any]) -> str:
-    """The route as the client sent it (still percent-encoded): the raw path after the
-    service's segment."""
-    raw = bytes(scope["raw_path"]).decode("latin-1")
-    _, _, rest = raw[1:].partition("/")
-    return "/" + rest
 
 
 class Gateway:
@@ -269,8 +234,7 @@ class Gateway:
         self.meters = GatewayMetrics(lambda: self.guard)
         self.metrics = self.meters.registry
         self.route_labels = RouteLabels()
-        self._learning: dict[str, float] = {}  # service -> when its templates may be fetched
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.route_learner = RouteLearner(self.route_labels, self.upstream, self.signer)
 
     # -- proxying -------------------------------------------------------------------------
 
@@ -297,7 +261,7 @@ class Gateway:
             labels = ("(unknown)", "-")
         else:
             labels = (name, self.route_labels.label(name, route))
-            self._learn_routes(entry)
+            self.route_learner.learn(entry)
         self._observe(labels, upstream, reply.status_code, seconds)
         log_access(
             request.method, request_id, service=name, route=route, upstream=upstream,
@@ -309,8 +273,8 @@ class Gateway:
         self, request: Request, entry: ServiceEntry, route: str, request_id: str
     ) -> tuple[Response, str, int]:
         try:
-            body = await _read_body(request, self.max_body_bytes)
-        except _TooLarge:
+            body = await read_body(request, self.max_body_bytes)
+        except BodyTooLarge:
             detail = f"request body over {self.max_body_bytes} bytes"
             return problem(413, detail, request_id, field="body"), "-", 0
         try:
@@ -350,34 +314,6 @@ class Gateway:
             status=err.status, seconds=0.0, attempts=0,
         )  # fmt: skip
 
-    def _learn_routes(self, entry: ServiceEntry) -> None:
-        """Fetch the service's route templates in the background, if due (every 30 s
-        until one replica answers with an OpenAPI document)."""
-        now = time.monotonic()
-        if self.route_labels.knows(entry.name) or self._learning.get(entry.name, 0.0) > now:
-            return
-        self._learning[entry.name] = now + 30.0
-        task = asyncio.get_running_loop().create_task(self._fetch_routes(entry))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _fetch_routes(self, entry: ServiceEntry) -> None:
-        for url in list(entry.replicas):
-            headers: list[tuple[str, str]] = []
-            if self.signer is not None:  # a service that requires principals reads it so
-                target = _path_prefix(url) + "/openapi.json"
-                signed = self.signer.sign(_GATEWAY_ITSELF, method="GET", target=target, body=b"")
-                headers.append((PRINCIPAL_HEADER, signed))
-            try:
-                reply = await self.upstream.request(
-                    "GET", url + "/openapi.json", body=b"", headers=headers, timeout=2.0
-                )
-                document = json.loads(reply.content) if reply.status == 200 else None
-            except (UpstreamError, ValueError):
-                continue  # another replica may answer; generic labels meanwhile
-            if isinstance(document, dict) and self.route_labels.learn(entry.name, document):
-                return
-
     def all_replicas(self) -> list[Replica]:
         """Every registered replica (what the active health checker polls)."""
         replicas: list[Replica] = []
@@ -390,8 +326,7 @@ class Gateway:
     def forget(self, name: str) -> None:
         """Drop what was learned of a service that is gone."""
         self.runtimes.pop(name, None)
-        self._learning.pop(name, None)
-        self.route_labels.forget(name)
+        self.route_learner.forget(name)
 
     def _runtime(self, entry: ServiceEntry) -> ServiceRuntime:
         runtime = self.runtimes.get(entry.name)
@@ -411,29 +346,8 @@ class Gateway:
             session = session_key(route, data)
             if session is not None and principal is not None:
                 session = f"{principal.tenant}\0{session}"  # tenants' s1s are not one session
-        target = _raw_route(request.scope)  # as sent: the replica decodes it, not us
-        query = request.scope.get("query_string", b"")
-        if query:
-            target += "?" + query.decode("latin-1")
+        target = raw_target(request.scope)  # as sent: the replica decodes it, not us
         return session, target, principal
-
-    def _signed(
-        self,
-        headers: list[tuple[str, str]],
-        principal: Principal | None,
-        *,
-        method: str,
-        url: str,
-        target: str,
-        body: bytes,
-    ) -> list[tuple[str, str]]:
-        """``headers`` with the principal signed for exactly this hop, when auth is on."""
-        if self.signer is None or principal is None:
-            return headers
-        signed = self.signer.sign(
-            principal, method=method, target=_path_prefix(url) + target, body=body
-        )
-        return [*headers, (PRINCIPAL_HEADER, signed)]
 
     async def _forward(
         self, request: Request, entry: ServiceEntry, route: str, *, body: bytes, data: Any,
@@ -466,9 +380,9 @@ class Gateway:
                 return failure or problem(503, detail, request_id), "-", attempts
             tried.add(replica.url)
             attempts += 1
-            hop_headers = self._signed(
-                headers, principal, method=request.method, url=replica.url, target=target,
-                body=body,
+            hop_headers = signed_headers(
+                headers, self.signer, principal, method=request.method, url=replica.url,
+                target=target, body=body,
             )  # fmt: skip
             replica.begin()
             sent = time.perf_counter()
@@ -643,12 +557,11 @@ class Gateway:
             for name in self.registry.names():  # learn route templates early
                 entry = self.registry.get(name)
                 if entry is not None:
-                    self._learn_routes(entry)
+                    self.route_learner.learn(entry)
             yield
             if checker is not None:
                 await checker.stop()
-            for task in list(self._tasks):
-                task.cancel()
+            self.route_learner.cancel()
             await self.upstream.aclose()
             for close in self.closers:
                 close()

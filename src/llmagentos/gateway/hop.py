@@ -10,13 +10,15 @@ a stream piece by piece.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from llmagentos.gateway.upstream import UpstreamReply
-from llmagentos.principal import PRINCIPAL_HEADER
+from llmagentos.principal import PRINCIPAL_HEADER, Principal, PrincipalSigner
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -99,6 +101,39 @@ async def _relay(
     finally:
         await pieces.aclose()  # the upstream connection is released or closed now
         on_end()
+
+
+@functools.lru_cache(maxsize=1024)
+def path_prefix(url: str) -> str:
+    """The path a replica URL puts before every route (``""`` for none)."""
+    return urlsplit(url).path
+
+
+def raw_target(scope: Mapping[str, Any]) -> str:
+    """The route and query as the client sent them (still percent-encoded): the raw
+    path after the service's segment, and ``?query`` when there is one."""
+    raw = bytes(scope["raw_path"]).decode("latin-1")
+    _, _, rest = raw[1:].partition("/")
+    query = scope.get("query_string", b"")
+    return "/" + rest + ("?" + query.decode("latin-1") if query else "")
+
+
+def signed_headers(
+    headers: list[tuple[str, str]],
+    signer: PrincipalSigner | None,
+    principal: Principal | None,
+    *,
+    method: str,
+    url: str,
+    target: str,
+    body: bytes,
+) -> list[tuple[str, str]]:
+    """``headers`` with ``principal`` signed for exactly this hop (to the replica at
+    ``url``), when auth is on."""
+    if signer is None or principal is None:
+        return headers
+    signed = signer.sign(principal, method=method, target=path_prefix(url) + target, body=body)
+    return [*headers, (PRINCIPAL_HEADER, signed)]
 
 
 def _length(value: str | None) -> dict[str, str] | None:

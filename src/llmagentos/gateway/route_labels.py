@@ -10,12 +10,24 @@ rest count as ``other``, so no service can blow up the gateway's memory.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import threading
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["RouteLabels"]
+from llmagentos.gateway.hop import signed_headers
+from llmagentos.gateway.upstream import UpstreamError
+from llmagentos.principal import Principal
+
+if TYPE_CHECKING:
+    from llmagentos.gateway.registry import ServiceEntry
+    from llmagentos.gateway.upstream import Upstream
+    from llmagentos.principal import PrincipalSigner
+
+__all__ = ["RouteLabels", "RouteLearner"]
 
 _PARAM = re.compile(r"\{[^/{}]+\}")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -117,3 +129,64 @@ def _template_pattern(template: str) -> str:
         last = match.end()
     out.append(re.escape(template[last:]))
     return "".join(out)
+
+
+# Who signs the gateway's own calls to replicas (their route templates): no tenant's
+# sessions are reached by them, and no scope is granted.
+_GATEWAY_ITSELF = Principal("gateway:internal", "gateway", ())
+
+
+class RouteLearner:
+    """Fetches services' route templates for :class:`RouteLabels` in the background:
+    every 30 s at most per service, until one replica answers with an OpenAPI document.
+
+    Args:
+        labels: where the templates go.
+        upstream: the gateway's client for the hop to replicas.
+        signer: signs the gateway's own principal for services that require one.
+    """
+
+    def __init__(
+        self, labels: RouteLabels, upstream: Upstream, signer: PrincipalSigner | None
+    ) -> None:
+        self.labels = labels
+        self.upstream = upstream
+        self.signer = signer
+        self._due: dict[str, float] = {}  # service -> when its templates may be fetched
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def learn(self, entry: ServiceEntry) -> None:
+        """Start fetching ``entry``'s templates, if due (call from the event loop)."""
+        now = time.monotonic()
+        if self.labels.knows(entry.name) or self._due.get(entry.name, 0.0) > now:
+            return
+        self._due[entry.name] = now + 30.0
+        task = asyncio.get_running_loop().create_task(self._fetch(entry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def forget(self, name: str) -> None:
+        """Drop what was learned of a service that is gone."""
+        self._due.pop(name, None)
+        self.labels.forget(name)
+
+    def cancel(self) -> None:
+        """Stop the fetches still running (at shutdown)."""
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _fetch(self, entry: ServiceEntry) -> None:
+        for url in list(entry.replicas):
+            headers = signed_headers(
+                [], self.signer, _GATEWAY_ITSELF,
+                method="GET", url=url, target="/openapi.json", body=b"",
+            )  # fmt: skip
+            try:
+                reply = await self.upstream.request(
+                    "GET", url + "/openapi.json", body=b"", headers=headers, timeout=2.0
+                )
+                document = json.loads(reply.content) if reply.status == 200 else None
+            except (UpstreamError, ValueError):
+                continue  # another replica may answer; generic labels meanwhile
+            if isinstance(document, dict) and self.labels.learn(entry.name, document):
+                return
