@@ -85,6 +85,15 @@ async def _throughput(url: str, seconds: float, clients: int = 32) -> tuple[floa
         return done / (time.monotonic() - started), failed
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """A process's CPU time so far (user + system), where /proc tells it."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(quick: bool) -> BenchResult:
     requests, seconds = (300, 2.0) if quick else (2000, 6.0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,12 +117,21 @@ def run(quick: bool) -> BenchResult:
             signed = Target(
                 f"{guarded_url}/up/echo", content=b"x", headers={"authorization": f"Bearer {key}"}
             )
+            # The gateway's own CPU per request: its process serves only the "gateway"
+            # target of the interleaved run, so its CPU time over it is theirs alone.
+            cpu_before = _cpu_seconds(gateway.pid)
             times = sequential_latencies(
                 {"bare": Target(direct, content=b"x"), "gateway": Target(via, content=b"x"),
                  "signed": signed},
                 requests,
             )  # fmt: skip
+            cpu_after = _cpu_seconds(gateway.pid)
             bare, mine, trusted = times["bare"], times["gateway"], times["signed"]
+            cpu_us = (
+                None
+                if cpu_before is None or cpu_after is None
+                else (cpu_after - cpu_before) / len(mine) * 1e6
+            )
             bare_rps, bare_failed = asyncio.run(_throughput(direct, seconds))
             gateway_rps, gateway_failed = asyncio.run(_throughput(via, seconds))
             url = f"{guarded_url}/up/echo"
@@ -140,6 +158,7 @@ def run(quick: bool) -> BenchResult:
          ""],
         ["added by auth and signing", f"{trust_added:.3f}",
          f"{p99['signed'] - p99['gateway']:.3f}", ""],
+        ["gateway CPU per request (us)", "-" if cpu_us is None else f"{cpu_us:.0f}", "", ""],
         [f"{FLOOD} requests, one wrong secret (s)", f"{remembered:.3f}", "", ""],
         [f"{FLOOD} requests, distinct wrong secrets (s)", f"{distinct:.3f}", "", ""],
     ]  # fmt: skip
@@ -191,6 +210,7 @@ def run(quick: bool) -> BenchResult:
             "p50_ms": p50,
             "p99_ms": p99,
             "rps": {"bare": bare_rps, "gateway": gateway_rps},
+            "gateway_cpu_us_per_request": cpu_us,
             "flood_seconds": {"one_bad_key": remembered, "distinct_bad_keys": distinct},
             "failed": {"bare": bare_failed, "gateway": gateway_failed},
         },
