@@ -33,12 +33,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmagentos._json import jsonable
 from llmagentos.durable.digest import call_digest, canonical_json, model_digest
 from llmagentos.durable.scope import new_run_id
 from llmagentos.exceptions import JournalError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+M = TypeVar("M", bound="BaseModel")
 
 __all__ = [
     "JOURNAL_FORMAT",
@@ -136,6 +141,22 @@ class Effect:
     digest: str
     status: str
     result: Any
+
+    def result_as(self, model: type[M], *, journal: Path | str, what: str) -> M:
+        """The recorded ``result`` read as the pydantic ``model`` it was written from.
+
+        Raises:
+            JournalError: the row does not read as one (was the journal edited?).
+        """
+        from pydantic import ValidationError
+
+        try:
+            return model.model_validate(self.result)
+        except ValidationError as err:
+            raise JournalError(
+                f"{journal}: the recorded {what} of {self.key!r} is corrupt "
+                f"({err.error_count()} errors); was the journal edited?"
+            ) from err
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,13 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 
-from pydantic import ValidationError
-
 from llmagentos._blocking import run_blocking
 from llmagentos.durable.digest import model_digest
 from llmagentos.durable.journal import Effect, Journal
 from llmagentos.durable.scope import StepScope, current_scope
-from llmagentos.exceptions import JournalError, ResumeMismatch
+from llmagentos.exceptions import ResumeMismatch
 from llmagentos.llm.base import WrapperModel
 from llmagentos.llm.types import ModelRequest, ModelResponse, StreamEvent, ToolCall, Usage
 
@@ -158,10 +156,4 @@ def _asked(model: str, request: object, digest: str) -> str:
 
 
 def _recorded_reply(journal: Journal, recorded: Effect) -> ModelResponse:
-    try:
-        return ModelResponse.model_validate(recorded.result)
-    except ValidationError as err:
-        raise JournalError(
-            f"{journal.path}: the recorded reply of {recorded.key!r} is corrupt "
-            f"({err.error_count()} errors); was the journal edited?"
-        ) from err
+    return recorded.result_as(ModelResponse, journal=journal.path, what="reply")

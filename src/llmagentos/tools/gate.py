@@ -43,7 +43,6 @@ from llmagentos.durable.scope import StepScope, calling, current_scope
 from llmagentos.exceptions import (
     ApprovalPending,
     BudgetExceeded,
-    JournalError,
     ModelOutputError,
     ResumeMismatch,
 )
@@ -342,13 +341,7 @@ def _decide(journal: Journal, key: str, approve: bool, by: str, digest: str) -> 
 
 
 def _recorded_result(journal: Journal, recorded: Effect) -> ToolResult:
-    try:
-        return ToolResult.model_validate(recorded.result)
-    except ValidationError as err:
-        raise JournalError(
-            f"{journal.path}: the recorded result of {recorded.key!r} is corrupt "
-            f"({err.error_count()} errors); was the journal edited?"
-        ) from err
+    return recorded.result_as(ToolResult, journal=journal.path, what="result")
 
 
 def _summary(result: ToolResult) -> dict[str, Any]:
