@@ -14,6 +14,7 @@ back what the prompt gave and the reply left out.
 from __future__ import annotations
 
 import ast
+import contextlib
 import re
 
 __all__ = ["extract_code", "strip_top_level_calls", "with_prompt_context"]
@@ -155,11 +156,9 @@ def with_prompt_context(code: str, prompt: str, entry_point: str | None = None) 
         return code
     if entry_point and not _defines(code, entry_point) and code[:1].isspace():
         whole = prompt.rstrip("\n") + "\n" + code.strip("\n") + "\n"
-        try:
+        # A body that does not complete the prompt's signature is taken as code of its own.
+        with contextlib.suppress(SyntaxError):
             ast.parse(whole)
-        except SyntaxError:
-            pass
-        else:
             return whole
     try:
         have = _bound(ast.parse(code))

@@ -15,6 +15,7 @@ Host names are resolved on the runtime's own pool, never on the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
@@ -123,10 +124,8 @@ class ReplicaNetworks:
 
 def resolve(host: str, port: int, family: int = socket.AF_UNSPEC) -> list[str]:
     """Every address ``host`` resolves to (an IP literal is its own); none when it does not."""
-    try:
+    with contextlib.suppress(ValueError):  # not an IP literal: a name to look up
         return [str(_address(host.strip("[]")))]
-    except ValueError:
-        pass
     try:
         infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
     except (OSError, UnicodeError):

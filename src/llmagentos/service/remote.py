@@ -202,7 +202,7 @@ class _Keeper:
         try:
             closing.send(None)  # the finally has nothing to await any more
         except (StopIteration, StopAsyncIteration):
-            pass
+            return  # closed, as intended
         except RuntimeError:  # already running its finally (the loop is shutting down)
             closing.close()
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import array
 import collections
+import contextlib
 import itertools
 import json
 import pickle
@@ -133,13 +134,12 @@ class _Encoder:
 
     def _container(self, live: Any, base: Any, path: list[Any]) -> Any:
         if self.codec.isplain(base):
-            try:
-                # == (in C, stopping at the first difference) rules most changes out;
-                # equal pickles then prove equal types and layout too.
+            # == (in C, stopping at the first difference) rules most changes out;
+            # equal pickles then prove equal types and layout too. An uncomparable or
+            # unpicklable value is not plain data: written out whole.
+            with contextlib.suppress(Exception):
                 if live == base and pickle.dumps(live) == self.codec.pickled(base):
                     return SAME
-            except Exception:  # an uncomparable or unpicklable value: not plain data
-                pass
             return {"=": self.full(live, registered=True)}
         if isinstance(live, dict):
             if list(live) != list(base):
@@ -192,11 +192,9 @@ class _Encoder:
         self.live_at.update(zip(ids, itertools.repeat(_RAW)))
         if kinds in ({float}, {int}):
             code = "d" if kinds == {float} else "q"
-            try:
+            # An int beyond 64 bits does not pack: the rows go as a plain list then.
+            with contextlib.suppress(OverflowError):
                 packed = array.array(code, itertools.chain.from_iterable(rows))
-            except OverflowError:  # an int beyond 64 bits
-                pass
-            else:
                 if sys.byteorder != "little":
                     packed.byteswap()
                 lengths = list(map(len, rows))
