@@ -186,8 +186,9 @@ def test_python_block_runs(block: Block, tmp_path: Path) -> None:
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         pytest.fail(f"{block.where}: still running after {PYTHON_TIMEOUT} s")
-    if done.returncode != 0:
-        pytest.fail(f"{block.where}: exit status {done.returncode}\n{done.stderr[-3000:]}")
+    assert done.returncode == 0, (
+        f"{block.where}: exit status {done.returncode}\n{done.stderr[-3000:]}"
+    )
 
 
 # -- configs --------------------------------------------------------------------------------
@@ -277,9 +278,10 @@ def test_config_block_is_valid(
 @pytest.mark.parametrize("block", _ids({"json"}))
 def test_json_block_parses(block: Block) -> None:
     try:
-        json.loads(block.text)
+        value = json.loads(block.text)
     except json.JSONDecodeError as err:
         pytest.fail(f"{block.where}: invalid JSON: {err}")
+    assert value is not None or block.text.strip() == "null", f"{block.where}: empty JSON"
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -502,10 +504,10 @@ def test_blocks_are_found_with_their_lines(tmp_path: Path) -> None:
 def test_a_failing_block_names_its_doc_and_line(tmp_path: Path) -> None:
     doc = ROOT / "README.md"  # any doc path: the block's text is ours
     block = Block(doc, 7, "python", "x = 1\nraise SystemExit(undefined_name)\n")
-    with pytest.raises(pytest.fail.Exception, match=r"(?s)README\.md:7: exit status 1.*"
+    with pytest.raises(AssertionError, match=r"(?s)README\.md:7: exit status 1.*"
                        r'File ".*README\.md", line 8.*NameError'):  # fmt: skip
         test_python_block_runs(block, tmp_path)
     network = Block(doc, 1, "python", "import socket\nsocket.create_connection(('1.1.1.1', 80))\n")
     (tmp_path / "n").mkdir()
-    with pytest.raises(pytest.fail.Exception, match="docs test: no network"):
+    with pytest.raises(AssertionError, match="docs test: no network"):
         test_python_block_runs(network, tmp_path / "n")
