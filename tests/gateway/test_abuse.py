@@ -24,7 +24,6 @@ import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,13 +42,6 @@ pytest.importorskip("starlette", reason="needs llmagentos[gateway]")
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "abuse-test-principal-secret-0123456789"
 ENV = {**os.environ, "LLMAGENTOS_PRINCIPAL_SECRET": SECRET, "PYTHONPATH": str(ROOT / "src")}
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[str]:
-    process, url = start_server(["llmagentos.gateway.testing"], port_flag=None)
-    yield url
-    stop_processes(process)
 
 
 def _metric(gateway: str, name: str, labels: str = "") -> float:

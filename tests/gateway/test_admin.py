@@ -32,13 +32,6 @@ ENV = {**os.environ, "LLMAGENTOS_PRINCIPAL_SECRET": SECRET, "PYTHONPATH": str(RO
 
 
 @pytest.fixture(scope="module")
-def echo() -> Iterator[str]:
-    process, url = start_server(["llmagentos.gateway.testing"], port_flag=None)
-    yield url
-    stop_processes(process)
-
-
-@pytest.fixture(scope="module")
 def open_gateway(echo: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A gateway without auth: its admin routes answer loopback clients only."""
     config = tmp_path_factory.mktemp("open") / "gateway.toml"

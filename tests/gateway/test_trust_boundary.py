@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -316,19 +315,7 @@ def test_auth_without_a_principal_secret_fails_before_listening(tmp_path: Path) 
     assert done.returncode == 2 and "16 bytes" in done.stderr
 
 
-@cache
-def _service_requires_principals() -> bool:
-    """Has ``llmagentos serve`` the service's side of the contract (issue 10)?"""
-    done = subprocess.run(
-        [sys.executable, "-m", "llmagentos", "serve", "--help"],
-        check=False, capture_output=True, text=True, timeout=60, env=ENV,
-    )  # fmt: skip
-    return "--require-principal" in done.stdout
-
-
 def test_tenants_reach_only_their_own_sessions_end_to_end(tmp_path: Path) -> None:
-    if not _service_requires_principals():
-        pytest.skip("llmagentos serve has no --require-principal yet (the service's side)")
     keys = ApiKeyStore(tmp_path / "keys.db", scrypt_n=2**10)
     acme, evil = (keys.create_key(t, ["taxi:*"]) for t in ("acme", "evil"))
     keys.close()
