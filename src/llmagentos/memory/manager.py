@@ -38,6 +38,7 @@ from llmagentos.embeddings import DEFAULT_EMBEDDER, Embedder, Vectors
 from llmagentos.exceptions import EmbeddingMismatch, MemoryInputError, MemoryNotFound
 from llmagentos.kernel.embeddings import AgentEmbedder, EmbeddingService
 from llmagentos.memory.backend import MemoryBackend, NamespaceInfo, Row
+from llmagentos.memory.distill import Distiller
 from llmagentos.memory.filters import parse_filter
 from llmagentos.memory.fusion import reciprocal_rank_fusion
 from llmagentos.memory.types import (
@@ -237,11 +238,19 @@ class MemoryManager:
         self,
         namespace: Namespace,
         items: str | NewMemory | Sequence[str | NewMemory | Mapping[str, Any]],
+        *,
+        distill: Distiller | None = None,
     ) -> WriteResult:
         """Store ``items`` (texts, :class:`NewMemory` or mappings) in one transaction.
 
         An item with a ``key`` already in the namespace replaces it (same id): writes
         by key are idempotent, so a retried or resumed batch adds no duplicates.
+
+        No model is called unless ``distill`` is given: then each text is replaced by
+        what the model writes of it (its facts, or a summary; see
+        :mod:`llmagentos.memory.distill`), each kept with the item's metadata plus
+        ``distilled_from`` (the item's key or its position), and the model's tokens
+        are in the cost.
 
         Raises:
             MemoryInputError: a bad item (names it: ``items[3].metadata.year``).
@@ -251,8 +260,10 @@ class MemoryManager:
         started = time.perf_counter()
         info = self._info(namespace)
         checked = new_memories(items)
-        now = self.clock()
         cost = Cost()
+        if distill is not None:
+            checked = self._distilled(checked, distill, cost)
+        now = self.clock()
         vectors: list[Vectors | None] = [None] * len(checked)
         if info.embedder is not None:
             for i, item in enumerate(checked):
@@ -289,6 +300,19 @@ class MemoryManager:
         cost.seconds = time.perf_counter() - started
         self._account(namespace, "put", cost)
         return WriteResult(ids, cost, evicted)
+
+    @staticmethod
+    def _distilled(items: list[NewMemory], distiller: Distiller, cost: Cost) -> list[NewMemory]:
+        out: list[NewMemory] = []
+        for n, item in enumerate(items):
+            made = distiller.distill(item.text)
+            cost.model_tokens += made.tokens
+            source = item.key if item.key is not None else f"#{n}"
+            for i, text in enumerate(made.texts):
+                key = None if item.key is None else f"{item.key}/{distiller.mode}/{i}"
+                metadata = {**item.metadata, "distilled_from": source}
+                out.append(NewMemory(text, metadata, key, item.ttl))
+        return new_memories(out)
 
     def get(self, namespace: Namespace, item_id: str) -> MemoryItem:
         """The item with ``item_id``.
@@ -468,8 +492,10 @@ class MemoryManager:
 
     # -- async twins -----------------------------------------------------------------------
 
-    async def aput(self, namespace: Namespace, items: Any) -> WriteResult:
-        return await run_blocking(self.put, namespace, items)
+    async def aput(
+        self, namespace: Namespace, items: Any, *, distill: Distiller | None = None
+    ) -> WriteResult:
+        return await run_blocking(lambda: self.put(namespace, items, distill=distill))
 
     async def aget(self, namespace: Namespace, item_id: str) -> MemoryItem:
         return await run_blocking(self.get, namespace, item_id)
@@ -543,8 +569,8 @@ class MemorySpace:
         self.manager = manager
         self.namespace = namespace
 
-    def put(self, items: Any) -> WriteResult:
-        return self.manager.put(self.namespace, items)
+    def put(self, items: Any, *, distill: Distiller | None = None) -> WriteResult:
+        return self.manager.put(self.namespace, items, distill=distill)
 
     def get(self, item_id: str) -> MemoryItem:
         return self.manager.get(self.namespace, item_id)
@@ -567,8 +593,8 @@ class MemorySpace:
     def count(self) -> int:
         return self.manager.count(self.namespace)
 
-    async def aput(self, items: Any) -> WriteResult:
-        return await self.manager.aput(self.namespace, items)
+    async def aput(self, items: Any, *, distill: Distiller | None = None) -> WriteResult:
+        return await self.manager.aput(self.namespace, items, distill=distill)
 
     async def aget(self, item_id: str) -> MemoryItem:
         return await self.manager.aget(self.namespace, item_id)
