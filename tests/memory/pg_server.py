@@ -15,6 +15,7 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -105,7 +106,7 @@ def running_postgres() -> Iterator[str]:
         yield url
     finally:
         if proc is not None and proc.poll() is None:
-            proc.send_signal(2)  # SIGINT: fast shutdown
+            proc.send_signal(signal.SIGQUIT)  # immediate shutdown: the data is thrown away
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import signal
+import string
 import subprocess
 import sys
 import textwrap
@@ -30,6 +31,7 @@ from llmagentos.exceptions import (
 )
 from llmagentos.kernel.embeddings import EmbeddingService
 from llmagentos.memory import MemoryManager, MemoryPolicy, NewMemory, matches, parse_filter
+from llmagentos.memory.validation import MAX_TEXT_CHARS
 
 
 class Clock:
@@ -342,16 +344,23 @@ def test_delete_is_all_or_none(memory: MemoryManager) -> None:
     assert memory.delete(ns, ids[:2]) == 2 and memory.count(ns) == 1
 
 
+def _put(*items: Any) -> Any:
+    return lambda m, ns: m.put(ns, list(items))
+
+
 @pytest.mark.parametrize(
     ("call", "field"),
     [
-        (lambda m, ns: m.put(ns, ["ok", {"text": ""}]), "items[1].text"),
-        (lambda m, ns: m.put(ns, [{"text": "x", "metadata": {"when": object()}}]), "items[0].metadata.when"),
-        (lambda m, ns: m.put(ns, [{"text": "x", "metadata": {"v": float("nan")}}]), "items[0].metadata.v"),
-        (lambda m, ns: m.put(ns, [{"text": "x", "colour": 1}]), "items[0].colour"),
-        (lambda m, ns: m.put(ns, [NewMemory("x", key="k"), NewMemory("y", key="k")]), "items[1].key"),
-        (lambda m, ns: m.put(ns, [NewMemory("x", ttl=-1)]), "items[0].ttl"),
-        (lambda m, ns: m.put(ns, [NewMemory("x\x00y")]), "items[0].text"),
+        (_put("ok", {"text": ""}), "items[1].text"),
+        (_put({"text": "x", "metadata": {"when": object()}}), "items[0].metadata.when"),
+        (_put({"text": "x", "metadata": {"v": float("nan")}}), "items[0].metadata.v"),
+        (_put({"text": "x", "colour": 1}), "items[0].colour"),
+        (_put(NewMemory("x", key="k"), NewMemory("y", key="k")), "items[1].key"),
+        (_put(NewMemory("x", ttl=-1)), "items[0].ttl"),
+        (_put(NewMemory("x\x00y")), "items[0].text"),
+        (_put(NewMemory("x", key="a\x00")), "items[0].key"),
+        (_put(NewMemory("x", {"s": ["a\x00"]})), "items[0].metadata.s[0]"),
+        (_put(NewMemory("x", {"s\x00": 1})), "items[0].metadata"),
         (lambda m, ns: m.search(ns, "x", k=0), "k"),
         (lambda m, ns: m.search(ns, "x", mode="fuzzy"), "mode"),
         (lambda m, ns: m.search(ns, "   "), "query"),
@@ -362,7 +371,7 @@ def test_delete_is_all_or_none(memory: MemoryManager) -> None:
         (lambda m, ns: m.list(ns, offset=-1), "offset"),
         (lambda m, ns: m.get_many(ns, "an-id"), "ids"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_refused_naming_the_field(
     memory: MemoryManager, call: Any, field: str
 ) -> None:
@@ -371,6 +380,18 @@ def test_bad_input_is_refused_naming_the_field(
         call(memory, ns)
     assert raised.value.field == field
     assert memory.count(ns) == 0
+
+
+def test_a_text_of_the_largest_size_is_stored_and_found(memory: MemoryManager) -> None:
+    # A million characters of distinct words: more than one Postgres tsvector holds, so
+    # Postgres indexes the first 250,000 characters; the opening words are found on both.
+    rng = random.Random(3)
+    words = ["".join(rng.choices(string.ascii_lowercase, k=8)) for _ in range(120_000)]
+    text = ("needle " + " ".join(words))[:MAX_TEXT_CHARS]
+    ns = memory.namespace("t", "long", "semantic")
+    item_id = memory.put(ns, [text, "a short note"]).ids[0]
+    assert memory.get(ns, item_id).text == text
+    assert memory.search(ns, "needle", mode="lexical", k=1).items[0].id == item_id
 
 
 def test_a_given_vector_of_the_wrong_dimension_writes_nothing(memory: MemoryManager) -> None:
