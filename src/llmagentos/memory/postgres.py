@@ -671,12 +671,16 @@ class PostgresBackend:
         """The HNSW answer, or ``None`` if filtering it left fewer than ``k`` hits."""
         cast = f"embedding::vector({dim})"
         with self._transaction() as cur:
+            # The decision is made (the namespace is big): walk the graph. "ns + 0" keeps
+            # the planner off the namespace's btree (stale row estimates pick it), and
+            # with sequential scans off the HNSW index is the way left.
+            cur.execute("SET LOCAL enable_seqscan = off")
             cur.execute(f"SET LOCAL hnsw.ef_search = {min(1000, max(40, 2 * k))}")
             if self._iterative_scan:
                 cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             cur.execute(
                 f"SELECT * FROM (SELECT {_COLUMNS}, {cast} <=> %s::vector({dim}) AS d FROM items"
-                f" WHERE ns = %s AND dim = {dim} AND {_LIVE}{clause}"
+                f" WHERE ns + 0 = %s AND dim = {dim} AND {_LIVE}{clause}"
                 f" ORDER BY {cast} <=> %s::vector({dim}) LIMIT %s) AS hits ORDER BY d, seq",
                 [*params, params[0], k],
             )
