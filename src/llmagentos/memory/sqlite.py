@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -543,9 +544,27 @@ class SQLiteBackend:
             vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
                 len(rows), -1
             )
-            fresh.add([int(r[0]) for r in rows], vectors)
+            fresh.bulk_load([int(r[0]) for r in rows], vectors, graph=self._graph_path(ns, version))
         index.replace_with(fresh)
         index.version = version
+
+    def _graph_path(self, ns: int, version: int) -> Path:
+        """Where namespace ``ns``'s HNSW graph at ``version`` is kept between runs: a
+        cache of the stored vectors (a graph of any other version is never used)."""
+        return self.path.with_name(f"{self.path.name}.hnsw") / f"{int(ns)}-v{int(version)}.usearch"
+
+    def _save_graphs(self) -> None:
+        with self._indexes_lock:
+            indexes = list(self._indexes.items())
+        for ns, index in indexes:
+            with index.lock:
+                if index.kind != "hnsw" or index.version < 0:
+                    continue
+                target = self._graph_path(ns, index.version)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                for old in target.parent.glob(f"{int(ns)}-v*.usearch"):
+                    old.unlink(missing_ok=True)
+                index.save_graph(target)
 
     def vector(
         self, namespace: Namespace, query: Vectors, k: int, where: Filter | None, now: float
@@ -614,6 +633,8 @@ class SQLiteBackend:
                 connection.execute("BEGIN IMMEDIATE")
                 self._flush_touches(connection)
                 connection.execute("COMMIT")
+            with contextlib.suppress(OSError):  # a cache: failing to save costs a rebuild
+                self._save_graphs()
             self._closed = True
             with self._connections_lock:
                 for connection in self._connections:
