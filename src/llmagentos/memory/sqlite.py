@@ -20,14 +20,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -90,6 +91,20 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(f'"{term}"' for term in terms)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _serialised(method: F) -> F:
+    """Hold the store's write lock for the whole call (transaction and index update)."""
+
+    @functools.wraps(method)
+    def locked(self: SQLiteBackend, *args: Any, **kwargs: Any) -> Any:
+        with self._write_lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
 class SQLiteBackend:
     """Memory in one SQLite file (``":memory:"`` is refused: readers need a shared file).
 
@@ -104,7 +119,9 @@ class SQLiteBackend:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.ann_threshold = ann_threshold
-        self._write_lock = threading.Lock()
+        # Reentrant: a write holds it across its transaction and its index update, so
+        # this process's indexes follow its commits in order (never a reload storm).
+        self._write_lock = threading.RLock()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -251,6 +268,7 @@ class SQLiteBackend:
         ).fetchone()
         return int(row[0])
 
+    @_serialised
     def write(self, namespace: Namespace, rows: Sequence[Row], now: float) -> tuple[list[str], int]:
         ns = self._require(namespace)
         written: list[tuple[int, str]] = []
@@ -373,6 +391,7 @@ class SQLiteBackend:
         self._touch([int(rows[0][0])], now)
         return self._item(namespace, rows[0])
 
+    @_serialised
     def update(
         self,
         namespace: Namespace,
@@ -420,6 +439,7 @@ class SQLiteBackend:
             self._after_write(ns, old_version, [], [])
         return self._item(namespace, row)
 
+    @_serialised
     def delete(self, namespace: Namespace, ids: Sequence[str]) -> list[str]:
         ns = self._ns_id(namespace)
         if ns is None or not ids:
@@ -463,6 +483,7 @@ class SQLiteBackend:
         )
         return [self._item(namespace, row) for row in rows]
 
+    @_serialised
     def purge_expired(self, now: float) -> int:
         with self._transaction() as connection:
             rows = connection.execute(
