@@ -32,10 +32,10 @@ if TYPE_CHECKING:
     from llmagentos.checks import check_env, check_module
     from llmagentos.config import load_config
     from llmagentos.durable import DurableModel, DurableRunner, run_durable
+    from llmagentos.embeddings import make_embedder
     from llmagentos.envs import make_env
     from llmagentos.experiment import run_experiment
     from llmagentos.kernel import Scheduler
-    from llmagentos.embeddings import make_embedder
     from llmagentos.llm import FunctionModel, Message, Model, ScriptedModel, make_model
     from llmagentos.memory import MemoryManager, MemoryPolicy, NewMemory
     from llmagentos.modules.hybrid_planning import HybridPlanningModule
