@@ -283,3 +283,20 @@ def test_other_tenants_documents_do_not_change_a_tenants_scores(manager: MemoryM
     noisy.put([f"the bridge and the library, part {i}" for i in range(200)])
     after = [(h.item.text, h.score) for h in mine.search("bridge library", mode="lexical").hits]
     assert after == alone
+
+
+async def test_metered_adds_up_every_call_in_its_block(manager: MemoryManager) -> None:
+    space = manager.for_agent("metered").semantic
+    ids = space.put(FACTS).ids
+    with manager.metered() as total:
+        space.get(ids[0])
+        space.count()
+        space.list(limit=2)
+        found = space.search("library", k=1)
+        await space.asearch("photosynthesis energy", k=1)  # on the blocking pool: still counted
+        space.delete(ids[1])
+    assert total.seconds >= found.cost.seconds > 0
+    assert total.embedded_texts == 2  # the two queries; nothing else embeds
+    with manager.metered() as idle:
+        pass
+    assert idle.seconds == 0
