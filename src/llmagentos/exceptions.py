@@ -405,7 +405,10 @@ class MemoryNotFound(MemoryManagerError, LookupError):
 
     def __init__(self, what: str, name: str, namespace: str) -> None:
         self.what, self.name, self.namespace = what, name, namespace
-        super().__init__(f"no {what} {name!r} in memory namespace {namespace!r}")
+        if what == "namespace":
+            super().__init__(f"no memory namespace {name!r}")
+        else:
+            super().__init__(f"no {what} {name!r} in memory namespace {namespace!r}")
 
 
 class EmbeddingMismatch(MemoryManagerError, ValueError):

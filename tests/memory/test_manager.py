@@ -237,3 +237,66 @@ def test_another_process_writing_makes_the_index_reload(
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     texts = [i.text for i in space.search("pears", mode="vector", k=5).items]
     assert "second note about pears" in texts
+
+
+def test_the_hnsw_graph_is_kept_between_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("usearch")
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(1500, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    service = EmbeddingService()
+
+    def open_manager() -> MemoryManager:
+        store = SQLiteBackend(tmp_path / "m.db", ann_threshold=1000)
+        return MemoryManager(store, embedder=HashingEmbedder(32), embeddings=service)
+
+    first = open_manager()
+    ns = first.namespace("t", "kept", "semantic")
+    first.put(ns, [NewMemory(f"v{i}", embedding=v.tolist()) for i, v in enumerate(vectors)])
+    before = [h.item.text for h in first.search(ns, "q", mode="vector", k=5).hits]
+    first.close()
+    assert list((tmp_path / "m.db.hnsw").glob("*.usearch"))
+
+    def no_rebuild(self: VectorIndex) -> None:
+        raise AssertionError("the saved graph should have been used")
+
+    monkeypatch.setattr(VectorIndex, "_build_ann", no_rebuild)
+    second = open_manager()
+    assert [h.item.text for h in second.search(ns, "q", mode="vector", k=5).hits] == before
+    assert second.store.vector_index(ns).kind == "hnsw"  # type: ignore[attr-defined]
+    second.put(ns, ["one more"])  # a new version: the old graph file no longer applies
+    second.close()
+    monkeypatch.undo()
+    third = open_manager()
+    assert third.count(ns) == 1501
+    third.close()
+    service.close()
+
+
+def test_other_tenants_documents_do_not_change_a_tenants_scores(manager: MemoryManager) -> None:
+    mine = manager.for_agent("a", tenant="one").semantic
+    mine.put(FACTS)
+    alone = [(h.item.text, h.score) for h in mine.search("bridge library", mode="lexical").hits]
+    noisy = manager.for_agent("a", tenant="two").semantic
+    noisy.put([f"the bridge and the library, part {i}" for i in range(200)])
+    after = [(h.item.text, h.score) for h in mine.search("bridge library", mode="lexical").hits]
+    assert after == alone
+
+
+async def test_metered_adds_up_every_call_in_its_block(manager: MemoryManager) -> None:
+    space = manager.for_agent("metered").semantic
+    ids = space.put(FACTS).ids
+    with manager.metered() as total:
+        space.get(ids[0])
+        space.count()
+        space.list(limit=2)
+        found = space.search("library", k=1)
+        await space.asearch("photosynthesis energy", k=1)  # on the blocking pool: still counted
+        space.delete(ids[1])
+    assert total.seconds >= found.cost.seconds > 0
+    assert total.embedded_texts == 2  # the two queries; nothing else embeds
+    with manager.metered() as idle:
+        pass
+    assert idle.seconds == 0

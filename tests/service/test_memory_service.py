@@ -214,3 +214,41 @@ def test_end_to_end_through_the_gateway(tmp_path: Path) -> None:
         assert direct.status == 401  # around the gateway, no principal: refused
     finally:
         stop_processes(gateway, service)
+
+
+def test_a_remote_space_gives_the_in_process_results(service: str, tmp_path: Path) -> None:
+    from llmagentos.embeddings.hashing import HashingEmbedder
+    from llmagentos.exceptions import MemoryInputError, MemoryNotFound
+    from llmagentos.kernel.embeddings import EmbeddingService
+    from llmagentos.memory import MemoryManager, NewMemory
+    from llmagentos.service.remote_memory import RemoteMemorySpace
+
+    texts = [
+        NewMemory("The west gate closes at dusk.", {"area": "west", "n": 1}),
+        NewMemory("Deliveries arrive at the east dock every morning.", {"area": "east", "n": 2}),
+        NewMemory("The east gate is under repair until June.", {"area": "east", "n": 3}),
+        NewMemory("Visitors sign in at the west lobby.", {"area": "west", "n": 4}),
+    ]
+    embeddings = EmbeddingService()
+    local = MemoryManager(
+        tmp_path / "local.db", embedder=HashingEmbedder(64), embeddings=embeddings
+    )
+    here = local.for_agent("twin").semantic
+    there = RemoteMemorySpace(service, "twin", "semantic")
+    here.put(texts)
+    there.put(texts)
+    for mode in ("lexical", "vector", "hybrid"):
+        for query, where in (("east gate repair", None), ("gate", {"area": "west"})):
+            a = here.search(query, mode=mode, where=where, k=4)
+            b = there.search(query, mode=mode, where=where, k=4)
+            assert [(h.item.text, h.lexical_rank, h.vector_rank) for h in a.hits] == [
+                (h.item.text, h.lexical_rank, h.vector_rank) for h in b.hits
+            ], (mode, query)
+            assert [round(h.score, 9) for h in a.hits] == [round(h.score, 9) for h in b.hits]
+    with pytest.raises(MemoryNotFound):
+        there.get("no-such-id")
+    with pytest.raises(MemoryInputError, match="k"):
+        there.search("x", k=0)
+    there.close()
+    local.close()
+    embeddings.close()

@@ -32,6 +32,10 @@ class OpenAICompatEmbedder(Embedder):
         dimension: the vectors' length; ``None`` asks the server once (one embedding
             of a short text) on first use.
         api_key: a bearer token (default: the ``api_key_env`` variable, if set).
+        max_batch: the most texts per request. ``1`` for servers whose batches are
+            wrong: llama-cpp-python's server (0.3) gives a model without a pooling
+            layer other vectors for the second and later texts of a batch than for
+            the same text alone.
         transport: an httpx transport, for tests of what this client sends.
     """
 
@@ -47,9 +51,11 @@ class OpenAICompatEmbedder(Embedder):
         api_key: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         timeout: float = 60.0,
+        max_batch: int = 64,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.model = model
+        self.max_batch = max_batch
         self.base_url = base_url.rstrip("/")
         self.model_id = model_id or f"{self.base_url}#{model}"
         headers = {"User-Agent": f"llmagentos/{__version__}"}
@@ -71,6 +77,14 @@ class OpenAICompatEmbedder(Embedder):
     def embed(self, texts: Sequence[str]) -> Embeddings:
         if not texts:
             return Embeddings(np.zeros((0, self._dimension or 0), dtype=np.float32), 0)
+        if len(texts) > self.max_batch:
+            parts = [
+                self.embed(texts[i : i + self.max_batch])
+                for i in range(0, len(texts), self.max_batch)
+            ]
+            return Embeddings(
+                np.concatenate([p.vectors for p in parts]), sum(p.tokens for p in parts)
+            )
         if self._transport is None:
             check_network_allowed(self.model_id)
         url = f"{self.base_url}/embeddings"
@@ -97,7 +111,9 @@ class OpenAICompatEmbedder(Embedder):
         try:
             data: Any = reply.json()
             rows = sorted(data["data"], key=lambda row: row.get("index", 0))
-            vectors = np.asarray([row["embedding"] for row in rows], dtype=np.float32)
+            vectors = (
+                np.stack([_pooled(row["embedding"]) for row in rows]) if rows else np.zeros((0, 0))
+            )
             tokens = int((data.get("usage") or {}).get("prompt_tokens", 0))
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ModelOutputError(f"not an embeddings reply: {err}", model=self.model_id) from err
@@ -115,3 +131,15 @@ class OpenAICompatEmbedder(Embedder):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _pooled(embedding: Any) -> Any:
+    """One vector per text. A server that returns one vector per token (llama.cpp's
+    server for a model without a pooling layer) gets the mean over its tokens, the
+    pooling sentence embedders use."""
+    array = np.asarray(embedding, dtype=np.float32)
+    if array.ndim == 2:
+        return array.mean(axis=0)
+    if array.ndim != 1:
+        raise ValueError(f"an embedding of shape {array.shape}")
+    return array

@@ -23,11 +23,13 @@ between threads and event loops.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,10 @@ from llmagentos.memory.validation import (
 __all__ = ["AgentMemory", "MemoryManager", "MemorySpace", "open_store"]
 
 _UNSET: Any = object()
+# The open meters of the current context (metered() blocks, innermost last).
+_METERS: contextvars.ContextVar[tuple[Cost, ...]] = contextvars.ContextVar(
+    "llmagentos_memory_meters", default=()
+)
 _PURGE_EVERY = 30.0  # seconds between sweeps of expired items (they are invisible at once)
 _MODES: tuple[SearchMode, ...] = ("lexical", "vector", "hybrid")
 
@@ -224,6 +230,28 @@ class MemoryManager:
     def _account(self, namespace: Namespace, op: str, cost: Cost) -> None:
         with self._lock:
             self._usage.setdefault(f"{namespace.tenant}/{namespace.agent}", _Usage()).add(op, cost)
+        for meter in _METERS.get():
+            meter.add(cost)
+
+    @contextlib.contextmanager
+    def metered(self) -> Iterator[Cost]:
+        """Add up the cost of every call made inside the block (this task or thread,
+        and the async twins it awaits): the cost of calls that return no result object
+        (``get``, ``delete``, ``list``, ``count``), or of a whole step's memory work.
+
+        ::
+
+            with memory.metered() as cost:
+                space.get(item_id)
+                space.search("lessons", k=3)
+            print(cost.seconds, cost.embedded_texts)
+        """
+        cost = Cost()
+        token = _METERS.set((*_METERS.get(), cost))
+        try:
+            yield cost
+        finally:
+            _METERS.reset(token)
 
     def _vectors(self, info: NamespaceInfo, texts: list[str], cost: Cost) -> Vectors:
         assert info.embedder is not None
@@ -350,9 +378,11 @@ class MemoryManager:
         self._info(namespace)
         if not isinstance(key, str):
             raise MemoryInputError("key", f"must be a string (got {key!r})")
+        started = time.perf_counter()
         item = self.store.get_by_key(namespace, key, self.clock())
         if item is None:
             raise MemoryNotFound("key", key, str(namespace))
+        self._account(namespace, "get", Cost(seconds=time.perf_counter() - started))
         return item
 
     def update(
@@ -475,12 +505,18 @@ class MemoryManager:
         check_k(limit)
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise MemoryInputError("offset", f"must be a non-negative integer (got {offset!r})")
-        return self.store.list_items(namespace, parse_filter(where), self.clock(), limit, offset)
+        started = time.perf_counter()
+        items = self.store.list_items(namespace, parse_filter(where), self.clock(), limit, offset)
+        self._account(namespace, "list", Cost(seconds=time.perf_counter() - started))
+        return items
 
     def count(self, namespace: Namespace) -> int:
         """Live items in the namespace."""
+        started = time.perf_counter()
         self._info(namespace)
-        return self.store.count(namespace, self.clock())
+        count = self.store.count(namespace, self.clock())
+        self._account(namespace, "count", Cost(seconds=time.perf_counter() - started))
+        return count
 
     def _maybe_purge(self, now: float) -> None:
         with self._lock:

@@ -1,9 +1,11 @@
 """The default memory store: one SQLite file with FTS5 full-text search and vector indexes.
 
 * ``items`` holds every item: namespace, id, key, text, JSON metadata, the float32
-  vector as a blob, and its times. ``items_fts`` is an FTS5 index over the text (Porter
-  stemming on Unicode words), kept in step by triggers, so a write and its index entry
-  commit together. Lexical scores are FTS5's BM25, negated so higher is better.
+  vector as a blob, and its times. Each namespace has an FTS5 table of its own over the
+  text (Porter stemming on Unicode words), written in the same transaction as the item.
+  Its own table means its own BM25 statistics: another tenant's documents change
+  neither the scores nor the speed of a namespace's searches. Lexical scores are FTS5's
+  BM25, negated so higher is better.
 * A :class:`~llmagentos.memory.vector_index.VectorIndex` per namespace is built from the
   stored vectors on first vector search and kept up to date by this process's writes;
   each namespace has a version bumped by every write transaction, so a write by another
@@ -17,14 +19,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -61,20 +65,13 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_by_use ON items (ns, accessed_at);
 CREATE INDEX IF NOT EXISTS items_by_age ON items (ns, created_at);
 CREATE INDEX IF NOT EXISTS items_by_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;
-CREATE VIRTUAL TABLE IF NOT EXISTS items_fts USING fts5(
-    text, content='items', content_rowid='rowid', tokenize='porter unicode61'
-);
-CREATE TRIGGER IF NOT EXISTS items_ai AFTER INSERT ON items BEGIN
-    INSERT INTO items_fts(rowid, text) VALUES (new.rowid, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS items_ad AFTER DELETE ON items BEGIN
-    INSERT INTO items_fts(items_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
-END;
-CREATE TRIGGER IF NOT EXISTS items_au AFTER UPDATE OF text ON items BEGIN
-    INSERT INTO items_fts(items_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
-    INSERT INTO items_fts(rowid, text) VALUES (new.rowid, new.text);
-END;
 """
+
+
+def _fts(ns: int) -> str:
+    """The full-text table of namespace ``ns`` (an integer: safe to name a table by)."""
+    return f"fts_{int(ns)}"
+
 
 _COLUMNS = "rowid, id, key, text, metadata, created_at, updated_at, expires_at"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
@@ -94,6 +91,20 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(f'"{term}"' for term in terms)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _serialised(method: F) -> F:
+    """Hold the store's write lock for the whole call (transaction and index update)."""
+
+    @functools.wraps(method)
+    def locked(self: SQLiteBackend, *args: Any, **kwargs: Any) -> Any:
+        with self._write_lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
 class SQLiteBackend:
     """Memory in one SQLite file (``":memory:"`` is refused: readers need a shared file).
 
@@ -108,7 +119,9 @@ class SQLiteBackend:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.ann_threshold = ann_threshold
-        self._write_lock = threading.Lock()
+        # Reentrant: a write holds it across its transaction and its index update, so
+        # this process's indexes follow its commits in order (never a reload storm).
+        self._write_lock = threading.RLock()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -196,6 +209,14 @@ class SQLiteBackend:
                 (n.tenant, n.agent, n.kind, info.embedder, info.dimension, policy.ttl,
                  policy.max_items, policy.eviction),
             )  # fmt: skip
+            (ns,) = connection.execute(
+                "SELECT ns FROM namespaces WHERE tenant = ? AND agent = ? AND kind = ?",
+                (n.tenant, n.agent, n.kind),
+            ).fetchone()
+            connection.execute(
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS {_fts(ns)} USING fts5("
+                "text, tokenize='porter unicode61')"
+            )
         found = self.namespace(n)
         assert found is not None
         return found
@@ -247,6 +268,7 @@ class SQLiteBackend:
         ).fetchone()
         return int(row[0])
 
+    @_serialised
     def write(self, namespace: Namespace, rows: Sequence[Row], now: float) -> tuple[list[str], int]:
         ns = self._require(namespace)
         written: list[tuple[int, str]] = []
@@ -264,6 +286,7 @@ class SQLiteBackend:
                      row.expires_at),
                 ).fetchone()  # fmt: skip
                 written.append((int(result[0]), str(result[1])))
+                self._index_text(connection, ns, int(result[0]), row.text)
             evicted = self._evict(connection, ns, now)
             old_version = self._bump(connection, ns) - 1
         self._after_write(
@@ -273,6 +296,18 @@ class SQLiteBackend:
             evicted,
         )
         return [item_id for _, item_id in written], len(evicted)
+
+    @staticmethod
+    def _index_text(connection: sqlite3.Connection, ns: int, rowid: int, text: str) -> None:
+        connection.execute(f"DELETE FROM {_fts(ns)} WHERE rowid = ?", (rowid,))
+        connection.execute(f"INSERT INTO {_fts(ns)} (rowid, text) VALUES (?, ?)", (rowid, text))
+
+    @staticmethod
+    def _unindex(connection: sqlite3.Connection, ns: int, rowids: Sequence[int]) -> None:
+        for start in range(0, len(rowids), 500):
+            chunk = list(rowids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            connection.execute(f"DELETE FROM {_fts(ns)} WHERE rowid IN ({marks})", chunk)
 
     def _evict(self, connection: sqlite3.Connection, ns: int, now: float) -> list[int]:
         """Drop expired items, then the least recently used (or oldest) past the limit."""
@@ -302,6 +337,7 @@ class SQLiteBackend:
                         (ns, count - max_items),
                     ).fetchall()
                 ]
+        self._unindex(connection, ns, gone)
         return gone
 
     def _after_write(
@@ -355,6 +391,7 @@ class SQLiteBackend:
         self._touch([int(rows[0][0])], now)
         return self._item(namespace, rows[0])
 
+    @_serialised
     def update(
         self,
         namespace: Namespace,
@@ -391,6 +428,8 @@ class SQLiteBackend:
             ).fetchone()
             if row is None:
                 return None
+            if text is not None:
+                self._index_text(connection, ns, int(row[0]), text)
             old_version = self._bump(connection, ns) - 1
         if vector is not None or text is not None:
             self._after_write(
@@ -400,6 +439,7 @@ class SQLiteBackend:
             self._after_write(ns, old_version, [], [])
         return self._item(namespace, row)
 
+    @_serialised
     def delete(self, namespace: Namespace, ids: Sequence[str]) -> list[str]:
         ns = self._ns_id(namespace)
         if ns is None or not ids:
@@ -413,6 +453,7 @@ class SQLiteBackend:
                     f"DELETE FROM items WHERE ns = ? AND id IN ({marks}) RETURNING rowid, id",
                     [ns, *chunk],
                 ).fetchall()
+            self._unindex(connection, ns, [int(r) for r, _ in gone])
             old_version = self._bump(connection, ns) - 1
         self._after_write(ns, old_version, [], [int(r) for r, _ in gone])
         return [str(i) for _, i in gone]
@@ -442,6 +483,7 @@ class SQLiteBackend:
         )
         return [self._item(namespace, row) for row in rows]
 
+    @_serialised
     def purge_expired(self, now: float) -> int:
         with self._transaction() as connection:
             rows = connection.execute(
@@ -452,6 +494,8 @@ class SQLiteBackend:
             by_ns: dict[int, list[int]] = {}
             for rowid, ns in rows:
                 by_ns.setdefault(int(ns), []).append(int(rowid))
+            for ns, rowids in by_ns.items():
+                self._unindex(connection, ns, rowids)
             versions = {ns: self._bump(connection, ns) - 1 for ns in by_ns}
         for ns, rowids in by_ns.items():
             self._after_write(ns, versions[ns], [], rowids)
@@ -489,9 +533,9 @@ class SQLiteBackend:
             clause = " AND " + sqlite_where(where, params, "i.metadata")
         rows = self._read(
             "SELECT i.rowid, i.id, i.key, i.text, i.metadata, i.created_at, i.updated_at,"
-            " i.expires_at, bm25(items_fts) AS rank"
-            " FROM items_fts JOIN items AS i ON i.rowid = items_fts.rowid"
-            " WHERE items_fts MATCH ? AND i.ns = ?"
+            f" i.expires_at, bm25({_fts(ns)}) AS rank"
+            f" FROM {_fts(ns)} JOIN items AS i ON i.rowid = {_fts(ns)}.rowid"
+            f" WHERE {_fts(ns)} MATCH ? AND i.ns = ?"
             f" AND (i.expires_at IS NULL OR i.expires_at > ?){clause}"
             " ORDER BY rank, i.rowid LIMIT ?",
             [*params, k],
@@ -521,9 +565,27 @@ class SQLiteBackend:
             vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
                 len(rows), -1
             )
-            fresh.add([int(r[0]) for r in rows], vectors)
+            fresh.bulk_load([int(r[0]) for r in rows], vectors, graph=self._graph_path(ns, version))
         index.replace_with(fresh)
         index.version = version
+
+    def _graph_path(self, ns: int, version: int) -> Path:
+        """Where namespace ``ns``'s HNSW graph at ``version`` is kept between runs: a
+        cache of the stored vectors (a graph of any other version is never used)."""
+        return self.path.with_name(f"{self.path.name}.hnsw") / f"{int(ns)}-v{int(version)}.usearch"
+
+    def _save_graphs(self) -> None:
+        with self._indexes_lock:
+            indexes = list(self._indexes.items())
+        for ns, index in indexes:
+            with index.lock:
+                if index.kind != "hnsw" or index.version < 0:
+                    continue
+                target = self._graph_path(ns, index.version)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                for old in target.parent.glob(f"{int(ns)}-v*.usearch"):
+                    old.unlink(missing_ok=True)
+                index.save_graph(target)
 
     def vector(
         self, namespace: Namespace, query: Vectors, k: int, where: Filter | None, now: float
@@ -592,6 +654,8 @@ class SQLiteBackend:
                 connection.execute("BEGIN IMMEDIATE")
                 self._flush_touches(connection)
                 connection.execute("COMMIT")
+            with contextlib.suppress(OSError):  # a cache: failing to save costs a rebuild
+                self._save_graphs()
             self._closed = True
             with self._connections_lock:
                 for connection in self._connections:

@@ -12,8 +12,10 @@ serialises writers and readers of one index with the index's lock.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Collection, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,6 +99,38 @@ class VectorIndex:
         """Take ``other``'s contents (a reload), keeping this index's lock and identity."""
         self._matrix, self._size, self._rowids = other._matrix, other._size, other._rowids
         self._position, self._ann = other._position, other._ann
+
+    def bulk_load(
+        self, rowids: Sequence[int], vectors: Vectors, *, graph: Path | None = None
+    ) -> None:
+        """Fill an empty index. ``graph``: a saved HNSW file of these same rows
+        (:meth:`save_graph`), used instead of building one when it fits."""
+        if self._size:
+            raise ValueError("bulk_load fills an empty index")
+        count = len(rowids)
+        self._grow(count)
+        self._matrix[:count] = vectors
+        self._rowids[:count] = rowids
+        self._position = {int(r): i for i, r in enumerate(rowids)}
+        self._size = count
+        if count < self.ann_threshold:
+            return
+        if graph is not None and graph.exists():
+            from usearch.index import Index
+
+            with contextlib.suppress(Exception):  # a stale or broken file: build instead
+                ann = Index.restore(str(graph))
+                if ann is not None and ann.size == count and ann.ndim == self.dimension:
+                    self._ann = ann
+                    return
+        self._build_ann()
+
+    def save_graph(self, path: Path) -> bool:
+        """Write the HNSW graph to ``path`` (nothing while the index is exact)."""
+        if self._ann is None:
+            return False
+        self._ann.save(str(path))
+        return True
 
     def _build_ann(self) -> None:
         try:
