@@ -343,8 +343,8 @@ class PostgresBackend:
     def _build_index(self, dim: int) -> None:
         """Build dimension ``dim``'s HNSW index, once a namespace of it outgrows exact
         scans: built CONCURRENTLY, so writers go on meanwhile; until it is valid,
-        searches scan exactly. Small stores never pay HNSW's insert cost (about 6 ms a
-        row at 64 dimensions here, against 0.6 ms without it)."""
+        searches scan exactly. Small stores never pay HNSW's insert cost (a graph
+        insert per row: about ten times a plain row's, measured on a loaded 2-core box)."""
         name = f"items_hnsw_{dim}"
         with self._pool.connection(self.backend) as conn:
             try:
@@ -461,24 +461,29 @@ class PostgresBackend:
         self, cur: psycopg.Cursor[Any], ns: int, now: float, max_items: int | None, eviction: str
     ) -> tuple[int, int]:
         """Drop expired items, then the least recently used (or oldest) past the limit;
-        keep the namespace's size (which decides exact or HNSW search) exact."""
+        keep the namespace's size (which decides exact or HNSW search) exact. One round
+        trip, two when over the limit: every part of a statement sees the snapshot from
+        before its DELETE, so the live count is the total less the expired."""
         cur.execute(
-            "DELETE FROM items WHERE ns = %s AND expires_at IS NOT NULL AND expires_at <= %s",
-            (ns, now),
+            "WITH expired AS (DELETE FROM items WHERE ns = %s AND expires_at IS NOT NULL"
+            " AND expires_at <= %s RETURNING 1), counts AS (SELECT (SELECT count(*) FROM"
+            " expired) AS gone, (SELECT count(*) FROM items WHERE ns = %s) AS total)"
+            " UPDATE namespaces SET size = counts.total - counts.gone FROM counts"
+            " WHERE namespaces.ns = %s RETURNING counts.gone, namespaces.size",
+            (ns, now, ns, ns),
         )
-        gone = cur.rowcount
-        cur.execute("SELECT count(*) FROM items WHERE ns = %s", (ns,))
-        (count,) = cur.fetchone() or (0,)
+        gone, count = cur.fetchone() or (0, 0)
         if max_items is not None and count > max_items:
             order = "accessed_at" if eviction == "lru" else "created_at"
             cur.execute(
-                f"DELETE FROM items WHERE seq IN (SELECT seq FROM items WHERE ns = %s "
-                f"ORDER BY {order} ASC, seq ASC LIMIT %s)",
-                (ns, count - max_items),
+                "WITH evicted AS (DELETE FROM items WHERE seq IN (SELECT seq FROM items"
+                f" WHERE ns = %s ORDER BY {order} ASC, seq ASC LIMIT %s) RETURNING 1)"
+                " UPDATE namespaces SET size = size - (SELECT count(*) FROM evicted)"
+                " WHERE ns = %s RETURNING (SELECT count(*) FROM evicted), size",
+                (ns, count - max_items, ns),
             )
-            gone += cur.rowcount
-            count -= cur.rowcount
-        cur.execute("UPDATE namespaces SET size = %s WHERE ns = %s", (count, ns))
+            evicted, count = cur.fetchone() or (0, count)
+            gone += evicted
         return int(gone), int(count)
 
     def update(
