@@ -436,7 +436,7 @@ def test_concurrent_writers_lose_nothing(memory: MemoryManager) -> None:
 
 _WRITER = textwrap.dedent(
     """
-    import sys
+    import sys, time
     from llmagentos.kernel.embeddings import EmbeddingService
     from llmagentos.memory import MemoryManager
     memory = MemoryManager(sys.argv[1], embedder="hash:64", embeddings=EmbeddingService())
@@ -445,8 +445,9 @@ _WRITER = textwrap.dedent(
     while True:
         items = [{"text": f"batch {batch} item {i}", "metadata": {"batch": batch}}
                  for i in range(int(sys.argv[2]))]
+        print("start", batch, time.monotonic(), flush=True)
         memory.put(ns, items)
-        print(batch, flush=True)
+        print("done", batch, time.monotonic(), flush=True)
         batch += 1
     """
 )
@@ -459,13 +460,24 @@ def test_a_writer_killed_mid_batch_leaves_only_whole_batches(store_url: str) -> 
         stdout=subprocess.PIPE,
         text=True,
     )
+    committed: list[int] = []
     try:
         assert proc.stdout is not None
-        committed = [int(proc.stdout.readline()) for _ in range(3)]
-        time.sleep(random.Random(7).uniform(0.0, 0.01))  # land somewhere inside a batch
+        started: dict[int, float] = {}
+        took: list[float] = []
+        while len(committed) < 3:
+            what, batch, at = proc.stdout.readline().split()
+            if what == "start":
+                started[int(batch)] = float(at)
+            else:
+                committed.append(int(batch))
+                took.append(float(at) - started[int(batch)])
+        # Kill the next batch at 50-90% of a batch's time: inside its write, most likely.
+        assert proc.stdout.readline().startswith("start")
+        time.sleep(random.Random(7).uniform(0.5, 0.9) * sorted(took)[1])
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        committed += [int(line) for line in proc.stdout.read().split()]
+        committed += [int(line.split()[1]) for line in proc.stdout if line.startswith("done")]
     finally:
         if proc.poll() is None:
             proc.kill()
