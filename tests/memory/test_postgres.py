@@ -124,6 +124,28 @@ def test_an_unreachable_server_is_a_backend_error_that_hides_the_password() -> N
     assert "127.0.0.1" in str(raised.value) and "hunter2" not in str(raised.value)
 
 
+def test_a_lost_connection_is_replaced(
+    postgres_url: str, schema: str, service: EmbeddingService
+) -> None:
+    memory = MemoryManager(f"{postgres_url}?schema={schema}", embedder=None, embeddings=service)
+    ns = memory.namespace("t", "a", "semantic")
+    memory.put(ns, ["before the restart"])
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'llmagentos.memory' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert killed is not None and killed[0] >= 1
+    # The pooled connection is dead: at most one call fails, as a MemoryBackendError, and
+    # the pool replaces it.
+    try:
+        memory.put(ns, ["after the restart"])
+    except MemoryBackendError:
+        memory.put(ns, ["after the restart"])
+    assert {i.text for i in memory.list(ns)} >= {"before the restart", "after the restart"}
+    memory.close()
+
+
 def test_a_closed_store_says_so(postgres_url: str, schema: str) -> None:
     store = PostgresBackend(postgres_url, schema=schema)
     store.close()

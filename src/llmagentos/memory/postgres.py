@@ -58,6 +58,7 @@ _HNSW_MAX_DIM = 2000  # pgvector's limit for an HNSW index on vector
 _COLUMNS = "seq, id, key, text, metadata_json, created_at, updated_at, expires_at"
 _LIVE = "(expires_at IS NULL OR expires_at > %s)"
 _CONFIG = "'english'::regconfig"
+_APP = "llmagentos.memory"  # application_name: the store's sessions in pg_stat_activity
 _VECTOR_SCHEMA = (
     "SELECT extnamespace::regnamespace::text, extversion FROM pg_extension WHERE extname = 'vector'"
 )
@@ -231,8 +232,9 @@ class PostgresBackend:
     def _connect(self) -> psycopg.Connection[Any]:
         pg = _import_psycopg()
         try:
+            named = {} if "application_name" in self.url else {"application_name": _APP}
             conn: psycopg.Connection[Any] = pg.connect(
-                self.url, autocommit=True, connect_timeout=10
+                self.url, autocommit=True, connect_timeout=10, **named
             )
             conn.execute("SELECT set_config('search_path', %s, false)", (self._search_path,))
         except pg.Error as err:
@@ -717,8 +719,10 @@ class PostgresBackend:
             return
         with self._touched_lock:
             pending = list(self._touched)
-        for ns in pending:  # the remembered reads, so LRU order survives a restart
-            with self._transaction() as cur:
-                self._lock(cur, ns)
-        self._closed = True
-        self._pool.close()
+        try:
+            for ns in pending:  # the remembered reads, so LRU order survives a restart
+                with self._transaction() as cur:
+                    self._lock(cur, ns)
+        finally:  # closed even if the server is gone (the reads are then lost, not the data)
+            self._closed = True
+            self._pool.close()
