@@ -94,7 +94,7 @@ def _skipped(reason: str) -> BenchResult:
 
 
 def run(quick: bool) -> BenchResult:
-    size, repeats, searches = (2_000, 5, 20) if quick else (10_000, 11, 50)
+    size, repeats, searches = (2_000, 5, 20) if quick else (5_000, 7, 20)
     batch = 100
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.memory.pg_server
     try:
