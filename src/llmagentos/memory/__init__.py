@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from llmagentos.memory.backend import MemoryBackend, NamespaceInfo
 from llmagentos.memory.filters import matches, parse_filter
-from llmagentos.memory.manager import AgentMemory, MemoryManager, MemorySpace, open_store
+from llmagentos.memory.manager import MemoryManager, open_store
+from llmagentos.memory.spaces import AgentMemory, MemorySpace
 from llmagentos.memory.types import (
     KINDS,
     Cost,
