@@ -215,7 +215,7 @@ def _check_config(block: Block, data: Any, tmp_path: Path, monkeypatch: pytest.M
             from llmagentos.deploy.config import load_deploy_config
 
             load_deploy_config(_as_file(data, block, tmp_path))
-        elif keys <= {"gateway", "services", "models", "agents"}:
+        elif keys <= {"gateway", "services", "models", "agents", "embedders"}:
             from llmagentos.gateway.config import load_gateway_config
 
             for name in re.findall(r'secret_env\s*=\s*"([^"]+)"', block.text):

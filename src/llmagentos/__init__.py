@@ -32,10 +32,12 @@ if TYPE_CHECKING:
     from llmagentos.checks import check_env, check_module
     from llmagentos.config import load_config
     from llmagentos.durable import DurableModel, DurableRunner, run_durable
+    from llmagentos.embeddings import make_embedder
     from llmagentos.envs import make_env
     from llmagentos.experiment import run_experiment
     from llmagentos.kernel import Scheduler
     from llmagentos.llm import FunctionModel, Message, Model, ScriptedModel, make_model
+    from llmagentos.memory import MemoryManager, MemoryPolicy, NewMemory
     from llmagentos.modules.hybrid_planning import HybridPlanningModule
     from llmagentos.modules.llm_planning import LLMPlanningModule
     from llmagentos.registration import register, registry
@@ -85,6 +87,11 @@ __all__ = [
     "Scheduler",
     "ScriptedModel",
     "make_model",
+    # memory and the embedders it searches with
+    "MemoryManager",
+    "MemoryPolicy",
+    "NewMemory",
+    "make_embedder",
     # tools, the gate in front of them, the sandbox
     "Sandbox",
     "ToolGate",
@@ -138,6 +145,10 @@ _LAZY = {
     "ScriptedModel": "llmagentos.llm",
     "make_model": "llmagentos.llm",
     "Scheduler": "llmagentos.kernel",
+    "MemoryManager": "llmagentos.memory",
+    "MemoryPolicy": "llmagentos.memory",
+    "NewMemory": "llmagentos.memory",
+    "make_embedder": "llmagentos.embeddings",
     "Sandbox": "llmagentos.sandbox",
     "ToolGate": "llmagentos.tools.gate",
     "ToolPolicy": "llmagentos.safety",

@@ -31,6 +31,11 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     │   ├── RateLimited        429: a token bucket is empty (``retry_after``)
     │   └── RateLimitUnavailable  the shared rate-limit store did not answer (503)
     ├── PrincipalError         a service got no valid signed principal (HTTP 401)
+    ├── MemoryManagerError     the memory manager refused or failed a call
+    │   ├── MemoryInputError   a bad argument: names the field (also ValueError; HTTP 422)
+    │   ├── MemoryNotFound     no such item or namespace here: names it (also LookupError; 404)
+    │   ├── EmbeddingMismatch  a vector whose dimension or model does not fit the namespace
+    │   └── MemoryBackendError the store or the embedding backend failed (HTTP 503)
     ├── ToolError              a tool error raised on purpose (a failed call is a result)
     │   ├── ToolDefinitionError  a tool cannot be built or registered (also ValueError)
     │   ├── URLRefused         a URL refused before connecting (SSRF guard; also ValueError)
@@ -86,6 +91,11 @@ __all__ = [
     "LLMAgentOSError",
     "MissingExtraError",
     "ModelConnectionError",
+    "EmbeddingMismatch",
+    "MemoryBackendError",
+    "MemoryManagerError",
+    "MemoryInputError",
+    "MemoryNotFound",
     "ModelError",
     "ModelHTTPError",
     "ModelOutputError",
@@ -380,6 +390,67 @@ class PrincipalError(LLMAgentOSError):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+class MemoryManagerError(LLMAgentOSError):
+    """The memory manager refused or failed a call."""
+
+
+class MemoryInputError(MemoryManagerError, ValueError):
+    """A bad argument to the memory manager.
+
+    Attributes:
+        field: the argument or field at fault; ``problem``: what is wrong with it.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field, self.problem = field, problem
+        super().__init__(f"{field}: {problem}")
+
+
+class MemoryNotFound(MemoryManagerError, LookupError):
+    """No such item (or namespace) where the caller looked.
+
+    An item of another tenant or agent is "not found" too: its existence is not told.
+
+    Attributes:
+        what: ``item``, ``key`` or ``namespace``; ``name``: the id or name looked up;
+        ``namespace``: where it was looked up.
+    """
+
+    def __init__(self, what: str, name: str, namespace: str) -> None:
+        self.what, self.name, self.namespace = what, name, namespace
+        if what == "namespace":
+            super().__init__(f"no memory namespace {name!r}")
+        else:
+            super().__init__(f"no {what} {name!r} in memory namespace {namespace!r}")
+
+
+class EmbeddingMismatch(MemoryManagerError, ValueError):
+    """A vector that does not fit its namespace's index (refused before anything is written).
+
+    Attributes:
+        namespace: the namespace; ``expected`` and ``got``: dimensions or model ids.
+    """
+
+    def __init__(self, namespace: str, what: str, expected: object, got: object) -> None:
+        self.namespace, self.what, self.expected, self.got = namespace, what, expected, got
+        super().__init__(
+            f"memory namespace {namespace!r} holds {what} {expected!r}, got {got!r}: "
+            "an index has one embedding model and dimension"
+        )
+
+
+class MemoryBackendError(MemoryManagerError):
+    """The memory store or its embedding backend failed (unreachable, corrupt, closed).
+
+    Attributes:
+        backend: which store or embedder.
+    """
+
+    def __init__(self, message: str, *, backend: str) -> None:
+        self.backend = backend
+        super().__init__(f"{backend}: {message}")
 
 
 class ToolError(LLMAgentOSError):

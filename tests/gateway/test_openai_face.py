@@ -32,7 +32,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     maze = ROOT / "examples" / "configs" / "text_maze_llm.toml"
     config.write_text(
         '[[models]]\nname = "smollm2"\nmodel = "local:smollm2"\n\n'
-        f'[[agents]]\nname = "maze"\nconfig = "{maze}"\n'
+        f'[[agents]]\nname = "maze"\nconfig = "{maze}"\n\n'
+        '[[embedders]]\nname = "minilm"\nembedder = "local:minilm"\n'
     )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -60,9 +61,9 @@ def _client(url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
 
 
-def test_models_lists_the_models_and_agents(gateway: str) -> None:
+def test_models_lists_the_models_agents_and_embedders(gateway: str) -> None:
     listed = _client(gateway).models.list()
-    assert sorted(m.id for m in listed.data) == ["maze", "smollm2"]
+    assert sorted(m.id for m in listed.data) == ["maze", "minilm", "smollm2"]
 
 
 def test_a_model_answers_and_streams(gateway: str) -> None:
@@ -111,3 +112,46 @@ def test_mistakes_are_4xx_in_openai_form(gateway: str) -> None:
     assert raw.status_code == 400 and raw.json()["error"]["type"] == "invalid_request_error"
     empty = httpx.post(f"{gateway}/v1/chat/completions", json={"model": "maze", "messages": []})
     assert empty.status_code == 400 and "messages" in empty.json()["error"]["message"]
+
+
+def test_embeddings_through_the_official_client(gateway: str) -> None:
+    import numpy as np
+
+    from llmagentos.embeddings import make_embedder
+
+    pytest.importorskip("onnxruntime", reason="needs the memory extra")
+    texts = ["The cat sat on the mat.", "Stock markets fell sharply."]
+    reply = _client(gateway).embeddings.create(model="minilm", input=texts)  # base64 on the wire
+    got = np.array([d.embedding for d in reply.data], dtype=np.float32)
+    want = make_embedder("local:minilm").embed(texts).vectors
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert [d.index for d in reply.data] == [0, 1] and reply.usage.prompt_tokens > 0
+    floats = httpx.post(f"{gateway}/v1/embeddings", json={"model": "minilm", "input": texts[0],
+                                                        "encoding_format": "float"})  # fmt: skip
+    np.testing.assert_allclose(floats.json()["data"][0]["embedding"], want[0], atol=1e-5)
+    models = {m.id: m.owned_by for m in _client(gateway).models.list().data}
+    assert models["minilm"] == "llmagentos (embedder)"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({"model": "minilm", "input": [[1, 2, 3]]}, 400, "input"),
+        ({"model": "minilm", "input": [""]}, 400, "input"),
+        ({"model": "minilm", "input": "x", "dimensions": 7}, 400, "dimensions"),
+        ({"model": "smollm2", "input": "x"}, 404, "model"),
+        ({"model": "minilm"}, 400, "input"),
+    ],
+)
+def test_bad_embedding_requests_are_4xx_naming_the_field(
+    gateway: str, body: dict[str, object], status: int, param: str
+) -> None:
+    reply = httpx.post(f"{gateway}/v1/embeddings", json=body)
+    assert reply.status_code == status, reply.text
+    assert param in reply.json()["error"]["param"]
+
+
+def test_chat_on_an_embedder_is_refused(gateway: str) -> None:
+    body = {"model": "minilm", "messages": [{"role": "user", "content": "hi"}]}
+    reply = httpx.post(f"{gateway}/v1/chat/completions", json=body)
+    assert reply.status_code == 400 and "embedding model" in reply.json()["error"]["message"]

@@ -87,13 +87,30 @@ def serve_command(
     max_body_bytes: Annotated[
         int, typer.Option(min=1, metavar="BYTES", help="Longest request body read (413 past it).")
     ] = 1 << 20,
+    memory: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DB|URL",
+            help="Also serve a memory manager under /v1/memory (namespaced by the caller's "
+            "tenant): a SQLite file, or a postgresql:// URL shared across machines.",
+        ),
+    ] = None,
+    embedder: Annotated[
+        str,
+        typer.Option(
+            metavar="ID",
+            help="Embedder of new memory namespaces: local:minilm, hash:<dim>, "
+            "openai:<model>, http://host:port/v1#<model>, or 'none' (lexical only).",
+        ),
+    ] = "local:minilm",
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
 ) -> None:
     """Serve CONFIG's agent modules over HTTP: one agent (and its state) per session.
 
-    Routes: /v1/<kind>/<method>, /v1/agent/..., /v1/sessions, /healthz, /readyz,
-    /metrics, /openapi.json. Sessions are namespaced by the tenant of the gateway's
+    Routes: /v1/<kind>/<method>, /v1/agent/..., /v1/sessions, /v1/memory/... (with
+    --memory), /healthz, /readyz, /metrics, /openapi.json. Sessions are namespaced
+    by the tenant of the gateway's
     signed principal (LLMAGENTOS_PRINCIPAL_SECRET). The config is built once before
     listening, so a bad one fails here.
     """
@@ -105,6 +122,11 @@ def serve_command(
     try:
         tls = uvicorn_tls(tls_cert, tls_key)
         run_config = load_config(config)
+        manager = None
+        if memory is not None:
+            from llmagentos.memory import MemoryManager
+
+            manager = MemoryManager(memory, embedder=None if embedder == "none" else embedder)
         app = service_app(
             lambda: build_agent(run_config),
             name=run_config.name,
@@ -122,6 +144,7 @@ def serve_command(
             ),
             require_principal=require_principal,
             max_body_bytes=max_body_bytes,
+            memory=manager,
         )
     except LLMAgentOSError as err:
         fail(err)

@@ -15,6 +15,9 @@ Example (TOML)::
     modules = "planning"              # or "all", or "planning,learning"
     replicas = 2
     balancing = "session"             # optional: keep each session on one replica
+    memory = "memory.db"              # optional: also serve /v1/memory (a SQLite file
+                                      # or a postgresql:// URL shared by the replicas)
+    embedder = "local:minilm"         # optional: the embedder of new memory namespaces
 
 Paths are relative to the deployment file.
 
@@ -36,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmagentos.exceptions import ConfigError
+from llmagentos.exceptions import ConfigError, LLMAgentOSError
 from llmagentos.gateway.balancer import BALANCING
 from llmagentos.gateway.registry import check_service_name
 
@@ -52,6 +55,8 @@ class ServiceSpec:
     modules: str
     replicas: int
     balancing: str | None = None  # None: the gateway's default
+    memory: str | None = None  # a SQLite path (absolute) or a postgresql:// URL
+    embedder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +145,8 @@ def _service(spec: dict[str, Any], where: str, base: Path, built: set[Path]) -> 
 
     if not isinstance(spec, dict):
         raise ConfigError(where, "must be a [[services]] table")
-    for key in sorted(set(spec) - {"name", "config", "modules", "replicas", "balancing"}):
+    fields = {"name", "config", "modules", "replicas", "balancing", "memory", "embedder"}
+    for key in sorted(set(spec) - fields):
         raise ConfigError(f"{where}.{key}", "unknown field")
     service = check_service_name(str(spec.get("name", "")), field_name=f"{where}.name")
     if "config" not in spec:
@@ -163,7 +169,26 @@ def _service(spec: dict[str, Any], where: str, base: Path, built: set[Path]) -> 
         raise ConfigError(
             f"{where}.balancing", f"one of {', '.join(BALANCING)} (got {balancing!r})"
         )
-    return ServiceSpec(service, config, modules, replicas, balancing)
+    memory = spec.get("memory")
+    if memory is not None:
+        if not isinstance(memory, str) or not memory:
+            raise ConfigError(
+                f"{where}.memory", f"a SQLite path or a postgresql:// URL (got {memory!r})"
+            )
+        if not memory.startswith(("postgresql://", "postgres://")):
+            memory = str((base / memory).resolve())
+    embedder = spec.get("embedder")
+    if embedder is not None:
+        if memory is None:
+            raise ConfigError(f"{where}.embedder", "needs a memory store (memory = ...)")
+        from llmagentos.embeddings import make_embedder
+
+        if embedder != "none":
+            try:
+                make_embedder(str(embedder)).close()
+            except LLMAgentOSError as err:
+                raise ConfigError(f"{where}.embedder", str(err)) from err
+    return ServiceSpec(service, config, modules, replicas, balancing, memory, embedder)
 
 
 def load_deploy_config(path: str | Path) -> DeployConfig:

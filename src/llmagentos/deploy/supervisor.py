@@ -99,6 +99,10 @@ class Deployment:
         args = ["serve", str(spec.config), "--modules", spec.modules, "--port", str(port)]
         if self.config.has_auth:
             args.append("--require-principal")
+        if spec.memory is not None:
+            args += ["--memory", spec.memory]
+        if spec.embedder is not None:
+            args += ["--embedder", spec.embedder]
         return args
 
     def gateway_config(self, services: dict[str, list[str]]) -> str:

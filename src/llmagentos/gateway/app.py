@@ -129,7 +129,8 @@ class Gateway:
             checks), beside the system's.
         transport: an httpx transport for the upstream calls instead (tests put
             in-process ASGI apps behind the gateway this way).
-        face: the OpenAI-compatible routes (``/v1/models``, ``/v1/chat/completions``)
+        face: the OpenAI-compatible routes (``/v1/models``, ``/v1/chat/completions``,
+            ``/v1/embeddings``)
             over the exposed models and agents, if any.
         keys: API keys (service keys and admin keys); with them every proxied request
             needs ``Authorization: Bearer <key>`` or an API key header (401 otherwise)
@@ -571,6 +572,8 @@ class Gateway:
             Route("/v1/models", self._guard("v1", "/models", self.face.models)),
             Route("/v1/chat/completions",
                   self._guard("v1", "/chat/completions", self.face.chat_completions),
+                  methods=["POST"]),
+            Route("/v1/embeddings", self._guard("v1", "/embeddings", self.face.embeddings),
                   methods=["POST"]),
         ]  # fmt: skip
         app = Starlette(

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmagentos.exceptions import ConfigError
+from llmagentos.exceptions import ConfigError, LLMAgentOSError
 from llmagentos.gateway.admission import AdmissionLimits
 from llmagentos.gateway.auth import ApiKeyStore
 from llmagentos.gateway.balancer import BALANCING
@@ -117,6 +117,18 @@ def _exposed(data: dict[str, Any], base: Path) -> list[Exposed]:
         run_config = load_config(path if path.is_absolute() else base / path)
         build_agent(run_config).agent.close()  # a broken agent fails now, not per request
         exposed.append(Exposed(str(spec["name"]), agent_factory=_agent_factory(run_config)))
+    for index, spec in enumerate(data.get("embedders", [])):
+        where = f"embedders[{index}]"
+        if not isinstance(spec, dict) or set(spec) != {"name", "embedder"}:
+            raise ConfigError(where, 'each [[embedders]] has exactly "name" and "embedder"')
+        from llmagentos.kernel.default import agent_embedder
+
+        name = str(spec["name"])
+        try:  # made now (the model loaded), so a bad id fails before the gateway listens
+            handle = agent_embedder(str(spec["embedder"]), agent=f"gateway/{name}")
+        except LLMAgentOSError as err:
+            raise ConfigError(f"{where}.embedder", str(err)) from err
+        exposed.append(Exposed(name, embedder=handle))
     return exposed
 
 
@@ -282,7 +294,7 @@ def load_gateway_config(
         raise ConfigError("", f"{source}: no such file") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError("", f"{source}: invalid TOML: {err}") from err
-    unknown = sorted(set(data) - {"gateway", "services", "models", "agents"})
+    unknown = sorted(set(data) - {"gateway", "services", "models", "agents", "embedders"})
     if unknown:
         raise ConfigError(unknown[0], "unknown section")
     options = dict(data.get("gateway", {}))

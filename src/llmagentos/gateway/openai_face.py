@@ -1,10 +1,14 @@
-"""The gateway's OpenAI-compatible face: ``/v1/models`` and ``/v1/chat/completions``.
+"""The gateway's OpenAI-compatible face: ``/v1/models``, ``/v1/chat/completions`` and
+``/v1/embeddings``.
 
 Each exposed name is either a **model** (any llmagentos model id, proxied through the
 :class:`~llmagentos.llm.base.Model` interface: the embedded SmolLM2, an OpenAI-
 compatible server...) or an **agent** (a run config whose agent answers: the last user
 message is its observation, the reply is its decision ``{"action", "reason"}`` as JSON
-text). Streaming answers in Server-Sent Events as OpenAI's API does. So the official
+text). Streaming answers in Server-Sent Events as OpenAI's API does. An **embedder**
+(any embedder id: the embedded MiniLM, another server) answers ``/v1/embeddings``
+through the kernel's embedding service, so its calls are batched with, cached for and
+accounted beside every agent's. So the official
 ``openai`` client, and any tool that speaks that API, talks to llmagentos.
 """
 
@@ -29,9 +33,10 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from llmagentos.agent import Agent
+    from llmagentos.embeddings import Embedder
     from llmagentos.llm.base import Model
 
-__all__ = ["ChatCompletionRequest", "Exposed", "OpenAIFace"]
+__all__ = ["ChatCompletionRequest", "EmbeddingRequest", "Exposed", "OpenAIFace"]
 
 
 class _ChatMessage(BaseModel):
@@ -57,16 +62,35 @@ class ChatCompletionRequest(BaseModel):
     stop: str | list[str] | None = None
 
 
+class EmbeddingRequest(BaseModel):
+    """OpenAI's embeddings request: texts only (token arrays are refused by name)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    input: str | list[str] = Field(min_length=1)
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+
+
+_MAX_INPUTS = 2048  # OpenAI's own limit per request
+_MAX_INPUT_CHARS = 100_000
+
+
 @dataclass(frozen=True, slots=True)
 class Exposed:
-    """One name on ``/v1/models``: a model, or an agent made by ``agent_factory``."""
+    """One name on ``/v1/models``: a model, an agent made by ``agent_factory``, or an
+    embedder."""
 
     name: str
     model: Model | None = None
     agent_factory: Callable[[], Agent] | None = None
+    embedder: Embedder | None = None
 
     @property
     def kind(self) -> str:
+        if self.embedder is not None:
+            return "embedder"
         return "model" if self.model is not None else "agent"
 
 
@@ -112,6 +136,9 @@ class OpenAIFace:
                 404, f"unknown model {body.model!r} (known: {known})", "invalid_request_error",
                 "model",
             )  # fmt: skip
+        if item.embedder is not None:
+            return _error(400, f"{body.model!r} is an embedding model: use /v1/embeddings",
+                          "invalid_request_error", "model")  # fmt: skip
         try:
             if item.model is not None:
                 return await self._from_model(item.model, body)
@@ -120,6 +147,50 @@ class OpenAIFace:
             return _error(503, f"{body.model}: {err}", "server_error")
         except LLMAgentOSError as err:
             return _error(400, f"{body.model}: {err}", "invalid_request_error")
+
+    async def embeddings(self, request: Request) -> Response:
+        import base64
+
+        from starlette.responses import JSONResponse
+
+        try:
+            body = EmbeddingRequest.model_validate_json(await request.body())
+        except ValidationError as err:
+            first = err.errors()[0]
+            param = ".".join(str(part) for part in first["loc"]) or "input"
+            return _error(400, f"{param}: {first['msg']}", "invalid_request_error", param)
+        item = self.exposed.get(body.model)
+        if item is None or item.embedder is None:
+            known = ", ".join(n for n, i in self.exposed.items() if i.embedder is not None)
+            return _error(404, f"no embedding model {body.model!r} (known: {known or 'none'})",
+                          "invalid_request_error", "model")  # fmt: skip
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if len(texts) > _MAX_INPUTS:
+            return _error(400, f"input: at most {_MAX_INPUTS} texts per request",
+                          "invalid_request_error", "input")  # fmt: skip
+        for index, text in enumerate(texts):
+            if not text or len(text) > _MAX_INPUT_CHARS:
+                return _error(400, f"input[{index}]: a text of 1 to {_MAX_INPUT_CHARS} characters",
+                              "invalid_request_error", "input")  # fmt: skip
+        if body.dimensions is not None and body.dimensions != item.embedder.dimension:
+            return _error(400, f"dimensions: {body.model!r} has {item.embedder.dimension}",
+                          "invalid_request_error", "dimensions")  # fmt: skip
+        try:
+            result = await item.embedder.aembed(texts)
+        except ModelError as err:
+            return _error(503, f"{body.model}: {err}", "server_error")
+        except LLMAgentOSError as err:
+            return _error(503, f"{body.model}: {err}", "server_error")
+        data = []
+        for index, vector in enumerate(result.vectors):
+            value: Any = (
+                base64.b64encode(vector.astype("<f4").tobytes()).decode()
+                if body.encoding_format == "base64"
+                else vector.tolist()
+            )
+            data.append({"object": "embedding", "index": index, "embedding": value})
+        usage = {"prompt_tokens": result.tokens, "total_tokens": result.tokens}
+        return JSONResponse({"object": "list", "data": data, "model": body.model, "usage": usage})
 
     # -- models ---------------------------------------------------------------------------
 

@@ -20,16 +20,25 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from llmagentos.kernel.embeddings import AgentEmbedder, EmbeddingService
 from llmagentos.kernel.scheduler import Scheduler
 from llmagentos.llm.base import Model
 from llmagentos.llm.cache import CachedModel
 from llmagentos.llm.models import make_model
 from llmagentos.llm.retry import RetryModel
 
-__all__ = ["agent_model", "backend_stack", "kernel", "reset_kernel"]
+__all__ = [
+    "agent_embedder",
+    "agent_model",
+    "backend_stack",
+    "embedding_service",
+    "kernel",
+    "reset_kernel",
+]
 
 _lock = threading.Lock()
 _kernel: list[Scheduler] = []
+_embeddings: list[EmbeddingService] = []
 
 
 def kernel() -> Scheduler:
@@ -40,11 +49,28 @@ def kernel() -> Scheduler:
         return _kernel[0]
 
 
+def embedding_service() -> EmbeddingService:
+    """The process-wide embedding service (created on first use)."""
+    with _lock:
+        if not _embeddings:
+            _embeddings.append(EmbeddingService())
+        return _embeddings[0]
+
+
+def agent_embedder(
+    embedder: str = "local:minilm", *, agent: str, token_budget: int | None = None
+) -> AgentEmbedder:
+    """An embedder handle for ``agent``: batched, cached and accounted by the kernel."""
+    return embedding_service().embedder_for(agent, embedder, token_budget=token_budget)
+
+
 def reset_kernel() -> None:
-    """Close the process-wide scheduler; the next :func:`kernel` call makes a new one."""
+    """Close the process-wide scheduler and embedding service; the next calls make new ones."""
     with _lock:
         if _kernel:
             _kernel.pop().close()
+        if _embeddings:
+            _embeddings.pop().close()
 
 
 def backend_stack(model_id: str, **model_kwargs: Any) -> tuple[Model, int]:

@@ -80,6 +80,8 @@ from llmagentos.types import Transition
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from llmagentos.memory.manager import MemoryManager
+
 __all__ = ["KINDS", "SessionPool", "service_app"]
 
 KINDS = ("perception", "planning", "execution", "learning")
@@ -138,6 +140,7 @@ def service_app(
     principal_secret: str | bytes | None = None,
     require_principal: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    memory: MemoryManager | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``kinds`` (and the whole agent when ``agent``).
 
@@ -154,6 +157,8 @@ def service_app(
         require_principal: refuse (401) every request without a valid signed principal,
             except ``/healthz``, ``/readyz``, ``/metrics`` and ``/openapi.json``.
         max_body_bytes: longest request body read (413 past it).
+        memory: serve this memory manager under ``/v1/memory``, namespaced by the
+            caller's tenant (:mod:`llmagentos.service.memory_routes`).
 
     Raises:
         ConfigError: an unknown kind, the factory fails, a principal required without a
@@ -237,6 +242,10 @@ def service_app(
         _module_routes(app, kind, in_session, module_of, guarded)
     if agent:
         _agent_routes(app, in_session, guarded)
+    if memory is not None:
+        from llmagentos.service.memory_routes import add_memory_routes
+
+        add_memory_routes(app, memory)
     return app
 
 
