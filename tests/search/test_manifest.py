@@ -174,3 +174,34 @@ def test_killed_mid_batch_keeps_every_commit_and_no_partial_one(tmp_path: Path) 
     for n in range(25):
         entry = entries[f"f{n}"]
         assert entry.chunk_keys == tuple(f"f{n}#{i}" for i in range(n % 7 + 1))
+
+
+def test_pending_keys_mark_an_unfinished_document(tmp_path: Path) -> None:
+    _write(tmp_path, "a.txt", "x")
+    manifest = Manifest(sqlite3.connect(":memory:"))
+    _index(manifest, tmp_path)
+    assert manifest.compare(scan(tmp_path)).to_read == []
+    with manifest.transaction():
+        manifest.mark_pending("a.txt", ["a.txt#0:new", "a.txt#1:new"])
+        manifest.mark_pending("b.txt", ["b.txt#0:x"])  # a file seen for the first time
+    entry = manifest.get("a.txt")
+    assert entry is not None
+    assert entry.stored_keys == {"a.txt#0", "a.txt#0:new", "a.txt#1:new"}
+    # Interrupted: the file must be read again even though it did not change.
+    assert [s.source for s in manifest.compare(scan(tmp_path)).modified] == ["a.txt"]
+    with manifest.transaction():
+        manifest.mark_pending("a.txt", ["a.txt#0:newer"])  # a second attempt keeps the first's
+    entry = manifest.get("a.txt")
+    assert entry is not None and set(entry.pending_keys) == {
+        "a.txt#0:new",
+        "a.txt#1:new",
+        "a.txt#0:newer",
+    }
+    with manifest.transaction():
+        manifest.record_document(
+            load_document(tmp_path / "a.txt", root=tmp_path), ["a.txt#0:newer"]
+        )
+    entry = manifest.get("a.txt")
+    assert entry is not None and entry.pending_keys == () and entry.chunk_keys == ("a.txt#0:newer",)
+    pending_only = manifest.get("b.txt")
+    assert pending_only is not None and pending_only.pending_keys == ("b.txt#0:x",)

@@ -8,11 +8,15 @@ a copy) only its times are updated. A file modified within :data:`RACY_WINDOW_NS
 it was indexed is always re-hashed: a second edit in the same clock tick would
 otherwise keep the same mtime (git's "racily clean" case).
 
-The manifest lives in a table of a SQLite connection the caller hands over, so the
-manifest rows of a document and its chunks can be committed in one transaction: after
-a crash either both are there or neither. No method commits; the caller does
-(``with manifest.transaction(): ...``). :meth:`Manifest.open` makes a small SQLite file
-of its own for use without a shared store.
+The manifest lives in a table of a SQLite connection the caller hands over, so it can
+share a transaction with the chunks when the store offers one. No method commits; the
+caller does (``with manifest.transaction(): ...``). :meth:`Manifest.open` makes a small
+SQLite file of its own, for a store it cannot share a transaction with: then the
+indexer writes ahead. Before it writes a document's chunks it marks their keys
+*pending* (:meth:`Manifest.mark_pending`); only after they are stored does it record the
+document (which clears them). A run killed in between leaves the entry pending, so
+the next run redoes that document (its chunk keys make the redo replace, not add) and
+deletes whatever pending keys the new content no longer has: no duplicate, no orphan.
 """
 
 from __future__ import annotations
@@ -60,6 +64,12 @@ class ManifestEntry:
     chunk_keys: tuple[str, ...]
     error: str | None
     indexed_at_ns: int
+    pending_keys: tuple[str, ...] = ()
+
+    @property
+    def stored_keys(self) -> set[str]:
+        """Every key that may be in the store for this file: recorded and pending."""
+        return {*self.chunk_keys, *self.pending_keys}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +116,7 @@ class Manifest:
             f"CREATE TABLE IF NOT EXISTS {table} ("
             " source TEXT PRIMARY KEY, sha256 TEXT NOT NULL, mtime_ns INTEGER NOT NULL,"
             " size INTEGER NOT NULL, chunk_keys TEXT NOT NULL, error TEXT,"
-            " indexed_at_ns INTEGER NOT NULL)"
+            " indexed_at_ns INTEGER NOT NULL, pending_keys TEXT)"
         )
 
     @classmethod
@@ -151,7 +161,7 @@ class Manifest:
             entry = known.pop(state.source, None)
             if entry is None:
                 changes.new.append(state)
-            elif rehash or _looks_modified(entry, state):
+            elif rehash or entry.pending_keys or _looks_modified(entry, state):
                 changes.modified.append(state)
             else:
                 changes.unchanged.append(state)
@@ -179,9 +189,28 @@ class Manifest:
     ) -> None:
         """Remember ``source`` as indexed at this content, or as failed with ``error``."""
         self.connection.execute(
-            f"INSERT OR REPLACE INTO {self.table} VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO {self.table} VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
             (source, sha256, mtime_ns, size, json.dumps(list(chunk_keys)), error, time.time_ns()),
         )
+
+    def mark_pending(self, source: str, keys: Iterable[str]) -> None:
+        """Note that chunks under ``keys`` are about to be written for ``source``.
+
+        Keys pending from an interrupted run are kept too, until :meth:`record` clears
+        them: the indexer deletes those the new content does not have.
+        """
+        entry = self.get(source)
+        pending = sorted({*keys, *(entry.pending_keys if entry else ())})
+        if entry is None:
+            self.connection.execute(
+                f"INSERT INTO {self.table} VALUES (?, '', -1, -1, '[]', NULL, ?, ?)",
+                (source, time.time_ns(), json.dumps(pending)),
+            )
+        else:
+            self.connection.execute(
+                f"UPDATE {self.table} SET pending_keys = ? WHERE source = ?",
+                (json.dumps(pending), source),
+            )
 
     def record_document(self, document: Document, chunk_keys: Iterable[str]) -> None:
         """:meth:`record` for a loaded document and the keys of its chunks."""
@@ -207,7 +236,7 @@ class Manifest:
 
 
 def _entry(row: tuple[Any, ...]) -> ManifestEntry:
-    source, sha256, mtime_ns, size, keys, error, indexed_at_ns = row
+    source, sha256, mtime_ns, size, keys, error, indexed_at_ns, pending = row
     return ManifestEntry(
         source=str(source),
         sha256=str(sha256),
@@ -216,6 +245,7 @@ def _entry(row: tuple[Any, ...]) -> ManifestEntry:
         chunk_keys=tuple(json.loads(keys)),
         error=None if error is None else str(error),
         indexed_at_ns=int(indexed_at_ns),
+        pending_keys=tuple(json.loads(pending)) if pending else (),
     )
 
 
