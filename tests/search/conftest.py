@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import scipy.linalg  # noqa: F401  (its own OpenBLAS must be loaded to be limited)
 from threadpoolctl import threadpool_limits
 
 

@@ -216,3 +216,38 @@ def test_a_killed_run_resumes_without_duplicates_or_orphans(tmp_path: Path, when
     assert len(engine.sources()) == 12
     assert engine.search("completely different", k=1)[0].source == "doc05.txt"
     memory.close()
+
+
+def test_the_search_agent_runs_one_query_per_episode(tmp_path: Path) -> None:
+    from llmagentos.search.agent import ask, build_search_agent
+
+    _corpus(tmp_path / "docs")
+    memory, engine = _engine(tmp_path)
+    engine.index(tmp_path / "docs")
+    agent = build_search_agent(engine, k=3)
+    hits, result = ask(agent, "  where is the\n charging dock ", relevant=["dock.md"])
+    assert hits[0].source == "dock.md"
+    assert (result.length, result.total_reward, result.success) == (1, 1.0, True)
+    assert agent.last_record is not None and agent.last_record.reason == "hybrid top-3"
+    _, miss = ask(agent, "charging dock", relevant=["flood.txt"])  # judged: a worse ranking
+    assert miss.total_reward < 1.0
+    assert agent.learning_module.optimizer.rewards == [1.0, miss.total_reward]  # type: ignore[attr-defined]
+    memory.close()
+
+
+def test_reranking_reorders_the_candidates(tmp_path: Path) -> None:
+    from llmagentos.llm.testing import FunctionModel
+    from llmagentos.search.rerank import ModelReranker
+
+    _corpus(tmp_path / "docs")
+    memory, engine = _engine(tmp_path)
+    engine.index(tmp_path / "docs")
+    # A grader that knows only that lifts matter: whatever the first search ranks first.
+    grader = FunctionModel(lambda request: "9" if "lift" in request.messages[-1].content else "2")
+    plain = engine.search("where is the charging dock", k=4)
+    reranked = engine.search("where is the charging dock", k=4, rerank=ModelReranker(grader))
+    assert plain[0].source == "dock.md"
+    assert reranked[0].source == "guide.html" and reranked[0].rerank_score == 9.0
+    # One grading per candidate: max(k, 30) asked for, so every chunk of this small index.
+    assert len(grader.requests) == memory.count(engine.namespace)
+    memory.close()
