@@ -7,6 +7,7 @@ headings, each at the start of the page it points to.
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,18 @@ def pdf_to_text(data: bytes) -> PdfText:
         raise MissingExtraError("PDF documents", "search", "pypdf") from err
     # A parser of untrusted bytes can fail in many ways (pypdf raises its own errors,
     # but also ValueError, KeyError, TypeError... on damaged files): all mean unreadable.
+    # pypdf logs a warning for each flaw it works around; the loader reports a file it
+    # cannot read, so those warnings would only say it twice.
+    log = logging.getLogger("pypdf")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return _read(pypdf, data)
+    finally:
+        log.setLevel(level)
+
+
+def _read(pypdf: Any, data: bytes) -> PdfText:
     try:
         reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted and not _decrypts(reader):
