@@ -156,3 +156,16 @@ def test_a_damaged_copy_of_the_data_is_named(corpus: LeeCorpus, tmp_path: Path) 
     with pytest.raises(DocumentError, match="expected 50 documents, found 49") as caught:
         load_lee(tmp_path)
     assert caught.value.path == str(tmp_path / "lee.cor")
+
+
+def test_the_engine_as_a_scorer(corpus: LeeCorpus) -> None:
+    from llmagentos.search.lee_engine import EngineScorer
+
+    lexical = EngineScorer("lexical")
+    matrix = lexical.similarity_matrix(corpus.documents)
+    assert matrix.shape == (50, 50)
+    assert np.all(np.argmax(matrix, axis=1) == np.arange(50))  # each document finds itself
+    result = evaluate([lexical, EngineScorer("hybrid", embedder="hash:256")], corpus, resamples=50)
+    # FTS5's BM25 over the 50 documents lands where gensim's BM25 does.
+    assert 0.4 < result["engine lexical (FTS5 BM25)"].pearson < 0.65
+    assert 0.1 < result["engine hybrid (hash:256)"].query_spearman < 0.5
