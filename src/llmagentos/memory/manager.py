@@ -85,9 +85,13 @@ def open_store(store: MemoryBackend | str | Path | None) -> MemoryBackend:
     if store is None:
         store = default_path()
     if isinstance(store, str | Path):
+        text = str(store)
+        if text.startswith(("postgresql://", "postgres://")):
+            from llmagentos.memory.postgres import PostgresBackend
+
+            return PostgresBackend(text)
         from llmagentos.memory.sqlite import SQLiteBackend
 
-        text = str(store)
         if text == ":memory:":
             raise MemoryInputError("store", "use a file path: the store's readers share one file")
         return SQLiteBackend(text.removeprefix("sqlite:///"))

@@ -47,7 +47,11 @@ def check_k(k: object) -> int:
 def _check_json(where: str, value: Any, depth: int = 0) -> None:
     if depth > 8:
         raise MemoryInputError(where, "nests too deeply (more than 8 levels)")
-    if value is None or isinstance(value, bool | str):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        if "\x00" in value:  # Postgres (text and jsonb) cannot hold NUL: refused for every store
+            raise MemoryInputError(where, "must not contain NUL characters")
         return
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
@@ -59,8 +63,8 @@ def _check_json(where: str, value: Any, depth: int = 0) -> None:
         return
     if isinstance(value, Mapping):
         for key, part in value.items():
-            if not isinstance(key, str):
-                raise MemoryInputError(where, f"keys must be strings (got {key!r})")
+            if not isinstance(key, str) or "\x00" in key:
+                raise MemoryInputError(where, f"keys must be strings without NUL (got {key!r})")
             _check_json(f"{where}.{key}", part, depth + 1)
         return
     raise MemoryInputError(where, f"must be JSON data (got {type(value).__name__})")
@@ -134,6 +138,8 @@ def new_memories(items: object) -> list[NewMemory]:
                     f"{where}.key",
                     f"must be a string of 1 to {MAX_KEY_CHARS} characters (got {item.key!r})",
                 )
+            if "\x00" in item.key:
+                raise MemoryInputError(f"{where}.key", "must not contain NUL characters")
             if item.key in keys:
                 raise MemoryInputError(f"{where}.key", f"{item.key!r} appears twice in one write")
             keys.add(item.key)
