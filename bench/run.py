@@ -24,6 +24,7 @@ import bench_gateway
 import bench_hybrid_ablation
 import bench_import
 import bench_instantiation
+import bench_lee
 import bench_llm_cache
 import bench_llm_stack
 import bench_local_model
@@ -62,6 +63,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_gateway.NAME: bench_gateway.run,
     bench_openai_proxies.NAME: bench_openai_proxies.run,
     bench_hybrid_ablation.NAME: bench_hybrid_ablation.run,
+    bench_lee.NAME: bench_lee.run,
     bench_memory_backends.NAME: bench_memory_backends.run,
 }
 

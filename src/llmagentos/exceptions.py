@@ -18,6 +18,7 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     ├── RunPaused              a run stopped on purpose and can be resumed
     │   └── ApprovalPending    a sensitive action awaits a human decision
     ├── DeployError            a deployment could not start or be found
+    ├── DocumentError          a document cannot be read or parsed (``path``, ``reason``)
     ├── SessionStoreError      a service's session store is unusable (a bad signature)
     │   ├── SessionStoreUnavailable  the store did not answer (HTTP 503)
     │   ├── SessionConflict    another replica moved the session on (HTTP 409)
@@ -76,6 +77,7 @@ __all__ = [
     "ConfigError",
     "ConfinementUnavailable",
     "DeployError",
+    "DocumentError",
     "EnvError",
     "GatewayError",
     "JournalError",
@@ -227,6 +229,19 @@ class MissingExtraError(LLMAgentOSError, ImportError):
         super().__init__(
             f"{feature} needs the package {package!r}: pip install 'llmagentos[{extra}]'"
         )
+
+
+class DocumentError(LLMAgentOSError):
+    """A document cannot be read or parsed; an indexer reports it by path and skips it.
+
+    Attributes:
+        path: the file, as given to the loader.
+        reason: what is wrong (``unsupported type '.xyz'``, ``binary content``, ...).
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}")
 
 
 class BudgetExceeded(LLMAgentOSError):

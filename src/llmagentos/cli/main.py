@@ -31,6 +31,7 @@ from llmagentos.cli.memory import memory_app
 from llmagentos.cli.registry import registry_app
 from llmagentos.cli.run import run_command
 from llmagentos.cli.runs import runs_app
+from llmagentos.cli.search import search_app
 from llmagentos.cli.serve import serve_command
 
 __all__ = ["app", "main"]
@@ -77,6 +78,7 @@ app.command("status")(status_command)
 app.add_typer(env_app, name="env")
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(memory_app, name="memory")
+app.add_typer(search_app, name="search")
 app.add_typer(keys_app, name="keys")
 app.add_typer(registry_app, name="registry")
 app.add_typer(runs_app, name="runs")
