@@ -27,6 +27,7 @@ from llmagentos.cli.env import env_app
 from llmagentos.cli.gateway import gateway_command
 from llmagentos.cli.keys import keys_app
 from llmagentos.cli.mcp import mcp_app
+from llmagentos.cli.recommend import recommend_app
 from llmagentos.cli.registry import registry_app
 from llmagentos.cli.run import run_command
 from llmagentos.cli.runs import runs_app
@@ -75,6 +76,7 @@ app.command("down")(down_command)
 app.command("status")(status_command)
 app.add_typer(env_app, name="env")
 app.add_typer(mcp_app, name="mcp")
+app.add_typer(recommend_app, name="recommend")
 app.add_typer(keys_app, name="keys")
 app.add_typer(registry_app, name="registry")
 app.add_typer(runs_app, name="runs")
