@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,10 +23,13 @@ if TYPE_CHECKING:
 __all__ = ["QUICK_USERS", "recommend_app"]
 
 QUICK_USERS = 300
-"""``--quick``: this many users (drawn with seed 0) instead of all 671."""
+"""``--quick``: this many users (drawn with seed 0) instead of all 671..."""
+QUICK_KNN_GRID = (50, 200)
+QUICK_EASE_GRID = (200.0, 1000.0)
+"""...and two values of each hyperparameter tried on validation instead of 5 and 6."""
 
 recommend_app = typer.Typer(
-    help="The recommendation agent on MovieLens (needs llmagentos[recommend]).",
+    help="The recommendation agent on MovieLens (needs the 'recommend' extra).",
     add_completion=False,
 )
 
@@ -36,9 +40,10 @@ def _group(context: typer.Context) -> None:
 
 
 def _cell(value: Interval, digits: int = 3) -> str:
+    """``mean ±h``, h the half-width of the 95% interval (results.json has both ends)."""
     if value.low == value.high:
         return f"{value.mean:.{digits}f}"
-    return f"{value.mean:.{digits}f} [{value.low:.{digits}f}, {value.high:.{digits}f}]"
+    return f"{value.mean:.{digits}f} ±{value.half_width:.{digits}f}"
 
 
 def _summary(console: Console, report: RecommendReport) -> None:
@@ -47,7 +52,7 @@ def _summary(console: Console, report: RecommendReport) -> None:
     split = report.split
     title = (
         f"MovieLens, time-ordered split: {split['eval_users']} test users, "
-        f"{split['items']} items; 95% intervals over users (bootstrap)"
+        f"{split['items']} items; ± half of a 95% bootstrap interval over users"
     )
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("model")
@@ -59,7 +64,8 @@ def _summary(console: Console, report: RecommendReport) -> None:
         table.add_row(escape(model.name), *row, _cell(model.users_ci["hits"], 2))
     console.print(table)
     seeds = Table(
-        title=f"over {report.settings.seeds} seeds (95% t interval; differences paired by seed)",
+        title=f"over {report.settings.seeds} seeds (± half of a 95% t interval; "
+        "differences paired by seed)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
@@ -122,6 +128,8 @@ def _eval_command(
         seeds = 2 if quick else 5
     try:
         settings = EvalSettings(seeds=seeds, slates=slates, users=users)
+        if quick:
+            settings = replace(settings, knn_grid=QUICK_KNN_GRID, ease_grid=QUICK_EASE_GRID)
     except LLMAgentOSError as err:
         fail(err)
     console = make_console()

@@ -60,8 +60,8 @@ Progress = Callable[[str], None]
 """Called after each job (a tuning fit, a model fit, a replay) with what was done."""
 
 HITS = "hits"
-ONLINE = "online (Thompson, updated)"
-FROZEN = "online, no updates"
+ONLINE = "online TS"
+FROZEN = "online TS, no updates"
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +343,7 @@ def evaluate(
         )
     by_name = {m.name: m for m in models}
     paired = {
-        f"{ONLINE} - {FROZEN}": _paired(by_name[ONLINE], by_name[FROZEN]),
+        f"{ONLINE} - no updates": _paired(by_name[ONLINE], by_name[FROZEN]),
         f"{ONLINE} - EASE": _paired(by_name[ONLINE], by_name["EASE"]),
     }
     return RecommendReport(

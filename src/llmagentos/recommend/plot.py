@@ -48,6 +48,7 @@ def save_comparison(report: RecommendReport, path: str | os.PathLike[str]) -> Pa
     bars.set_title(f"MovieLens, time-ordered split: {users} test users", fontsize=10)
     bars.grid(axis="y", alpha=0.3)
     bars.legend(fontsize=8)
+    curve.set_xticks(range(1, report.settings.slates + 1))
     curve.set_xlabel("slates shown in the session")
     curve.set_ylabel("items taken (cumulative, mean per session)")
     seeds = report.settings.seeds
