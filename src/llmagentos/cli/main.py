@@ -28,6 +28,7 @@ from llmagentos.cli.gateway import gateway_command
 from llmagentos.cli.keys import keys_app
 from llmagentos.cli.mcp import mcp_app
 from llmagentos.cli.memory import memory_app
+from llmagentos.cli.recommend import recommend_app
 from llmagentos.cli.registry import registry_app
 from llmagentos.cli.run import run_command
 from llmagentos.cli.runs import runs_app
@@ -79,6 +80,7 @@ app.add_typer(env_app, name="env")
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(memory_app, name="memory")
 app.add_typer(search_app, name="search")
+app.add_typer(recommend_app, name="recommend")
 app.add_typer(keys_app, name="keys")
 app.add_typer(registry_app, name="registry")
 app.add_typer(runs_app, name="runs")
