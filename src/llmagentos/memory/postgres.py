@@ -31,7 +31,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -39,10 +39,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import numpy as np
 
 from llmagentos.embeddings import Vectors
-from llmagentos.exceptions import MemoryBackendError, MemoryNotFound, MissingExtraError
+from llmagentos.exceptions import MemoryBackendError, MemoryNotFound
 from llmagentos.memory.backend import NamespaceInfo, Row
 from llmagentos.memory.filters import Filter
+from llmagentos.memory.pg_connections import Pool, import_psycopg, redacted
 from llmagentos.memory.pg_filters import postgres_where
+from llmagentos.memory.pg_schema import TABLES, VECTOR_SCHEMA
 from llmagentos.memory.types import MemoryItem, MemoryPolicy, Namespace
 from llmagentos.memory.vector_index import DEFAULT_ANN_THRESHOLD
 
@@ -59,42 +61,6 @@ _COLUMNS = "seq, id, key, text, metadata_json, created_at, updated_at, expires_a
 _LIVE = "(expires_at IS NULL OR expires_at > %s)"
 _CONFIG = "'english'::regconfig"
 _APP = "llmagentos.memory"  # application_name: the store's sessions in pg_stat_activity
-_VECTOR_SCHEMA = (
-    "SELECT extnamespace::regnamespace::text, extversion FROM pg_extension WHERE extname = 'vector'"
-)
-
-_TABLES = """
-CREATE TABLE IF NOT EXISTS namespaces (
-    ns integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    tenant text NOT NULL, agent text NOT NULL, kind text NOT NULL,
-    embedder text, dimension integer,
-    ttl double precision, max_items integer, eviction text NOT NULL DEFAULT 'lru',
-    size bigint NOT NULL DEFAULT 0,
-    UNIQUE (tenant, agent, kind)
-);
-CREATE TABLE IF NOT EXISTS items (
-    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    ns integer NOT NULL REFERENCES namespaces (ns),
-    id text NOT NULL UNIQUE,
-    key text,
-    text text NOT NULL,
-    metadata jsonb NOT NULL,
-    metadata_json text NOT NULL,
-    dim integer,
-    embedding vector,
-    tsv tsvector GENERATED ALWAYS AS
-        (to_tsvector('english'::regconfig, left(text, 250000))) STORED,
-    created_at double precision NOT NULL,
-    updated_at double precision NOT NULL,
-    accessed_at double precision NOT NULL,
-    expires_at double precision,
-    UNIQUE (ns, key)
-);
-CREATE INDEX IF NOT EXISTS items_tsv ON items USING gin (tsv);
-CREATE INDEX IF NOT EXISTS items_by_use ON items (ns, accessed_at, seq);
-CREATE INDEX IF NOT EXISTS items_by_age ON items (ns, created_at, seq);
-CREATE INDEX IF NOT EXISTS items_by_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;
-"""
 
 
 def query_terms(text: str) -> list[str]:
@@ -105,79 +71,6 @@ def query_terms(text: str) -> list[str]:
 def _vector_text(vector: Vectors) -> str:
     # float32 round-trips through 9 significant digits.
     return "[" + ",".join(f"{x:.9g}" for x in np.asarray(vector, np.float32).tolist()) + "]"
-
-
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _import_psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError as err:
-        raise MissingExtraError("the Postgres memory store", "postgres", "psycopg[binary]") from err
-    return psycopg
-
-
-class _Pool:
-    """At most ``size`` connections, handed to one thread at a time (a broken one is
-    dropped and replaced on the next request)."""
-
-    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], size: int) -> None:
-        self._connect, self._size = connect, size
-        self._idle: list[psycopg.Connection[Any]] = []
-        self._made = 0
-        self._closed = False
-        self._cond = threading.Condition()
-
-    @contextmanager
-    def connection(self, backend: str) -> Iterator[psycopg.Connection[Any]]:
-        conn: psycopg.Connection[Any] | None = None
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise MemoryBackendError("the store is closed", backend=backend)
-                if self._idle:
-                    conn = self._idle.pop()
-                    break
-                if self._made < self._size:
-                    self._made += 1
-                    break
-                if not self._cond.wait(timeout=60.0):
-                    raise MemoryBackendError(
-                        f"no free connection in 60 s (pool_size={self._size})", backend=backend
-                    )
-        if conn is None:
-            try:
-                conn = self._connect()
-            except BaseException:
-                with self._cond:
-                    self._made -= 1
-                    self._cond.notify()
-                raise
-        try:
-            yield conn
-        finally:
-            broken = conn.closed or conn.broken or conn.info.transaction_status != 0
-            with self._cond:
-                if broken or self._closed:
-                    self._made -= 1
-                    conn.close()
-                else:
-                    self._idle.append(conn)
-                self._cond.notify()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            for conn in self._idle:
-                conn.close()
-            self._idle.clear()
-            self._cond.notify_all()
 
 
 class PostgresBackend:
@@ -200,7 +93,7 @@ class PostgresBackend:
         pool_size: int = 4,
         ann_threshold: int = DEFAULT_ANN_THRESHOLD,
     ) -> None:
-        psycopg = _import_psycopg()
+        psycopg = import_psycopg()
         self._errors: type[Exception] = psycopg.Error
         parts = urlsplit(url)
         query = parse_qsl(parts.query)
@@ -214,7 +107,7 @@ class PostgresBackend:
             parts._replace(query=urlencode([q for q in query if q[0] != "schema"]))
         )
         self.schema = schema
-        self.backend = f"postgres:{_redacted(self.url)}#{schema}"
+        self.backend = f"postgres:{redacted(self.url)}#{schema}"
         self.ann_threshold = ann_threshold
         self._search_path = schema
         self._lock_name = f"llmagentos.memory:{schema}"
@@ -225,12 +118,12 @@ class PostgresBackend:
         self._iterative_scan = False
         self._indexed: set[int] = set()  # dimensions with a valid HNSW index
         self._setup()
-        self._pool = _Pool(self._connect, max(1, pool_size))
+        self._pool = Pool(self._connect, max(1, pool_size))
 
     # -- connections -----------------------------------------------------------------------
 
     def _connect(self) -> psycopg.Connection[Any]:
-        pg = _import_psycopg()
+        pg = import_psycopg()
         try:
             named = {} if "application_name" in self.url else {"application_name": _APP}
             conn: psycopg.Connection[Any] = pg.connect(
@@ -258,13 +151,13 @@ class PostgresBackend:
                 raise MemoryBackendError(str(err).strip(), backend=self.backend) from err
 
     def _setup(self) -> None:
-        psycopg = _import_psycopg()
+        psycopg = import_psycopg()
         conn = self._connect()  # search_path: the schema alone, until pgvector's is known
         try:
             with conn.transaction():
                 # One process at a time makes the schema (CREATE ... IF NOT EXISTS races).
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_name,))
-                if conn.execute(_VECTOR_SCHEMA).fetchone() is None:
+                if conn.execute(VECTOR_SCHEMA).fetchone() is None:
                     try:
                         with conn.transaction():
                             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -274,11 +167,11 @@ class PostgresBackend:
                             " Install pgvector and run CREATE EXTENSION vector as a superuser",
                             backend=self.backend,
                         ) from err
-                vector_schema, version = conn.execute(_VECTOR_SCHEMA).fetchone() or ("public", "0")
+                vector_schema, version = conn.execute(VECTOR_SCHEMA).fetchone() or ("public", "0")
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
                 self._search_path = f"{self.schema}, {vector_schema}"
                 conn.execute("SELECT set_config('search_path', %s, true)", (self._search_path,))
-                conn.execute(_TABLES)
+                conn.execute(TABLES)
         except psycopg.Error as err:
             raise MemoryBackendError(str(err).strip(), backend=self.backend) from err
         finally:
@@ -706,7 +599,7 @@ class PostgresBackend:
         bytes_, items, indexes = rows[0]
         return {
             "backend": "postgres",
-            "url": _redacted(self.url),
+            "url": redacted(self.url),
             "schema": self.schema,
             "items": int(items),
             "table_bytes": int(bytes_),
