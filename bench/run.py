@@ -27,6 +27,7 @@ import bench_instantiation
 import bench_llm_cache
 import bench_llm_stack
 import bench_local_model
+import bench_memory_learning
 import bench_openai_proxies
 import bench_qlearning_throughput
 import bench_remote_modules
@@ -61,6 +62,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_gateway.NAME: bench_gateway.run,
     bench_openai_proxies.NAME: bench_openai_proxies.run,
     bench_hybrid_ablation.NAME: bench_hybrid_ablation.run,
+    bench_memory_learning.NAME: bench_memory_learning.run,
 }
 
 
