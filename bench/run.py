@@ -29,6 +29,7 @@ import bench_llm_cache
 import bench_llm_stack
 import bench_local_model
 import bench_memory_backends
+import bench_memory_learning
 import bench_openai_proxies
 import bench_qlearning_throughput
 import bench_remote_modules
@@ -65,6 +66,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_hybrid_ablation.NAME: bench_hybrid_ablation.run,
     bench_lee.NAME: bench_lee.run,
     bench_memory_backends.NAME: bench_memory_backends.run,
+    bench_memory_learning.NAME: bench_memory_learning.run,
 }
 
 
