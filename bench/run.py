@@ -27,6 +27,7 @@ import bench_instantiation
 import bench_llm_cache
 import bench_llm_stack
 import bench_local_model
+import bench_memory
 import bench_openai_proxies
 import bench_qlearning_throughput
 import bench_remote_modules
@@ -60,6 +61,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_remote_modules.NAME: bench_remote_modules.run,
     bench_gateway.NAME: bench_gateway.run,
     bench_openai_proxies.NAME: bench_openai_proxies.run,
+    bench_memory.NAME: bench_memory.run,
     bench_hybrid_ablation.NAME: bench_hybrid_ablation.run,
 }
 
