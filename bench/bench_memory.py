@@ -492,7 +492,7 @@ def make_setup(quick: bool, folder: Path) -> tuple[Setup, str, dict[str, Any]]:
     started = time.perf_counter()
     base_vectors = raw.embed([t for _, t in base]).vectors
     seconds = time.perf_counter() - started
-    sample = min(128, distinct)
+    sample = 64 if quick else 128
     variants = raw.embed([corpus_lib.variant(t, 17 + i) for i, (_, t) in enumerate(base[:sample])])
     cosine, scale = corpus_lib.calibrate(base_vectors[:sample], variants.vectors)
     queries = corpus_lib.queries(n_queries)
@@ -638,7 +638,7 @@ def run(quick: bool) -> BenchResult:
                 opened[0].close()
         checks += search_checks(data[f"search_{sizes[-1]}"], sizes[-1])
         found, data["embedding"], check = measure_embedding(
-            setup, [(1, 16), (64, 1)] if quick else [(1, 64), (16, 8), (64, 4)]
+            setup, [(1, 8), (64, 1)] if quick else [(1, 64), (16, 8), (64, 4)]
         )
         rows += found
         checks.append(check)
