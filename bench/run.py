@@ -28,6 +28,7 @@ import bench_lee
 import bench_llm_cache
 import bench_llm_stack
 import bench_local_model
+import bench_memory
 import bench_memory_backends
 import bench_memory_learning
 import bench_openai_proxies
@@ -63,6 +64,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_remote_modules.NAME: bench_remote_modules.run,
     bench_gateway.NAME: bench_gateway.run,
     bench_openai_proxies.NAME: bench_openai_proxies.run,
+    bench_memory.NAME: bench_memory.run,
     bench_hybrid_ablation.NAME: bench_hybrid_ablation.run,
     bench_lee.NAME: bench_lee.run,
     bench_memory_backends.NAME: bench_memory_backends.run,

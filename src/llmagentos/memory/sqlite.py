@@ -39,7 +39,7 @@ from llmagentos.memory.filters import Filter, sqlite_where
 from llmagentos.memory.types import MemoryItem, MemoryPolicy, Namespace
 from llmagentos.memory.vector_index import DEFAULT_ANN_THRESHOLD, VectorIndex
 
-__all__ = ["SQLiteBackend", "fts_query"]
+__all__ = ["LEXICAL_CANDIDATES", "SQLiteBackend", "by_rowid_sql", "fts_query", "query_words"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (
@@ -73,19 +73,52 @@ def _fts(ns: int) -> str:
     return f"fts_{int(ns)}"
 
 
+def _vocab(ns: int) -> str:
+    """The term statistics (fts5vocab) of namespace ``ns``'s full-text table."""
+    return f"vocab_{int(ns)}"
+
+
 _COLUMNS = "rowid, id, key, text, metadata, created_at, updated_at, expires_at"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _MAX_QUERY_TERMS = 64
+# A lexical search scores (BM25) every row that holds any query term; common terms make
+# that every row of a large store. Terms are taken rarest first while the rows they can
+# match stay within this many (the rarest term always): the best BM25 matches hold rare
+# terms, and common ones barely move their scores (low IDF).
+LEXICAL_CANDIDATES = 4096
+# Per connection: the query's words tokenized by the index's own tokenizer (stemmed), so
+# their document frequencies can be read from the namespace's vocab table.
+_QUERY_TERMS_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words USING fts5(
+    text, tokenize='porter unicode61'
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_terms USING fts5vocab(temp, query_words, 'instance');
+"""
 
 
-def fts_query(text: str) -> str | None:
-    """A user's text as an FTS5 query: its words, each quoted, joined by OR.
+def by_rowid_sql(count: int) -> str:
+    """The statement that reads ``count`` items of a namespace by rowid.
+
+    ``+ns``: without it SQLite's planner walks the namespace's ``(ns, ...)`` index, every
+    row of it (~9 ms at 10k items), instead of looking the rowids up by primary key.
+    """
+    marks = ", ".join("?" * count)
+    return f"SELECT {_COLUMNS} FROM items WHERE +ns = ? AND rowid IN ({marks}) AND {_LIVE}"
+
+
+def query_words(text: str) -> list[str]:
+    """A user's text as query words: lower-cased, first occurrence kept, at most 64."""
+    return list(dict.fromkeys(t.lower() for t in _TOKEN.findall(text)))[:_MAX_QUERY_TERMS]
+
+
+def fts_query(text: str | Sequence[str]) -> str | None:
+    """A user's text (or its words) as an FTS5 query: the words, each quoted, joined by OR.
 
     Quoting makes every word a plain term, so no input is read as FTS5 syntax
     (``NEAR``, ``*``, column filters, unbalanced quotes).
     """
-    terms = list(dict.fromkeys(t.lower() for t in _TOKEN.findall(text)))[:_MAX_QUERY_TERMS]
+    terms = query_words(text) if isinstance(text, str) else list(text)
     if not terms:
         return None
     return " OR ".join(f'"{term}"' for term in terms)
@@ -150,6 +183,7 @@ class SQLiteBackend:
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=NORMAL")
                 connection.execute("PRAGMA foreign_keys=ON")
+                connection.executescript(_QUERY_TERMS_SCHEMA)
             except sqlite3.Error as err:
                 raise MemoryBackendError(str(err), backend=f"sqlite:{self.path}") from err
             self._local.connection = connection
@@ -216,6 +250,10 @@ class SQLiteBackend:
             connection.execute(
                 f"CREATE VIRTUAL TABLE IF NOT EXISTS {_fts(ns)} USING fts5("
                 "text, tokenize='porter unicode61')"
+            )
+            connection.execute(  # its terms' document frequencies, for _selective_words
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS {_vocab(ns)}"
+                f" USING fts5vocab({_fts(ns)}, 'row')"
             )
         found = self.namespace(n)
         assert found is not None
@@ -524,8 +562,10 @@ class SQLiteBackend:
         self, namespace: Namespace, query: str, k: int, where: Filter | None, now: float
     ) -> list[tuple[MemoryItem, float]]:
         ns = self._ns_id(namespace)
-        match = fts_query(query)
-        if ns is None or match is None:
+        if ns is None:
+            return []
+        match = fts_query(self._selective_words(ns, query_words(query)))
+        if match is None:
             return []
         params: list[Any] = [match, ns, now]
         clause = ""
@@ -542,6 +582,43 @@ class SQLiteBackend:
         )
         self._touch([int(r[0]) for r in rows], now)
         return [(self._item(namespace, row), -float(row[8])) for row in rows]
+
+    def _selective_words(self, ns: int, words: list[str]) -> list[str]:
+        """``words`` rarest first while the rows they can match stay within
+        ``LEXICAL_CANDIDATES`` (the rarest always); words no row holds are dropped."""
+        if len(words) < 2:
+            return words
+        try:
+            connection = self._connection()
+            connection.execute("DELETE FROM temp.query_words")
+            connection.executemany(
+                "INSERT INTO temp.query_words (rowid, text) VALUES (?, ?)", enumerate(words)
+            )
+            stems = connection.execute("SELECT term, doc FROM temp.query_terms").fetchall()
+            terms = list({term for term, _ in stems})
+            if not terms:
+                return words
+            marks = ", ".join("?" * len(terms))
+            found = dict(
+                connection.execute(
+                    f"SELECT term, doc FROM {_vocab(ns)} WHERE term IN ({marks})", terms
+                ).fetchall()
+            )
+        except sqlite3.Error as err:
+            raise MemoryBackendError(str(err), backend=f"sqlite:{self.path}") from err
+        # A word of several tokens is a phrase: it matches at most its rarest token's rows.
+        rows: dict[int, int] = {}
+        for term, word in stems:
+            rows[word] = min(rows.get(word, 1 << 62), found.get(term, 0))
+        order = sorted((n, i) for i, n in rows.items() if n > 0)
+        chosen: list[int] = []
+        total = 0
+        for n, i in order:
+            if chosen and total + n > LEXICAL_CANDIDATES:
+                break
+            chosen.append(i)
+            total += n
+        return [words[i] for i in sorted(chosen)]
 
     def _index(self, ns: int) -> VectorIndex:
         with self._indexes_lock:
@@ -620,11 +697,7 @@ class SQLiteBackend:
     ) -> dict[int, MemoryItem]:
         if not rowids:
             return {}
-        marks = ", ".join("?" * len(rowids))
-        rows = self._read(
-            f"SELECT {_COLUMNS} FROM items WHERE ns = ? AND rowid IN ({marks}) AND {_LIVE}",
-            [ns, *rowids, now],
-        )
+        rows = self._read(by_rowid_sql(len(rowids)), [ns, *rowids, now])
         return {int(row[0]): self._item(namespace, row) for row in rows}
 
     # -- the rest --------------------------------------------------------------------------
