@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmagentos.kernel.embeddings import EmbeddingService
-from llmagentos.memory import MemoryManager, NewMemory
-from llmagentos.memory import sqlite as sqlite_backend
+from llmagentos.memory import MemoryManager, NewMemory, sqlite_lexical
 from llmagentos.memory.sqlite import SQLiteBackend, by_rowid_sql
 
 
@@ -41,16 +40,16 @@ def test_common_words_are_left_out_once_they_would_match_too_many_rows(
     words = ["the", "walrus", "reports", "filed"]
     # Under the limit, every word that some row holds is kept (the search is plain BM25).
     assert store._selective_words(ns_id, [*words, "zebra"]) == words
-    monkeypatch.setattr(sqlite_backend, "LEXICAL_CANDIDATES", 100)
+    monkeypatch.setattr(sqlite_lexical, "LEXICAL_CANDIDATES", 100)
     # Rarest first ("walrus": 2 rows), then "report", "filed", "the" (300+ rows each).
     assert store._selective_words(ns_id, words) == ["walrus"]
     hits = manager.search(ns, "the walrus reports", k=5, mode="lexical").hits
     assert {h.item.text for h in hits} == {"the walrus report", "a walrus sighting was filed"}
     # Stemmed as the index stems: "reports" counts the rows holding "report".
-    monkeypatch.setattr(sqlite_backend, "LEXICAL_CANDIDATES", 305)
+    monkeypatch.setattr(sqlite_lexical, "LEXICAL_CANDIDATES", 305)
     assert store._selective_words(ns_id, ["reports", "walrus"]) == ["reports", "walrus"]
     # One word is never dropped, however common.
-    monkeypatch.setattr(sqlite_backend, "LEXICAL_CANDIDATES", 1)
+    monkeypatch.setattr(sqlite_lexical, "LEXICAL_CANDIDATES", 1)
     assert len(manager.search(ns, "the", k=5, mode="lexical").hits) == 5
 
 

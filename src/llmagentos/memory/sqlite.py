@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -36,10 +35,16 @@ from llmagentos.embeddings import Vectors
 from llmagentos.exceptions import MemoryBackendError
 from llmagentos.memory.backend import NamespaceInfo, Row
 from llmagentos.memory.filters import Filter, sqlite_where
+from llmagentos.memory.sqlite_lexical import (
+    QUERY_TERMS_SCHEMA,
+    fts_query,
+    query_words,
+    selective_words,
+)
 from llmagentos.memory.types import MemoryItem, MemoryPolicy, Namespace
 from llmagentos.memory.vector_index import DEFAULT_ANN_THRESHOLD, VectorIndex
 
-__all__ = ["LEXICAL_CANDIDATES", "SQLiteBackend", "by_rowid_sql", "fts_query", "query_words"]
+__all__ = ["SQLiteBackend", "by_rowid_sql"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (
@@ -80,21 +85,6 @@ def _vocab(ns: int) -> str:
 
 _COLUMNS = "rowid, id, key, text, metadata, created_at, updated_at, expires_at"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
-_TOKEN = re.compile(r"\w+", re.UNICODE)
-_MAX_QUERY_TERMS = 64
-# A lexical search scores (BM25) every row that holds any query term; common terms make
-# that every row of a large store. Terms are taken rarest first while the rows they can
-# match stay within this many (the rarest term always): the best BM25 matches hold rare
-# terms, and common ones barely move their scores (low IDF).
-LEXICAL_CANDIDATES = 4096
-# Per connection: the query's words tokenized by the index's own tokenizer (stemmed), so
-# their document frequencies can be read from the namespace's vocab table.
-_QUERY_TERMS_SCHEMA = """
-CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words USING fts5(
-    text, tokenize='porter unicode61'
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_terms USING fts5vocab(temp, query_words, 'instance');
-"""
 
 
 def by_rowid_sql(count: int) -> str:
@@ -105,23 +95,6 @@ def by_rowid_sql(count: int) -> str:
     """
     marks = ", ".join("?" * count)
     return f"SELECT {_COLUMNS} FROM items WHERE +ns = ? AND rowid IN ({marks}) AND {_LIVE}"
-
-
-def query_words(text: str) -> list[str]:
-    """A user's text as query words: lower-cased, first occurrence kept, at most 64."""
-    return list(dict.fromkeys(t.lower() for t in _TOKEN.findall(text)))[:_MAX_QUERY_TERMS]
-
-
-def fts_query(text: str | Sequence[str]) -> str | None:
-    """A user's text (or its words) as an FTS5 query: the words, each quoted, joined by OR.
-
-    Quoting makes every word a plain term, so no input is read as FTS5 syntax
-    (``NEAR``, ``*``, column filters, unbalanced quotes).
-    """
-    terms = query_words(text) if isinstance(text, str) else list(text)
-    if not terms:
-        return None
-    return " OR ".join(f'"{term}"' for term in terms)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -183,7 +156,7 @@ class SQLiteBackend:
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=NORMAL")
                 connection.execute("PRAGMA foreign_keys=ON")
-                connection.executescript(_QUERY_TERMS_SCHEMA)
+                connection.executescript(QUERY_TERMS_SCHEMA)
             except sqlite3.Error as err:
                 raise MemoryBackendError(str(err), backend=f"sqlite:{self.path}") from err
             self._local.connection = connection
@@ -584,41 +557,11 @@ class SQLiteBackend:
         return [(self._item(namespace, row), -float(row[8])) for row in rows]
 
     def _selective_words(self, ns: int, words: list[str]) -> list[str]:
-        """``words`` rarest first while the rows they can match stay within
-        ``LEXICAL_CANDIDATES`` (the rarest always); words no row holds are dropped."""
-        if len(words) < 2:
-            return words
+        """``words`` rarest first within the candidate budget (:func:`selective_words`)."""
         try:
-            connection = self._connection()
-            connection.execute("DELETE FROM temp.query_words")
-            connection.executemany(
-                "INSERT INTO temp.query_words (rowid, text) VALUES (?, ?)", enumerate(words)
-            )
-            stems = connection.execute("SELECT term, doc FROM temp.query_terms").fetchall()
-            terms = list({term for term, _ in stems})
-            if not terms:
-                return words
-            marks = ", ".join("?" * len(terms))
-            found = dict(
-                connection.execute(
-                    f"SELECT term, doc FROM {_vocab(ns)} WHERE term IN ({marks})", terms
-                ).fetchall()
-            )
+            return selective_words(self._connection(), _vocab(ns), words)
         except sqlite3.Error as err:
             raise MemoryBackendError(str(err), backend=f"sqlite:{self.path}") from err
-        # A word of several tokens is a phrase: it matches at most its rarest token's rows.
-        rows: dict[int, int] = {}
-        for term, word in stems:
-            rows[word] = min(rows.get(word, 1 << 62), found.get(term, 0))
-        order = sorted((n, i) for i, n in rows.items() if n > 0)
-        chosen: list[int] = []
-        total = 0
-        for n, i in order:
-            if chosen and total + n > LEXICAL_CANDIDATES:
-                break
-            chosen.append(i)
-            total += n
-        return [words[i] for i in sorted(chosen)]
 
     def _index(self, ns: int) -> VectorIndex:
         with self._indexes_lock:
