@@ -27,7 +27,12 @@ from llmagentos.modules.execution import ExecutionModule
 from llmagentos.modules.learning import LearningModule
 from llmagentos.modules.planning import PlanningModule
 from llmagentos.qa.perception import RetrievalPerception
-from llmagentos.qa.planning import DEFAULT_MIN_COVERAGE, ExtractivePlanning, GroundedAnswerPlanning
+from llmagentos.qa.planning import (
+    DEFAULT_MIN_COVERAGE,
+    ExtractivePlanning,
+    GroundedAnswerPlanning,
+    ReplyFormat,
+)
 from llmagentos.qa.types import Answer
 from llmagentos.types import Outcome, Transition
 
@@ -63,7 +68,9 @@ class EpisodicQALearning(LearningModule):
     is ``{"memory_id": ...}``, the id :meth:`feedback` takes.
     """
 
-    def __init__(self, memory: MemoryManager | None = None, namespace: Namespace | None = None) -> None:
+    def __init__(
+        self, memory: MemoryManager | None = None, namespace: Namespace | None = None
+    ) -> None:
         super().__init__()
         if (memory is None) != (namespace is None):
             raise ConfigError("namespace", "give both memory and namespace, or neither")
@@ -75,14 +82,18 @@ class EpisodicQALearning(LearningModule):
         answer = transition.action
         if not isinstance(answer, Answer):
             return None
-        text = f"Q: {answer.question}\nA: {answer.text if answer.text is not None else '(abstained)'}"
+        text = (
+            f"Q: {answer.question}\nA: {answer.text if answer.text is not None else '(abstained)'}"
+        )
         metadata = {
             "question": answer.question,
             "answer": answer.text,
             "abstained": answer.abstained,
             "source": answer.source,
             "reason": answer.reason,
-            "citations": [{"path": p.path, "heading": p.heading, "key": p.key} for p in answer.citations],
+            "citations": [
+                {"path": p.path, "heading": p.heading, "key": p.key} for p in answer.citations
+            ],
             "asked_at": time.time(),
         }
         result = self.memory.put(self.namespace, [NewMemory(text, metadata)])
@@ -107,12 +118,14 @@ def build_qa_agent(
     shown: int = 3,
     mode: SearchMode = "hybrid",
     min_coverage: float = DEFAULT_MIN_COVERAGE,
+    reply: ReplyFormat = "text",
     episodic: Namespace | None = None,
     name: str = "qa",
 ) -> Agent:
     """The QA agent over ``namespace``. ``model`` is a Model, a model id (through the
-    kernel), or ``"extractive"`` for the no-LLM baseline; ``episodic`` is where Q/A
-    pairs are recorded (none by default)."""
+    kernel), or ``"extractive"`` for the no-LLM baseline; ``reply`` the model's reply
+    format (see :class:`~llmagentos.qa.planning.GroundedAnswerPlanning`); ``episodic``
+    is where Q/A pairs are recorded (none by default)."""
     planning: PlanningModule
     if model == EXTRACTIVE:
         planning = ExtractivePlanning(shown=shown, min_coverage=min_coverage)
@@ -120,7 +133,7 @@ def build_qa_agent(
         from llmagentos.modules.llm_planning import resolve_model
 
         planning = GroundedAnswerPlanning(
-            resolve_model(model, agent=name), shown=shown, min_coverage=min_coverage
+            resolve_model(model, agent=name), reply=reply, shown=shown, min_coverage=min_coverage
         )
     agent = Agent(
         RetrievalPerception(memory, namespace, k=k, mode=mode),

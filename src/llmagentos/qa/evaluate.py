@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from llmagentos.memory import MemoryManager, Namespace, SearchMode
 from llmagentos.qa.agent import EXTRACTIVE, ask, build_qa_agent
 from llmagentos.qa.passages import fingerprint, index_passages
+from llmagentos.qa.planning import ReplyFormat
 from llmagentos.qa.rdocs import Question, QuestionSet, build_question_set
 from llmagentos.qa.text import normalize_answer, numbers_in
 
@@ -141,10 +142,16 @@ class AnswerScore:
 
 
 def score_answer(
-    question: Question, answer: str | None, cited_keys: Sequence[str | None], reason: str, seconds: float
+    question: Question,
+    answer: str | None,
+    cited_keys: Sequence[str | None],
+    reason: str,
+    seconds: float,
 ) -> AnswerScore:
-    """Score ``answer`` (``None``: abstained) for ``question``."""
-    numbers = numbers_in(answer or "")
+    """Score ``answer`` (``None``: abstained) for ``question``: numbers the question
+    itself holds (a title's "39 Points") are not the answer's."""
+    asked = set(numbers_in(question.text))
+    numbers = [n for n in numbers_in(answer or "") if n not in asked]
     return AnswerScore(
         question.text,
         question.answer,
@@ -187,11 +194,18 @@ class AnswererReport:
             "model": self.model,
             "summary": self.summary(),
             "answers": [
-                {"question": s.question, "gold": s.gold, "answer": s.answer,
-                 "answerable": s.answerable, "number_match": s.number_match,
-                 "cited_support": s.cited_support, "reason": s.reason, "seconds": s.seconds}
+                {
+                    "question": s.question,
+                    "gold": s.gold,
+                    "answer": s.answer,
+                    "answerable": s.answerable,
+                    "number_match": s.number_match,
+                    "cited_support": s.cited_support,
+                    "reason": s.reason,
+                    "seconds": s.seconds,
+                }
                 for s in self.scores
-            ],  # fmt: skip
+            ],
         }
 
 
@@ -201,12 +215,16 @@ def evaluate_answers(
     questions: Sequence[Question],
     model: Model | str,
     *,
+    reply: ReplyFormat = "text",
     name: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> AnswererReport:
     """Ask every question through a fresh QA agent (hybrid retrieval) and score it."""
-    agent = build_qa_agent(memory, namespace, model=model, name="qa-eval")
-    report = AnswererReport(name or (model if isinstance(model, str) else repr(model)))
+    agent = build_qa_agent(memory, namespace, model=model, reply=reply, name="qa-eval")
+    label = name or (model if isinstance(model, str) else repr(model))
+    if model != EXTRACTIVE:
+        label += f" ({reply})"
+    report = AnswererReport(label)
     try:
         for question in questions:
             started = time.perf_counter()
@@ -247,6 +265,7 @@ def run_evaluation(
     quick: bool = False,
     seed: int = 0,
     embedder: str | None = "local:minilm",
+    reply: ReplyFormat = "text",
     home: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> EvalReport:
@@ -254,13 +273,20 @@ def run_evaluation(
     the extractive baseline and of each model in ``models``."""
     started = time.perf_counter()
     sizes = QUICK if quick else FULL
-    question_set = build_question_set(seed=seed, **sizes)
+    question_set = build_question_set(
+        datasets=sizes["datasets"],
+        held_out=sizes["held_out"],
+        distractors=sizes["distractors"],
+        seed=seed,
+    )
     memory, namespace = open_index(question_set, embedder=embedder, home=home, progress=progress)
     try:
         modes = MODES if embedder is not None else ("lexical",)
         retrieval = retrieval_recall(memory, namespace, question_set.answerable, modes=modes)
         answerers = [
-            evaluate_answers(memory, namespace, question_set.questions, model, progress=progress)
+            evaluate_answers(
+                memory, namespace, question_set.questions, model, reply=reply, progress=progress
+            )
             for model in (EXTRACTIVE, *models)
         ]
     finally:

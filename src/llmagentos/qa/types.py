@@ -51,8 +51,14 @@ class Answer:
             "reason": self.reason,
             "source": self.source,
             "citations": [
-                {"number": p.number, "path": p.path, "heading": p.heading, "title": p.title,
-                 "key": p.key, "text": p.text}
+                {
+                    "number": p.number,
+                    "path": p.path,
+                    "heading": p.heading,
+                    "title": p.title,
+                    "key": p.key,
+                    "text": p.text,
+                }
                 for p in self.citations
-            ],  # fmt: skip
+            ],
         }
