@@ -287,7 +287,7 @@ def run_evaluation(
             evaluate_answers(
                 memory, namespace, question_set.questions, model, reply=reply, progress=progress
             )
-            for model in (EXTRACTIVE, *models)
+            for model in (EXTRACTIVE, *(m for m in models if m != EXTRACTIVE))
         ]
     finally:
         memory.close()
