@@ -15,9 +15,11 @@ PASSAGES = [
                   "docs/maze.md", "TextMaze", "Layout"),
     SourcePassage("maze.md#1", "TextMaze — Rewards\nReaching the dock pays a reward of 10 points.",
                   "docs/maze.md", "TextMaze", "Rewards"),
-    SourcePassage("kernel.md#0", "Kernel — Scheduler\nThe scheduler runs at most 4 calls in flight per backend.",
+    SourcePassage("kernel.md#0",
+                  "Kernel — Scheduler\nThe scheduler runs at most 4 calls in flight per backend.",
                   "docs/kernel.md", "Kernel", "Scheduler"),
-    SourcePassage("sandbox.md#0", "Sandbox — Limits\nEach sandbox gets 256 megabytes of memory by default.",
+    SourcePassage("sandbox.md#0",
+                  "Sandbox — Limits\nEach sandbox gets 256 megabytes of memory by default.",
                   "docs/sandbox.md", "Sandbox", "Limits"),
 ]  # fmt: skip
 
