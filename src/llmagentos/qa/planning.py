@@ -147,7 +147,13 @@ class GroundedAnswerPlanning(PlanningModule):
         shown: how many of the retrieved passages the model reads (the best ones).
         min_coverage: abstain below this retrieval coverage (see module docstring).
         require_support: withhold an answer whose numbers appear in no cited passage.
-        temperature, max_tokens, repairs: the structured-output request's settings.
+        temperature, max_tokens: the request's settings (0: greedy; the reply's budget).
+        repairs: invalid structured replies sent back for correction (``json`` only).
+        system: a system prompt replacing :data:`TEXT_SYSTEM_PROMPT` (or
+            :data:`SYSTEM_PROMPT` for ``json``).
+
+    A model error (after the model stack's own retries) is an abstention that says so,
+    never a crash; :attr:`calls` and :attr:`failures` count requests and errors.
     """
 
     def __init__(
