@@ -21,6 +21,7 @@ from llmagentos.cli._common import (
     one_line,
     show_help_without_command,
 )
+from llmagentos.cli.ask import ask_command
 from llmagentos.cli.codegen import codegen_command
 from llmagentos.cli.deploy import down_command, status_command, up_command
 from llmagentos.cli.env import env_app
@@ -71,6 +72,7 @@ def _root(
 
 app.command("run")(run_command)
 app.command("codegen")(codegen_command)
+app.command("ask")(ask_command)
 app.command("serve")(serve_command)
 app.command("gateway")(gateway_command)
 app.command("up")(up_command)
