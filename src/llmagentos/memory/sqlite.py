@@ -540,6 +540,10 @@ class SQLiteBackend:
         match = fts_query(self._selective_words(ns, query_words(query)))
         if match is None:
             return []
+        if where is None:
+            found = self._lexical_ranked(namespace, ns, match, k, now)
+            if found is not None:
+                return found
         params: list[Any] = [match, ns, now]
         clause = ""
         if where is not None:
@@ -555,6 +559,27 @@ class SQLiteBackend:
         )
         self._touch([int(r[0]) for r in rows], now)
         return [(self._item(namespace, row), -float(row[8])) for row in rows]
+
+    def _lexical_ranked(
+        self, namespace: Namespace, ns: int, match: str, k: int, now: float
+    ) -> list[tuple[MemoryItem, float]] | None:
+        """The top ``k`` from the full-text table alone, then their rows by rowid: the
+        table ranks its matches without a join per match (FTS5 orders by ``rank`` with a
+        bounded sort). Expired rows cost hits, so it asks once more for a deeper list;
+        ``None`` if that is still short (the caller joins instead)."""
+        fts = _fts(ns)
+        for depth in (k + 8, 4 * k + 64):
+            ranked = self._read(
+                f"SELECT rowid, rank FROM {fts} WHERE {fts} MATCH ? ORDER BY rank, rowid LIMIT ?",
+                (match, depth),
+            )
+            items = self._rows_by_rowid(namespace, ns, [int(r) for r, _ in ranked], now)
+            hits = [(items[int(r)], -float(score)) for r, score in ranked if int(r) in items]
+            if len(hits) >= k or len(ranked) < depth:
+                hits = hits[:k]
+                self._touch([int(r) for r, _ in ranked if int(r) in items][:k], now)
+                return hits
+        return None
 
     def _selective_words(self, ns: int, words: list[str]) -> list[str]:
         """``words`` rarest first within the candidate budget (:func:`selective_words`)."""
