@@ -10,21 +10,18 @@ errors), and that the memory manager runs on them.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
-from llmagentos._processes import free_port
 from llmagentos.embeddings import make_embedder
 from llmagentos.exceptions import ModelHTTPError
 from llmagentos.kernel.embeddings import EmbeddingService
 from llmagentos.llm.testing import allow_network_models
 from llmagentos.memory import MemoryManager
+from tests.llama_server import llama_server
 
 pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
 pytestmark = pytest.mark.timeout(240)
@@ -32,35 +29,9 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from llmagentos.llm.local import smollm2_path
-
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("embed_server") / "server.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()),
-               "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-               "--embedding", "True", "--n_threads", "1", "--verbose", "False"]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        import time
-
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama.cpp server exited: {Path(log_path).read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama.cpp server did not start within 90 s")
-            time.sleep(0.5)
+    folder = tmp_path_factory.mktemp("embed_server")
+    with llama_server(folder, "--embedding", "True", startup_limit=90.0) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def test_vectors_come_back_in_order_one_per_text(server_url: str) -> None:

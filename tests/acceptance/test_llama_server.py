@@ -14,22 +14,16 @@ loopback port for the whole module. What this server does with the OpenAI protoc
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 from pydantic import BaseModel, Field
 
 from llmagentos.exceptions import ModelHTTPError
-from llmagentos.llm.local import smollm2_path
 from llmagentos.llm.openai_compat import OpenAICompatModel
 from llmagentos.llm.testing import allow_network_models
 from llmagentos.llm.types import Message, ModelRequest, ModelSettings, Tool, ToolCall
+from tests.llama_server import llama_server
 
 pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
 
@@ -56,52 +50,11 @@ class City(BaseModel):
     country: str = Field(pattern=WORD)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start ``python -m llama_cpp.server`` and wait until /v1/models answers."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()),
-               "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-               "--n_ctx", "2048", "--n_threads", "1", "--verbose", "False"]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        _wait_until_ready(process, url, log_path)
+    with llama_server(tmp_path_factory.mktemp("llama_server"), startup_limit=STARTUP_LIMIT) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    give_up = time.monotonic() + STARTUP_LIMIT
-    while time.monotonic() < give_up:
-        if process.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited with {process.returncode}:\n{_tail(log_path)}")
-        try:
-            if httpx.get(f"{url}/models", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"llama_cpp.server not ready after {STARTUP_LIMIT:g} s:\n{_tail(log_path)}")
-
-
-def _tail(path: Path) -> str:
-    return path.read_text(errors="replace")[-3000:]
 
 
 @pytest.fixture

@@ -6,20 +6,15 @@ The server is started on a free loopback port; when it is not ready within
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from llmagentos.llm.local import smollm2_path
 from llmagentos.llm.openai_compat import OpenAICompatModel
 from llmagentos.llm.testing import allow_network_models
 from llmagentos.qa import build_qa_agent
 from llmagentos.qa.agent import ask
+from tests.llama_server import llama_server
 
 pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
 
@@ -28,42 +23,11 @@ pytestmark = pytest.mark.timeout(180)
 STARTUP_LIMIT = 45.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    port = _free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()),
-               "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-               "--n_ctx", "2048", "--n_threads", "1", "--verbose", "False"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        give_up = time.monotonic() + STARTUP_LIMIT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {process.returncode}")
-            try:
-                if httpx.get(f"{url}/models", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > give_up:
-                pytest.skip(f"llama_cpp.server not ready within {STARTUP_LIMIT:g} s here")
-            time.sleep(0.25)
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("llama_server")
+    with llama_server(folder, startup_limit=STARTUP_LIMIT, when_slow="skip") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def test_answers_through_an_openai_compatible_server(server_url: str, collection) -> None:
