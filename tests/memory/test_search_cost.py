@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from llmagentos.kernel.embeddings import EmbeddingService
-from llmagentos.memory import MemoryManager, NewMemory, sqlite_lexical
+from llmagentos.memory import MemoryManager, NewMemory
 from llmagentos.memory.sqlite import SQLiteBackend, by_rowid_sql
 
 
@@ -30,7 +31,7 @@ def _fill(manager: MemoryManager) -> object:
 
 
 def test_common_words_are_left_out_once_they_would_match_too_many_rows(
-    manager: MemoryManager, monkeypatch: pytest.MonkeyPatch
+    manager: MemoryManager,
 ) -> None:
     ns = _fill(manager)
     store = manager.store
@@ -38,18 +39,22 @@ def test_common_words_are_left_out_once_they_would_match_too_many_rows(
     ns_id = store._ns_id(ns)  # type: ignore[arg-type]
     assert ns_id is not None
     words = ["the", "walrus", "reports", "filed"]
+
+    def set_budget(rows: int) -> None:
+        store.lexical_candidates = rows
+
     # Under the limit, every word that some row holds is kept (the search is plain BM25).
     assert store._selective_words(ns_id, [*words, "zebra"]) == words
-    monkeypatch.setattr(sqlite_lexical, "LEXICAL_CANDIDATES", 100)
+    set_budget(100)
     # Rarest first ("walrus": 2 rows), then "report", "filed", "the" (300+ rows each).
     assert store._selective_words(ns_id, words) == ["walrus"]
     hits = manager.search(ns, "the walrus reports", k=5, mode="lexical").hits
     assert {h.item.text for h in hits} == {"the walrus report", "a walrus sighting was filed"}
     # Stemmed as the index stems: "reports" counts the rows holding "report".
-    monkeypatch.setattr(sqlite_lexical, "LEXICAL_CANDIDATES", 305)
+    set_budget(305)
     assert store._selective_words(ns_id, ["reports", "walrus"]) == ["reports", "walrus"]
     # One word is never dropped, however common.
-    monkeypatch.setattr(sqlite_lexical, "LEXICAL_CANDIDATES", 1)
+    set_budget(1)
     assert len(manager.search(ns, "the", k=5, mode="lexical").hits) == 5
 
 
@@ -63,3 +68,69 @@ def test_items_are_read_by_rowid_not_by_scanning_the_namespace(
     plan = connection.execute(f"EXPLAIN QUERY PLAN {by_rowid_sql(3)}", [1, 1, 2, 3, 0.0]).fetchall()
     connection.close()
     assert any("INTEGER PRIMARY KEY" in row[-1] for row in plan), plan
+
+
+def _vocab_reads(store: SQLiteBackend, search: Callable[[], object]) -> int:
+    statements: list[str] = []
+    connection = store._connection()
+    connection.set_trace_callback(statements.append)
+    try:
+        search()
+    finally:
+        connection.set_trace_callback(None)
+    return sum("vocab_" in s for s in statements)
+
+
+def test_term_counts_are_remembered_until_the_namespace_grows_by_a_tenth(
+    manager: MemoryManager,
+) -> None:
+    ns = _fill(manager)
+    store = manager.store
+    assert isinstance(store, SQLiteBackend)
+    store.lexical_candidates = 100
+
+    def search() -> list[str]:
+        return [h.item.text for h in manager.search(ns, "the walrus", k=3, mode="lexical").hits]
+
+    assert _vocab_reads(store, search) == 2  # "the", "walrus": counted once each
+    assert _vocab_reads(store, search) == 0  # remembered
+    # A few writes (under 10% more rows) keep the counts; "walrus" stays the rare word.
+    manager.put(ns, [NewMemory(f"walrus number {i}") for i in range(20)])
+    assert _vocab_reads(store, search) == 0
+    # Past 10% the counts are read again: "walrus" now matches 122 rows, over the budget
+    # with "the", so only the rarest word is scored... and it is still "walrus".
+    manager.put(ns, [NewMemory(f"walrus herd {i}") for i in range(100)])
+    assert _vocab_reads(store, search) == 2
+    assert all("walrus" in text for text in search())
+
+
+def test_a_word_no_row_held_is_looked_up_again_so_new_writes_are_found_at_once(
+    manager: MemoryManager,
+) -> None:
+    ns = _fill(manager)
+    store = manager.store
+    assert isinstance(store, SQLiteBackend)
+    store.lexical_candidates = 100
+    assert (
+        manager.search(ns, "the narwhal", k=3, mode="lexical").hits[0].item.text.startswith("the")
+    )
+    manager.put(ns, [NewMemory("a narwhal surfaced", key="n")])  # one row: counts are kept
+    hits = manager.search(ns, "the narwhal", k=3, mode="lexical").hits
+    assert hits[0].item.text == "a narwhal surfaced"
+
+
+def test_a_store_opened_by_another_process_sees_the_counts_drift(tmp_path: Path) -> None:
+    # The row count comes from the full-text table itself, so another writer's rows count.
+    first = MemoryManager(tmp_path / "m.db", embedder=None)
+    second = MemoryManager(tmp_path / "m.db", embedder=None)
+    try:
+        ns = _fill(first)
+        store = second.store
+        assert isinstance(store, SQLiteBackend)
+        store.lexical_candidates = 100
+        assert _vocab_reads(store, lambda: second.search(ns, "the walrus", mode="lexical")) == 2
+        first.put(ns, [NewMemory(f"walrus herd {i}") for i in range(100)])
+        assert _vocab_reads(store, lambda: second.search(ns, "the walrus", mode="lexical")) == 2
+    finally:
+        first.close()
+        second.close()

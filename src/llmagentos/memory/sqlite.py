@@ -36,10 +36,13 @@ from llmagentos.exceptions import MemoryBackendError
 from llmagentos.memory.backend import NamespaceInfo, Row
 from llmagentos.memory.filters import Filter, sqlite_where
 from llmagentos.memory.sqlite_lexical import (
+    LEXICAL_CANDIDATES,
     QUERY_TERMS_SCHEMA,
+    TermStatistics,
     fts_query,
+    fts_table,
     query_words,
-    selective_words,
+    vocab_table,
 )
 from llmagentos.memory.types import MemoryItem, MemoryPolicy, Namespace
 from llmagentos.memory.vector_index import DEFAULT_ANN_THRESHOLD, VectorIndex
@@ -71,16 +74,6 @@ CREATE INDEX IF NOT EXISTS items_by_use ON items (ns, accessed_at);
 CREATE INDEX IF NOT EXISTS items_by_age ON items (ns, created_at);
 CREATE INDEX IF NOT EXISTS items_by_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;
 """
-
-
-def _fts(ns: int) -> str:
-    """The full-text table of namespace ``ns`` (an integer: safe to name a table by)."""
-    return f"fts_{int(ns)}"
-
-
-def _vocab(ns: int) -> str:
-    """The term statistics (fts5vocab) of namespace ``ns``'s full-text table."""
-    return f"vocab_{int(ns)}"
 
 
 _COLUMNS = "rowid, id, key, text, metadata, created_at, updated_at, expires_at"
@@ -117,14 +110,24 @@ class SQLiteBackend:
     Args:
         path: the database file (made with its folder if missing).
         ann_threshold: vectors per namespace above which an HNSW index serves searches.
+        lexical_candidates: at most how many rows a lexical search scores, unless its
+            rarest word alone matches more (:class:`TermStatistics`).
     """
 
     name = "sqlite"
 
-    def __init__(self, path: str | Path, *, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        ann_threshold: int = DEFAULT_ANN_THRESHOLD,
+        lexical_candidates: int = LEXICAL_CANDIDATES,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.ann_threshold = ann_threshold
+        self.lexical_candidates = lexical_candidates
+        self._terms = TermStatistics()
         # Reentrant: a write holds it across its transaction and its index update, so
         # this process's indexes follow its commits in order (never a reload storm).
         self._write_lock = threading.RLock()
@@ -221,12 +224,12 @@ class SQLiteBackend:
                 (n.tenant, n.agent, n.kind),
             ).fetchone()
             connection.execute(
-                f"CREATE VIRTUAL TABLE IF NOT EXISTS {_fts(ns)} USING fts5("
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts_table(ns)} USING fts5("
                 "text, tokenize='porter unicode61')"
             )
             connection.execute(  # its terms' document frequencies, for _selective_words
-                f"CREATE VIRTUAL TABLE IF NOT EXISTS {_vocab(ns)}"
-                f" USING fts5vocab({_fts(ns)}, 'row')"
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS {vocab_table(ns)}"
+                f" USING fts5vocab({fts_table(ns)}, 'row')"
             )
         found = self.namespace(n)
         assert found is not None
@@ -310,15 +313,17 @@ class SQLiteBackend:
 
     @staticmethod
     def _index_text(connection: sqlite3.Connection, ns: int, rowid: int, text: str) -> None:
-        connection.execute(f"DELETE FROM {_fts(ns)} WHERE rowid = ?", (rowid,))
-        connection.execute(f"INSERT INTO {_fts(ns)} (rowid, text) VALUES (?, ?)", (rowid, text))
+        connection.execute(f"DELETE FROM {fts_table(ns)} WHERE rowid = ?", (rowid,))
+        connection.execute(
+            f"INSERT INTO {fts_table(ns)} (rowid, text) VALUES (?, ?)", (rowid, text)
+        )
 
     @staticmethod
     def _unindex(connection: sqlite3.Connection, ns: int, rowids: Sequence[int]) -> None:
         for start in range(0, len(rowids), 500):
             chunk = list(rowids[start : start + 500])
             marks = ", ".join("?" * len(chunk))
-            connection.execute(f"DELETE FROM {_fts(ns)} WHERE rowid IN ({marks})", chunk)
+            connection.execute(f"DELETE FROM {fts_table(ns)} WHERE rowid IN ({marks})", chunk)
 
     def _evict(self, connection: sqlite3.Connection, ns: int, now: float) -> list[int]:
         """Drop expired items, then the least recently used (or oldest) past the limit."""
@@ -550,9 +555,9 @@ class SQLiteBackend:
             clause = " AND " + sqlite_where(where, params, "i.metadata")
         rows = self._read(
             "SELECT i.rowid, i.id, i.key, i.text, i.metadata, i.created_at, i.updated_at,"
-            f" i.expires_at, bm25({_fts(ns)}) AS rank"
-            f" FROM {_fts(ns)} JOIN items AS i ON i.rowid = {_fts(ns)}.rowid"
-            f" WHERE {_fts(ns)} MATCH ? AND i.ns = ?"
+            f" i.expires_at, bm25({fts_table(ns)}) AS rank"
+            f" FROM {fts_table(ns)} JOIN items AS i ON i.rowid = {fts_table(ns)}.rowid"
+            f" WHERE {fts_table(ns)} MATCH ? AND i.ns = ?"
             f" AND (i.expires_at IS NULL OR i.expires_at > ?){clause}"
             " ORDER BY rank, i.rowid LIMIT ?",
             [*params, k],
@@ -567,7 +572,7 @@ class SQLiteBackend:
         table ranks its matches without a join per match (FTS5 orders by ``rank`` with a
         bounded sort). Expired rows cost hits, so it asks once more for a deeper list;
         ``None`` if that is still short (the caller joins instead)."""
-        fts = _fts(ns)
+        fts = fts_table(ns)
         for depth in (k + 8, 4 * k + 64):
             ranked = self._read(
                 f"SELECT rowid, rank FROM {fts} WHERE {fts} MATCH ? ORDER BY rank, rowid LIMIT ?",
@@ -584,7 +589,9 @@ class SQLiteBackend:
     def _selective_words(self, ns: int, words: list[str]) -> list[str]:
         """``words`` rarest first within the candidate budget (:func:`selective_words`)."""
         try:
-            return selective_words(self._connection(), _vocab(ns), words)
+            return self._terms.selective_words(
+                self._connection(), ns, words, self.lexical_candidates
+            )
         except sqlite3.Error as err:
             raise MemoryBackendError(str(err), backend=f"sqlite:{self.path}") from err
 
