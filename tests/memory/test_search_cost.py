@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +136,32 @@ def test_a_store_opened_by_another_process_sees_the_counts_drift(tmp_path: Path)
     finally:
         first.close()
         second.close()
+
+
+def test_hybrid_search_runs_its_lexical_and_vector_halves_at_once(tmp_path: Path) -> None:
+    # Each half waits for the other to have started: searched one after the other, the
+    # first would time out and the search would come back without its hits.
+    started = {"lexical": threading.Event(), "vector": threading.Event()}
+    met: list[bool] = []
+
+    class Overlapping(SQLiteBackend):
+        def lexical(self, *args: Any) -> Any:
+            started["lexical"].set()
+            met.append(started["vector"].wait(5))
+            return super().lexical(*args)
+
+        def vector(self, *args: Any) -> Any:
+            started["vector"].set()
+            met.append(started["lexical"].wait(5))
+            return super().vector(*args)
+
+    manager = MemoryManager(Overlapping(tmp_path / "m.db"), embedder="hash:64")
+    try:
+        ns = manager.namespace("t", "a", "semantic")
+        manager.put(ns, ["the walrus report", "a narwhal sighting"])
+        hits = manager.search(ns, "walrus", k=2, mode="hybrid").hits
+    finally:
+        manager.close()
+    assert met == [True, True]
+    assert hits[0].item.text == "the walrus report"
+    assert hits[0].lexical_rank == 1 and hits[0].vector_rank is not None

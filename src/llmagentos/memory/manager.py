@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,7 @@ class MemoryManager:
         self._usage: dict[str, _Usage] = {}
         self._known: dict[Namespace, NamespaceInfo] = {}
         self._last_purge = 0.0
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- namespaces ------------------------------------------------------------------------
 
@@ -471,11 +473,27 @@ class MemoryManager:
                 )
             mode = "lexical"
         depth = max(3 * k, 30) if mode == "hybrid" else k
-        lexical = self.store.lexical(namespace, query, depth, tree, now) if mode != "vector" else []
+
+        lexical: list[tuple[MemoryItem, float]] = []
         vector: list[tuple[MemoryItem, float]] = []
-        if mode != "lexical":
+        if mode == "lexical":
+            lexical = self.store.lexical(namespace, query, depth, tree, now)
+        else:
+            # The query is embedded first: the embedder uses every core by itself.
             query_vector = self._vectors(info, [query], cost)[0]
-            vector = self.store.vector(namespace, query_vector, depth, tree, now)
+            if mode == "vector":
+                vector = self.store.vector(namespace, query_vector, depth, tree, now)
+            else:
+                # The two searches overlap: the store releases the GIL while it works,
+                # so a hybrid search costs about its slower half, not their sum.
+                pending = self._search_pool().submit(
+                    contextvars.copy_context().run,
+                    self.store.vector, namespace, query_vector, depth, tree, now,
+                )  # fmt: skip
+                try:
+                    lexical = self.store.lexical(namespace, query, depth, tree, now)
+                finally:
+                    vector = pending.result()
         if mode == "hybrid":
             hits = reciprocal_rank_fusion(lexical, vector, k)
         else:
@@ -591,8 +609,21 @@ class MemoryManager:
             state["embeddings"] = self.embeddings.state()
         return state
 
+    def _search_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=min(8, os.cpu_count() or 2),
+                    thread_name_prefix="llmagentos-memory-search",
+                )
+            return self._pool
+
     def close(self) -> None:
         """Close the store (the embedding service belongs to the kernel)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         self.store.close()
 
     def __enter__(self) -> MemoryManager:
