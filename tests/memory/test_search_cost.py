@@ -83,13 +83,18 @@ def _vocab_reads(store: SQLiteBackend, search: Callable[[], object]) -> int:
     return sum("vocab_" in s for s in statements)
 
 
-def test_term_counts_are_remembered_until_the_namespace_grows_by_a_tenth(
-    manager: MemoryManager,
-) -> None:
+def _filled_with_budget(manager: MemoryManager, rows: int) -> tuple[Any, SQLiteBackend]:
     ns = _fill(manager)
     store = manager.store
     assert isinstance(store, SQLiteBackend)
-    store.lexical_candidates = 100
+    store.lexical_candidates = rows
+    return ns, store
+
+
+def test_term_counts_are_remembered_until_the_namespace_grows_by_a_tenth(
+    manager: MemoryManager,
+) -> None:
+    ns, store = _filled_with_budget(manager, 100)
 
     def search() -> list[str]:
         return [h.item.text for h in manager.search(ns, "the walrus", k=3, mode="lexical").hits]
@@ -109,10 +114,7 @@ def test_term_counts_are_remembered_until_the_namespace_grows_by_a_tenth(
 def test_a_word_no_row_held_is_looked_up_again_so_new_writes_are_found_at_once(
     manager: MemoryManager,
 ) -> None:
-    ns = _fill(manager)
-    store = manager.store
-    assert isinstance(store, SQLiteBackend)
-    store.lexical_candidates = 100
+    ns, _ = _filled_with_budget(manager, 100)
     assert (
         manager.search(ns, "the narwhal", k=3, mode="lexical").hits[0].item.text.startswith("the")
     )
