@@ -31,7 +31,8 @@ def llama_server(
 
     port = free_port()
     log_path = log_dir / "llama_server.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()),
+    # llama_cpp.server itself, with the AMX workaround the embedded backend applies too.
+    command = [sys.executable, "-m", "llmagentos.llm.llama_cpu", "--model", str(smollm2_path()),
                "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
                "--n_ctx", "2048", "--n_threads", "1", "--verbose", "False", *extra]  # fmt: skip
     with log_path.open("wb") as log:

@@ -123,6 +123,9 @@ def load_llama(
                 import llama_cpp
             except ImportError as err:
                 raise MissingExtraError("the embedded model", "local", "llama-cpp-python") from err
+            from llmagentos.llm.llama_cpu import avoid_amx_buffers
+
+            avoid_amx_buffers()  # llama.cpp's AMX kernels crash on some hosts that list AMX
             llama = llama_cpp.Llama(
                 model_path=str(path), n_ctx=n_ctx, n_threads=threads, seed=0, verbose=False
             )
