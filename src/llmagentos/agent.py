@@ -137,6 +137,10 @@ class Agent(EpisodeRunner):
         self._observation: Observation = None
         self._acted: tuple[Observation, Features, Action, Decision | None] | None = None
         self._next: tuple[Observation, Features] | None = None
+        # The next observation's features, perceived for the learner's transition, are
+        # reused by act() unless learning can change them (recall from a memory the
+        # learner writes): then act() perceives again, after the learner.
+        self._reuse_next = not perception.depends_on_learning
         self._last: tuple[Any, ...] | None = None
         self._timings: dict[str, float] = {}
         # Bound methods chosen once, so a step makes no more calls than it must: a module
@@ -387,7 +391,8 @@ class Agent(EpisodeRunner):
         outcome: Outcome | None,
         next_features: Features,
     ) -> Transition:
-        self._next = (observation, next_features)
+        if self._reuse_next:
+            self._next = (observation, next_features)
         if outcome is None:
             return Transition(acted[0], acted[1], acted[2], reward, observation, next_features)
         return Transition(

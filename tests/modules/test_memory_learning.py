@@ -134,7 +134,7 @@ def test_an_empty_memory_leaves_the_llm_planners_prompt_unchanged(manager: Memor
 
 def test_the_rule_avoids_the_bad_action_and_names_the_lesson(manager: MemoryManager) -> None:
     model = always("north")
-    agent = make_agent(manager, model)
+    agent = make_agent(manager, model, online=False)  # one lesson, from the episode's end
     agent.run_episode(seed=0)
     [lesson] = manager.for_agent("robot", tenant="t").skills.list()
     model.requests.clear()
@@ -149,7 +149,7 @@ def test_the_rule_avoids_the_bad_action_and_names_the_lesson(manager: MemoryMana
 
 def test_without_rules_the_lesson_only_reaches_the_prompt(manager: MemoryManager) -> None:
     model = always("north")
-    agent = make_agent(manager, model, rules=False)
+    agent = make_agent(manager, model, rules=False, online=False)
     agent.run_episode(seed=0)
     decision = agent.planning_module.decide(agent.perception_module.perceive(START))
     assert decision.action == 0  # the model ignored the lesson; nothing overrode it
@@ -168,17 +168,19 @@ def test_lessons_are_not_recalled_by_another_agent(manager: MemoryManager) -> No
     assert wrong_env.perceive(START).here == ()
 
 
-def test_a_loop_blames_the_step_that_went_back() -> None:
+def test_a_loop_blames_the_step_that_went_back_and_each_lap_one_more() -> None:
     steps = [
         StepSeen("A", 1, -1.0, "B"),
         StepSeen("B", 1, -1.0, "C"),
         StepSeen("C", 3, -1.0, "B"),  # back to B: this step is blamed
-        StepSeen("B", 1, -1.0, "C"),  # going round again blames nothing new
-        StepSeen("C", 3, -1.0, "B", truncated=True),
+        StepSeen("B", 1, -1.0, "C"),  # round again: the lap's earliest unblamed step
+        StepSeen("C", 3, -1.0, "B"),  # every step of the lap blamed: nothing new
+        StepSeen("B", 1, -1.0, "C", truncated=True),
     ]
     lessons = distill(steps, env="e", action_names=ORDER, episode="x")
     assert [(lesson.metadata["lesson"], lesson.text) for lesson in lessons] == [
-        ("loop", 'At "C", moving north led in a loop back to an earlier state (2 steps).')
+        ("loop", 'At "C", moving north led in a loop back to an earlier state (2 steps).'),
+        ("loop", 'At "B", moving east led in a loop back to an earlier state (2 steps).'),
     ]
 
 
@@ -200,18 +202,98 @@ def test_a_success_is_remembered_as_a_route_and_followed(manager: MemoryManager)
     assert model.requests == []  # followed without asking the model
 
 
+@pytest.mark.parametrize("online", [False, True])
 def test_with_memory_the_agent_improves_across_trials_and_without_it_does_not(
-    manager: MemoryManager,
+    manager: MemoryManager, online: bool
 ) -> None:
     trials = 7
     runs = {}
     for arm in ("control", "memory"):
-        agent = make_agent(manager, FunctionModel(south_first), agent=arm, learn=arm == "memory")
-        runs[arm] = [e.succeeded for e in agent.run(trials, seed=3).episodes]
+        agent = make_agent(
+            manager, FunctionModel(south_first), agent=arm, learn=arm == "memory", online=online
+        )
+        runs[arm] = agent.run(trials, seed=3).episodes
     # South from the start runs into a wall at (3, 0): the control does so every trial.
-    assert runs["control"] == [False] * trials
-    assert runs["memory"][0] is False  # the same agent, the same first trial
-    assert runs["memory"][-2:] == [True, True]  # then a route, remembered and followed
+    assert [e.succeeded for e in runs["control"]] == [False] * trials
+    memory = runs["memory"]
+    if online:  # a wall or a loop is avoided as soon as it is met: the dock in trial 1,
+        assert all(e.succeeded for e in memory)  # then the remembered route, shorter
+        assert memory[-1].length < memory[0].length
+    else:  # learned at each trial's end: the same first trial, then a route followed
+        assert memory[0].succeeded is False
+        assert [e.succeeded for e in memory[-2:]] == [True, True]
+
+
+def test_a_wall_hit_is_written_at_once_and_avoided_in_the_same_episode(
+    manager: MemoryManager,
+) -> None:
+    model = always("north")  # north from the start is a wall
+    agent = make_agent(manager, model)
+    observation = agent.reset(seed=0)
+    observation, _ = agent.step(agent.act(observation))  # bumps: the lesson is in memory now
+    [early] = manager.for_agent("robot", tenant="t").skills.list()
+    assert early.metadata["lesson"] == "blocked" and early.metadata["outcome"] == "running"
+    assert agent.act(observation) != 0  # the same state: north is vetoed now, not next trial
+    agent.step(1)
+    record = agent.last_record
+    assert record is not None and record.reason is not None
+    assert record.reason.startswith("memory veto: not north")
+    # Written at the end, the same agent repeats the wall for the whole first trial.
+    late = make_agent(manager, always("north"), agent="late", online=False)
+    episode = late.run_episode(seed=0)
+    assert episode.length == 20 and not episode.succeeded
+
+
+def scripted(moves: list[str]) -> FunctionModel:
+    """A model that answers ``moves`` in order."""
+    script = iter(moves)
+
+    def answer(request: ModelRequest) -> str:
+        return json.dumps({"reason": "scripted", "action": next(script)})
+
+    return FunctionModel(answer)
+
+
+def corridor_agent(manager: MemoryManager, moves: list[str], max_steps: int) -> Agent:
+    """``.SD``: west of the start a dead end, east the dock; the rules off, so the
+    script is what happens."""
+    env = TextMaze((".SD",), max_steps=max_steps)
+    memory = manager.for_agent("r", tenant="t")
+    planner = MemoryPlanningModule(
+        scripted(moves), env.action_names, rules=False, **prompt_parts_of(env)
+    )
+    learner = MemoryLearning(memory, env="corridor", action_names=env.action_names)
+    return Agent(MemoryPerception(memory), planner, ExecutionModule(env), learner)
+
+
+def test_a_loop_the_route_to_the_goal_disproves_is_taken_back(manager: MemoryManager) -> None:
+    agent = corridor_agent(manager, ["west", "east", "east"], max_steps=5)
+    skills = manager.for_agent("r", tenant="t").skills
+    observation = agent.reset(seed=0)
+    observation, _ = agent.step(agent.act(observation))  # west, into the dead end
+    observation, _ = agent.step(agent.act(observation))  # east, back: a loop, written at once
+    assert [(i.metadata["lesson"], i.metadata["action"]) for i in skills.list()] == [
+        ("loop", "east")
+    ]
+    agent.step(agent.act(observation))  # east again: the dock
+    assert agent.done
+    # East out of the dead end was the way to the goal after all: no loop any more.
+    assert sorted(i.metadata["lesson"] for i in skills.list()) == ["success", "success"]
+
+
+def test_an_early_lesson_the_end_disproves_keeps_what_earlier_episodes_taught(
+    manager: MemoryManager,
+) -> None:
+    # Episode 0 loops west-east until its time runs out; episode 1 loops once, then docks.
+    agent = corridor_agent(manager, ["west", "east", "west", "west", "east", "east"], 3)
+    agent.run(2, seed=0)
+    skills = manager.for_agent("r", tenant="t").skills
+    loops = {i.metadata["action"]: i for i in skills.list(where={"lesson": "loop"})}
+    # ep0 blamed east out of the dead end, then (round again) west into it.
+    assert set(loops) == {"east", "west"}
+    # ep1's early blame of east was taken back: what ep0 wrote is there as it was.
+    assert loops["east"].metadata["episodes"] == ["run:ep0"]
+    assert loops["east"].metadata["outcome"] == "time_limit"
 
 
 def test_a_model_written_lesson_is_budgeted_and_counted(manager: MemoryManager) -> None:
@@ -222,7 +304,9 @@ def test_a_model_written_lesson_is_budgeted_and_counted(manager: MemoryManager) 
             text="Do not go north at the start.", usage=Usage(prompt_tokens=30, completion_tokens=8)
         )
 
-    agent = make_agent(manager, FunctionModel(south_first), lesson_model=FunctionModel(lesson))
+    agent = make_agent(  # online, the first episode would learn its way to the dock
+        manager, FunctionModel(south_first), lesson_model=FunctionModel(lesson), online=False
+    )
     agent.run_episode(seed=0)
     learner = agent.learning_module
     assert isinstance(learner, MemoryLearning)
@@ -234,8 +318,9 @@ def test_a_model_written_lesson_is_budgeted_and_counted(manager: MemoryManager) 
         raise BudgetExceeded("robot", "tokens", 10, 38)
 
     agent = make_agent(
-        manager, FunctionModel(south_first), agent="b", lesson_model=FunctionModel(spent)
-    )
+        manager, FunctionModel(south_first), agent="b", lesson_model=FunctionModel(spent),
+        online=False,
+    )  # fmt: skip
     assert agent.run_episode(seed=0).length == 20  # the run went on
     assert agent.learning_module.budget_spent  # type: ignore[attr-defined]
 

@@ -1,7 +1,9 @@
 """A learner that writes what the agent experienced into its memory.
 
-:class:`MemoryLearning` keeps the steps of the current episode and, when it ends (or
-the next ``reset`` cuts it short), writes to the agent's memory:
+:class:`MemoryLearning` keeps the steps of the current episode. A lesson a step already
+proves (an action that hit a wall, one that led back round a loop) is written at once,
+so the rest of the same episode can avoid it (``online``). When the episode ends (or the
+next ``reset`` cuts it short) it writes to the agent's memory:
 
 * **episodic**: a summary of the episode (outcome, steps, return, where it started),
   and with ``record_steps`` one record per step;
@@ -27,10 +29,16 @@ from typing import TYPE_CHECKING, Any
 
 from llmagentos.exceptions import BudgetExceeded, ConfigError, MemoryNotFound, ModelError
 from llmagentos.memory.spaces import AgentMemory
-from llmagentos.memory.types import NewMemory
+from llmagentos.memory.types import MemoryItem, NewMemory
 from llmagentos.modules.base import run_sync
 from llmagentos.modules.learning import LearningModule, PolicyOptimizer, RewardFunction
-from llmagentos.modules.memory_lessons import StepSeen, distill, episode_outcome
+from llmagentos.modules.memory_lessons import (
+    LessonTracker,
+    StepSeen,
+    distill,
+    episode_outcome,
+    lesson_memory,
+)
 from llmagentos.modules.memory_perception import state_digest, state_text
 from llmagentos.types import Transition
 
@@ -57,6 +65,8 @@ class MemoryLearning(LearningModule):
         metadata: more metadata for every item (a layout name, a seed).
         run: a tag for this run, in episode keys (the same run again replaces its items).
         record_steps: also write one episodic record per step.
+        online: write each ``blocked``/``loop`` lesson as soon as a step proves it (off:
+            every lesson at the episode's end, so only later trials can use it).
         lessons: write rule-distilled lessons (off: only the episodic summaries).
         lesson_model: a model that writes one more lesson per failed episode (default:
             none, no model call); pass a kernel handle with ``token_budget`` to bound it.
@@ -75,6 +85,7 @@ class MemoryLearning(LearningModule):
         metadata: Mapping[str, Any] | None = None,
         run: str = "run",
         record_steps: bool = False,
+        online: bool = True,
         lessons: bool = True,
         lesson_model: Model | None = None,
         lesson_tokens: int = 64,
@@ -93,6 +104,7 @@ class MemoryLearning(LearningModule):
         self.metadata = dict(metadata or {})
         self.run = run
         self.record_steps = record_steps
+        self.online = online
         self.lessons = lessons
         self.lesson_model = lesson_model
         self.lesson_tokens = lesson_tokens
@@ -106,6 +118,9 @@ class MemoryLearning(LearningModule):
         self.model_lessons = 0
         self.budget_spent = False
         self._steps: list[StepSeen] = []
+        self._tracker = LessonTracker()
+        self._early: dict[str, MemoryItem | None] = {}
+        """Lessons this episode wrote before its end, by key: what memory held before."""
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -114,18 +129,20 @@ class MemoryLearning(LearningModule):
         info = transition.info or {}
         bumped = info.get("bumped")
         success = info.get("is_success")
-        self._steps.append(
-            StepSeen(
-                state=state_text(transition.features),
-                action=int(transition.action),
-                reward=float(transition.reward),
-                next_state=state_text(transition.next_features),
-                bumped=bumped if isinstance(bumped, bool) else None,
-                terminated=transition.terminated,
-                truncated=transition.truncated,
-                success=success if isinstance(success, bool) else None,
-            )
+        step = StepSeen(
+            state=state_text(transition.features),
+            action=int(transition.action),
+            reward=float(transition.reward),
+            next_state=state_text(transition.next_features),
+            bumped=bumped if isinstance(bumped, bool) else None,
+            terminated=transition.terminated,
+            truncated=transition.truncated,
+            success=success if isinstance(success, bool) else None,
         )
+        self._steps.append(step)
+        proved = self._tracker.add(step)
+        if self.online and self.lessons and proved and not transition.done:
+            self._write_now(proved, step)
         if not transition.done:
             return report
         written = self.flush()
@@ -138,12 +155,60 @@ class MemoryLearning(LearningModule):
 
     # -- writing --------------------------------------------------------------------------
 
+    def _tag(self) -> str:
+        return f"{self.run}:ep{self.episodes}"
+
+    def _write_now(self, proved: Sequence[tuple[str, int, Any]], step: StepSeen) -> None:
+        """Write the lessons a step proved, before the episode ends."""
+        lessons = [
+            lesson_memory(
+                state,
+                action,
+                effect,
+                self._tracker.found[(state, action, effect)],
+                env=self.env,
+                action_names=self.action_names,
+                episode=self._tag(),
+                outcome="running",
+                bumped=step.bumped,
+                metadata=self.metadata,
+            )
+            for state, action, effect in proved
+        ]
+        for lesson in lessons:
+            if lesson.key is not None and lesson.key not in self._early:
+                self._early[lesson.key] = self._stored(lesson.key)
+        self._merge_episodes(lessons)
+        self.memory.skills.put(lessons)
+
+    def _stored(self, key: str) -> MemoryItem | None:
+        try:
+            return self.memory.skills.get_by_key(key)
+        except MemoryNotFound:
+            return None
+
+    def _undo_early(self, early: Mapping[str, MemoryItem | None], keep: set[str]) -> None:
+        """Put back what was there before a lesson written early that the episode's end
+        disproved (a loop the route to the goal went through after all)."""
+        for key, before in early.items():
+            if key in keep:
+                continue
+            now = self._stored(key)
+            if now is None:
+                continue
+            if before is None:
+                self.memory.skills.delete(now.id)
+            else:
+                self.memory.skills.update(now.id, text=before.text, metadata=before.metadata)
+
     def flush(self) -> dict[str, Any] | None:
         """Write what the episode so far taught; ``None`` when there is nothing to write."""
         steps, self._steps = self._steps, []
+        self._tracker = LessonTracker()
+        early, self._early = self._early, {}
         if not steps:
             return None
-        tag = f"{self.run}:ep{self.episodes}"
+        tag = self._tag()
         self.episodes += 1
         outcome = episode_outcome(steps)
         lessons = (
@@ -157,6 +222,8 @@ class MemoryLearning(LearningModule):
             if self.lessons
             else []
         )
+        if early:
+            self._undo_early(early, {lesson.key for lesson in lessons if lesson.key})
         if self.lesson_model is not None and outcome != "success" and not self.budget_spent:
             lesson = self._model_lesson(steps, outcome, tag)
             if lesson is not None:

@@ -27,7 +27,17 @@ from typing import Any, Literal, get_args
 from llmagentos.memory.types import MemoryItem, NewMemory
 from llmagentos.modules.memory_perception import state_digest
 
-__all__ = ["EFFECTS", "Effect", "Lesson", "StepSeen", "distill", "episode_outcome"]
+__all__ = [
+    "EFFECTS",
+    "Effect",
+    "Lesson",
+    "LessonTracker",
+    "StepSeen",
+    "distill",
+    "episode_outcome",
+    "lesson_key",
+    "lesson_memory",
+]
 
 Effect = Literal["blocked", "loop", "time_limit", "success", "model"]
 EFFECTS: tuple[Effect, ...] = get_args(Effect)
@@ -101,9 +111,9 @@ def episode_outcome(steps: Sequence[StepSeen]) -> str:
     return "time_limit" if last.truncated else "cut"
 
 
-def _phrase(effect: Effect, step: StepSeen, extent: int) -> str:
+def _phrase(effect: Effect, bumped: bool | None, extent: int) -> str:
     if effect == "blocked":
-        return "hit a wall" if step.bumped else "changed nothing"
+        return "hit a wall" if bumped else "changed nothing"
     if effect == "loop":
         return f"led in a loop back to an earlier state ({extent} steps)"
     if effect == "time_limit":
@@ -111,35 +121,112 @@ def _phrase(effect: Effect, step: StepSeen, extent: int) -> str:
     return f"reached the goal in {extent} steps"
 
 
-def _found(steps: Sequence[StepSeen], outcome: str) -> dict[tuple[str, int, Effect], int]:
-    """(state, action, effect) -> extent (loop length or steps to the goal)."""
-    found: dict[tuple[str, int, Effect], int] = {}
-    first_seen: dict[str, int] = {}
-    cycled_pairs: set[tuple[str, int]] = set()
-    for t, step in enumerate(steps):
-        first_seen.setdefault(step.state, t)
+class LessonTracker:
+    """Finds an episode's lessons step by step, as :func:`distill` does at its end.
+
+    :meth:`add` takes the next step and returns the lessons it already proves
+    (``blocked``, ``loop``), so a learner can write them at once and the rest of the
+    same episode avoids the mistake; :meth:`finish` adds what only the episode's end
+    tells (``success`` routes, which also clear the loops a route went through, and
+    ``time_limit``).
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[StepSeen] = []
+        self.found: dict[tuple[str, int, Effect], int] = {}
+        """(state, action, effect) -> extent (loop length, or steps to the goal)."""
+        self._first_seen: dict[str, int] = {}
+        self._last_seen: dict[str, int] = {}
+        self._cycled: set[tuple[str, int]] = set()
+
+    def add(self, step: StepSeen) -> list[tuple[str, int, Effect]]:
+        """Take the next step; the (state, action, effect) lessons it proved, new ones only."""
+        t = len(self.steps)
+        self.steps.append(step)
+        self._first_seen.setdefault(step.state, t)
+        self._last_seen[step.state] = t
         if step.next_state == step.state:
-            found.setdefault((step.state, step.action, "blocked"), 1)
-            continue
-        j = first_seen.get(step.next_state)
-        if j is not None:
-            # Back to a state of this episode: the step that went back is blamed, once
-            # per cycle (going round again blames nothing new). The steps before it led
-            # somewhere new when taken; blaming them too pushes the agent back along a
-            # route that was right (seen on TextMaze with a stand-in LLM).
-            pair = (step.state, step.action)
-            if pair not in cycled_pairs:  # a new cycle, not the last one going round again
-                found.setdefault((step.state, step.action, "loop"), t + 1 - j)
-            cycled_pairs.update((s.state, s.action) for s in steps[j : t + 1])
-    if outcome == "success":
-        last_visit = {step.state: t for t, step in enumerate(steps)}
-        for state, t in last_visit.items():
-            action = steps[t].action
-            found.pop((state, action, "loop"), None)  # it led on, at the end
-            found[(state, action, "success")] = len(steps) - t
-    elif outcome == "time_limit" and not found:
-        found[(steps[-1].state, steps[-1].action, "time_limit")] = len(steps)
-    return found
+            return self._note((step.state, step.action, "blocked"), 1)
+        j = self._first_seen.get(step.next_state)
+        if j is None:
+            return []
+        # Back to a state of this episode: the step that went back is blamed, once per
+        # cycle. The steps before it led somewhere new when taken; blaming them all at
+        # once pushes the agent back along a route that was right (seen on TextMaze
+        # with a stand-in LLM).
+        pair = (step.state, step.action)
+        if pair not in self._cycled:
+            self._cycled.update((s.state, s.action) for s in self.steps[j : t + 1])
+            return self._note((*pair, "loop"), t + 1 - j)
+        # Round the same cycle again: the blame so far did not get the agent out (the
+        # step back was the only way out of a dead end, say), so one more step of this
+        # lap is blamed, the earliest not blamed yet: the way into the dead end.
+        lap = self.steps[self._last_seen[step.next_state] : t + 1]
+        for earlier in lap:
+            key: tuple[str, int, Effect] = (earlier.state, earlier.action, "loop")
+            if key not in self.found and earlier.next_state != earlier.state:
+                return self._note(key, len(lap))
+        return []
+
+    def _note(self, key: tuple[str, int, Effect], extent: int) -> list[tuple[str, int, Effect]]:
+        if key in self.found:
+            return []
+        self.found[key] = extent
+        return [key]
+
+    def finish(self, outcome: str) -> dict[tuple[str, int, Effect], int]:
+        """Every lesson of the episode, given how it ended (see :func:`episode_outcome`)."""
+        found = dict(self.found)
+        steps = self.steps
+        if outcome == "success":
+            last_visit = {step.state: t for t, step in enumerate(steps)}
+            for state, t in last_visit.items():
+                action = steps[t].action
+                found.pop((state, action, "loop"), None)  # it led on, at the end
+                found[(state, action, "success")] = len(steps) - t
+        elif outcome == "time_limit" and not found:
+            found[(steps[-1].state, steps[-1].action, "time_limit")] = len(steps)
+        return found
+
+
+def lesson_memory(
+    state: str,
+    action: int,
+    effect: Effect,
+    extent: int,
+    *,
+    env: str,
+    action_names: Sequence[str],
+    episode: str,
+    outcome: str,
+    bumped: bool | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> NewMemory:
+    """One lesson as a skill memory: the text quotes the state, the key makes it idempotent."""
+    name = action_names[action] if 0 <= action < len(action_names) else str(action)
+    digest = state_digest(state)
+    meta: dict[str, Any] = dict(metadata or {}) | {
+        "lesson": effect,
+        "state": digest,
+        "action": name,
+        "action_index": action,
+        "env": env,
+        "outcome": outcome,
+        "episode": episode,
+    }
+    if effect == "success":
+        meta["steps_to_goal"] = extent
+    else:
+        meta["episodes"] = [episode]
+    meta["what"] = what = f"moving {name} {_phrase(effect, bumped, extent)}"
+    return NewMemory(
+        f"At {json.dumps(state)}, {what}.", meta, key=lesson_key(env, state, name, effect)
+    )
+
+
+def lesson_key(env: str, state: str, action_name: str, effect: str) -> str:
+    """``<env>|<state digest>|<action>|<effect>``: one lesson per (state, action, effect)."""
+    return f"{env}|{state_digest(state)}|{action_name}|{effect}"
 
 
 def distill(
@@ -160,26 +247,24 @@ def distill(
         metadata: more metadata every lesson carries (a layout, a seed).
     """
     outcome = episode_outcome(steps)
-    extra = dict(metadata or {})
+    tracker = LessonTracker()
+    for step in steps:
+        tracker.add(step)
     lessons = []
-    for (state, action, effect), extent in _found(steps, outcome).items():
-        name = action_names[action] if 0 <= action < len(action_names) else str(action)
+    for (state, action, effect), extent in tracker.finish(outcome).items():
         step = next(s for s in steps if s.state == state and s.action == action)
-        digest = state_digest(state)
-        meta: dict[str, Any] = extra | {
-            "lesson": effect,
-            "state": digest,
-            "action": name,
-            "action_index": action,
-            "env": env,
-            "outcome": outcome,
-            "episode": episode,
-        }
-        if effect == "success":
-            meta["steps_to_goal"] = extent
-        else:
-            meta["episodes"] = [episode]
-        meta["what"] = what = f"moving {name} {_phrase(effect, step, extent)}"
-        text = f"At {json.dumps(state)}, {what}."
-        lessons.append(NewMemory(text, meta, key=f"{env}|{digest}|{name}|{effect}"))
+        lessons.append(
+            lesson_memory(
+                state,
+                action,
+                effect,
+                extent,
+                env=env,
+                action_names=action_names,
+                episode=episode,
+                outcome=outcome,
+                bumped=step.bumped,
+                metadata=metadata,
+            )
+        )
     return lessons

@@ -87,6 +87,8 @@ class MemoryPerception(PerceptionModule):
         where: a metadata filter every search adds (e.g. ``{"env": "TextMaze-v0"}``).
     """
 
+    depends_on_learning = True  # a learner may write what the next search should find
+
     def __init__(
         self,
         memory: MemorySpace | AgentMemory,

@@ -135,6 +135,12 @@ class PerceptionModule(Module):
     kind = "perception"
     _twin_names = ("perceive", "aperceive")
 
+    depends_on_learning: bool = False
+    """Whether what the learner learns can change the features of an observation (a
+    perception that recalls from a memory the learner writes). The agent then perceives
+    each observation for its next action after the learner has learned from the step,
+    instead of reusing the features it perceived for the step's transition."""
+
     collector: DataCollector = IdentityCollector()
     preprocessor: Preprocessor = IdentityPreprocessor()
     extractor: FeatureExtractor = IdentityExtractor()
