@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from llmagentos.exceptions import ConfigError
 from llmagentos.types import Action, EpisodeResult, Observation, RunResult, StepRecord
 
-__all__ = ["EpisodeListener", "EpisodeRunner"]
+__all__ = ["Backend", "EpisodeListener", "EpisodeRunner", "Reseed"]
 
 EpisodeListener = Callable[[EpisodeResult], None]
+Reseed = Literal["first", "each"]
+Backend = Literal["local", "ray"]
 
 _perf = time.perf_counter
 
@@ -87,26 +89,66 @@ class EpisodeRunner:
         max_steps: int | None = None,
         train: bool | None = None,
         on_episode: EpisodeListener | None = None,
+        reseed: Reseed | None = None,
+        backend: Backend = "local",
+        workers: int | None = None,
+        address: str | None = None,
     ) -> RunResult:
         """Run ``episodes`` episodes; return their results.
 
         Args:
             episodes: how many episodes.
-            seed: seeds the first episode's reset; later episodes continue the streams
-                (Gymnasium's convention), so a seeded run is reproducible as a whole.
+            seed: with ``reseed="first"`` (the local default) seeds the first episode's
+                reset, and later episodes continue the streams (Gymnasium's
+                convention), so a seeded run is reproducible as a whole; with
+                ``reseed="each"`` episode ``i`` is seeded with ``seed + i``.
             max_steps: cut each episode after this many steps.
             train: ``True`` to learn, ``False`` to evaluate greedily; ``None`` keeps the
                 current mode. The previous mode is restored afterwards.
             on_episode: called with each episode's result as it finishes.
+            reseed: ``"first"`` or ``"each"`` (see ``seed``); Ray runs need ``"each"``,
+                so no episode depends on which worker ran the ones before it.
+            backend: ``"local"`` (this process) or ``"ray"``: the episodes run on Ray
+                workers (``llmagentos[ray]``; see :mod:`llmagentos.distributed.rollouts`
+                for what equals the local run and what training merges).
+            workers: Ray workers (default: the cluster's CPUs).
+            address: the Ray cluster (default: the one connected to, ``RAY_ADDRESS``, or
+                a new local instance).
         """
         _check_run_args(episodes, max_steps)
+        if backend not in ("local", "ray"):
+            raise ConfigError("backend", f"must be 'local' or 'ray' (got {backend!r})")
+        if reseed not in (None, "first", "each"):
+            raise ConfigError("reseed", f"must be 'first' or 'each' (got {reseed!r})")
+        if backend == "local" and (workers is not None or address is not None):
+            raise ConfigError("backend", "workers and address need backend='ray'")
         previous = self.training
         if train is not None:
             self.train(train)
         result = RunResult()
         try:
+            if backend == "ray":
+                if reseed == "first":
+                    raise ConfigError(
+                        "reseed",
+                        "a Ray run seeds each episode on its own (reseed='each'): a stream "
+                        "continued from episode to episode would depend on the worker",
+                    )
+                from llmagentos.distributed.rollouts import run_on_ray
+
+                return run_on_ray(
+                    self,  # type: ignore[arg-type]  # the Agent this mixin is part of
+                    episodes,
+                    seed=seed,
+                    max_steps=max_steps,
+                    training=self.training,
+                    on_episode=on_episode,
+                    workers=workers,
+                    address=address,
+                )
             for index in range(episodes):
-                episode = self.run_episode(seed=seed if index == 0 else None, max_steps=max_steps)
+                episode_seed = _episode_seed(seed, index, reseed)
+                episode = self.run_episode(seed=episode_seed, max_steps=max_steps)
                 result.episodes.append(episode)
                 if on_episode is not None:
                     on_episode(episode)
@@ -137,9 +179,12 @@ class EpisodeRunner:
         max_steps: int | None = None,
         train: bool | None = None,
         on_episode: EpisodeListener | None = None,
+        reseed: Reseed | None = None,
     ) -> RunResult:
-        """Async twin of :meth:`run`."""
+        """Async twin of :meth:`run` (in this process)."""
         _check_run_args(episodes, max_steps)
+        if reseed not in (None, "first", "each"):
+            raise ConfigError("reseed", f"must be 'first' or 'each' (got {reseed!r})")
         previous = self.training
         if train is not None:
             self.train(train)
@@ -147,7 +192,7 @@ class EpisodeRunner:
         try:
             for index in range(episodes):
                 episode = await self.arun_episode(
-                    seed=seed if index == 0 else None, max_steps=max_steps
+                    seed=_episode_seed(seed, index, reseed), max_steps=max_steps
                 )
                 result.episodes.append(episode)
                 if on_episode is not None:
@@ -163,3 +208,11 @@ def _check_run_args(episodes: int, max_steps: int | None) -> None:
         raise ConfigError("episodes", f"must be >= 0 (got {episodes})")
     if max_steps is not None and max_steps < 1:
         raise ConfigError("max_steps", f"must be >= 1 (got {max_steps})")
+
+
+def _episode_seed(seed: int | None, index: int, reseed: Reseed | None) -> int | None:
+    if seed is None:
+        return None
+    if reseed == "each":
+        return seed + index
+    return seed if index == 0 else None

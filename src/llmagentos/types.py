@@ -217,6 +217,8 @@ class RunResult:
 
     episodes: list[EpisodeResult] = field(default_factory=list)
     interrupted: bool = False
+    workers_replaced: int = 0
+    """Ray runs: workers that died and were replaced (their episodes were run again)."""
 
     @property
     def returns(self) -> list[float]:

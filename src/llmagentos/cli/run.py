@@ -174,6 +174,24 @@ def run_command(
             "--durable", help="Journal every step to run.db; resume with 'llmagentos runs resume'."
         ),
     ] = False,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Run N seeds (the config's, then the next ones) side by side, each into "
+            "OUT/seed-S, with a table of all of them.",
+        ),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run on Ray (llmagentos[ray]), each seed a task: 'local' starts a local "
+            "instance on 127.0.0.1, HOST:PORT joins a running cluster's head.",
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")
     ] = False,
@@ -192,11 +210,27 @@ def run_command(
             resume=resume,
         )
         if durable:
+            if seeds is not None or ray is not None:
+                fail("--durable: a run with --seeds or --ray is not journaled")
             output = run_config.output.model_copy(update={"durable": True})
             run_config = run_config.model_copy(update={"output": output})
-        experiment = Experiment(run_config)
+        if seeds is not None or ray is not None:
+            from llmagentos.cli.run_population import run_population_in_cli
+            from llmagentos.distributed.population import seed_population
+
+            members = seed_population(run_config, seeds or 1)
+            folder = run_config.output_dir()
+            for member in members:
+                Experiment(member)  # every member validated before any runs
+        else:
+            experiment = Experiment(run_config)
     except LLMAgentOSError as err:
         fail(err)
+    if seeds is not None or ray is not None:
+        backend = "local" if ray is None else "ray"
+        address = None if ray in (None, "local") else ray
+        run_population_in_cli(members, folder=folder, backend=backend, address=address, quiet=quiet)
+        return
     run_experiment_in_cli(experiment, quiet=quiet)
 
 

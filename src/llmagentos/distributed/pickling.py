@@ -1,0 +1,76 @@
+"""What cannot be sent to Ray, found before anything is sent.
+
+Ray ships objects with cloudpickle. A module holding a lock, an open file, a database
+connection or a loaded model cannot go; :func:`check_serializable` finds the first
+attribute path that will not pickle, so the error names it (``planning.model._lock``)
+instead of Ray's traceback from deep inside a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from llmagentos.exceptions import LLMAgentOSError
+
+__all__ = ["NotSerializable", "check_serializable", "dumps"]
+
+_MAX_DEPTH = 6
+
+
+class NotSerializable(LLMAgentOSError, TypeError):
+    """``what`` cannot be sent to Ray: the value at ``path`` would not pickle."""
+
+    def __init__(self, what: str, path: str, reason: str) -> None:
+        self.what, self.path, self.reason = what, path, reason
+        super().__init__(
+            f"{what} cannot be sent to Ray: {path} would not pickle ({reason}); build it "
+            "on the worker (a factory) or leave it out"
+        )
+
+
+def dumps(value: Any) -> bytes:
+    """``value`` pickled the way Ray pickles it."""
+    import cloudpickle  # Ray's dependency
+
+    return bytes(cloudpickle.dumps(value))
+
+
+def _children(value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        return [(f"[{key!r}]", item) for key, item in value.items()]
+    if isinstance(value, list | tuple | set | frozenset):
+        return [(f"[{i}]", item) for i, item in enumerate(value)]
+    state = getattr(value, "__dict__", None)
+    found = [(f".{key}", item) for key, item in state.items()] if isinstance(state, dict) else []
+    for slot in getattr(type(value), "__slots__", ()):
+        if isinstance(slot, str) and hasattr(value, slot):
+            found.append((f".{slot}", getattr(value, slot)))
+    return found
+
+
+def _culprit(value: Any, path: str, depth: int) -> tuple[str, str] | None:
+    """The deepest path under ``value`` that will not pickle, with the reason."""
+    try:
+        dumps(value)
+    except Exception as err:
+        reason = f"{type(err).__name__}: {err}"
+    else:
+        return None
+    if depth < _MAX_DEPTH:
+        for suffix, child in _children(value):
+            deeper = _culprit(child, path + suffix, depth + 1)
+            if deeper is not None:
+                return deeper
+    return path, reason
+
+
+def check_serializable(value: Any, what: str, *, path: str | None = None) -> bytes:
+    """Pickle ``value`` for Ray; on failure raise :class:`NotSerializable` naming the
+    attribute that would not pickle (``path`` names ``value`` itself in the message)."""
+    try:
+        return dumps(value)
+    except Exception:
+        found = _culprit(value, path or what, 0)
+        where, reason = found if found is not None else (path or what, "unknown")
+        raise NotSerializable(what, where, reason) from None
