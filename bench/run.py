@@ -33,6 +33,7 @@ import bench_memory_backends
 import bench_memory_learning
 import bench_openai_proxies
 import bench_qlearning_throughput
+import bench_ray
 import bench_remote_modules
 import bench_sandbox
 import bench_scheduler
@@ -69,6 +70,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_lee.NAME: bench_lee.run,
     bench_memory_backends.NAME: bench_memory_backends.run,
     bench_memory_learning.NAME: bench_memory_learning.run,
+    bench_ray.NAME: bench_ray.run,
 }
 
 

@@ -20,8 +20,11 @@ def test_amx_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
 
 def test_model_loads_skip_extra_buffers_only_on_amx(monkeypatch: pytest.MonkeyPatch) -> None:
     bindings = pytest.importorskip("llama_cpp.llama_cpp")
-    monkeypatch.setattr(bindings, "llama_model_default_params", bindings.llama_model_default_params)
-    original = bindings.llama_model_default_params
+    # The real function, even if a model loaded earlier in this process applied the patch.
+    current = bindings.llama_model_default_params
+    patched = getattr(current, "_llmagentos_no_extra_bufts", False)
+    original = current.__wrapped__ if patched else current
+    monkeypatch.setattr(bindings, "llama_model_default_params", original)
     if not hasattr(original(), "use_extra_bufts"):
         pytest.skip("this llama-cpp-python has no use_extra_bufts")
     monkeypatch.setattr(llama_cpu, "cpu_lists_amx", lambda: False)

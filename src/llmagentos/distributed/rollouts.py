@@ -1,9 +1,10 @@
 """An agent's episodes on Ray workers: ``agent.run(n, seed=s, backend="ray")``.
 
-Each worker is a Ray actor holding a copy of the agent (sent once, pickled with
-cloudpickle). Episode ``i`` is seeded with ``seed + i`` whichever worker runs it
-(``reseed="each"``), so it does not depend on which worker ran which episodes before
-it:
+The agent is pickled once (cloudpickle) and put in Ray's object store. Evaluation runs
+chunks of episodes as Ray tasks; training runs them on actors that each hold one copy
+of the agent (see :mod:`~llmagentos.distributed.workers`). Episode ``i`` is seeded with
+``seed + i`` whichever worker runs it (``reseed="each"``), so it does not depend on
+which worker ran which episodes before it:
 
 * **evaluation** (``train=False``): the learned state is frozen, so each episode's
   result is exactly the serial ``agent.run(n, seed=s, reseed="each", train=False)``'s,
@@ -26,10 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import pickle
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,53 +40,23 @@ from llmagentos.distributed.merge import (
     merge_learned,
 )
 from llmagentos.distributed.pickling import check_serializable
-from llmagentos.exceptions import ConfigError, LLMAgentOSError
+from llmagentos.distributed.workers import (
+    WorkerLost,
+    end_workers,
+    evaluate_chunk,
+    lost_errors,
+    new_worker,
+)
+from llmagentos.exceptions import ConfigError
 from llmagentos.modules.learning import LearningModule
 from llmagentos.types import EpisodeResult, RunResult
 
 if TYPE_CHECKING:
     from llmagentos.agent import Agent
 
-__all__ = ["EpisodeWorker", "WorkerLost", "run_on_ray"]
+__all__ = ["WorkerLost", "check_trainable", "run_on_ray"]
 
 _CHUNKS_PER_WORKER = 8  # evaluation: enough chunks for a live progress bar
-
-
-class WorkerLost(LLMAgentOSError):
-    """Workers kept dying: ``replaced`` were replaced, and then one more was lost."""
-
-    def __init__(self, replaced: int, error: BaseException) -> None:
-        self.replaced = replaced
-        super().__init__(f"a Ray worker died after {replaced} were replaced: {error}")
-
-
-class EpisodeWorker:
-    """A Ray actor's state: one copy of the agent, running the episodes it is given."""
-
-    def __init__(self, payload: bytes, training: bool) -> None:
-        self.agent: Agent = pickle.loads(payload)
-        self.agent.train(training)
-
-    def run(
-        self, first: int, seeds: Sequence[int | None], max_steps: int | None, base: int
-    ) -> list[EpisodeResult]:
-        """Episodes ``first, first + 1, ...``, numbered as the serial run numbers them."""
-        results = []
-        for offset, seed in enumerate(seeds):
-            self.agent.episode = base + first + offset - 1  # reset() moves it on by one
-            results.append(self.agent.run_episode(seed=seed, max_steps=max_steps))
-        return results
-
-    def learned(self) -> LearnedState:
-        return learned_state(self.agent)
-
-    def load(self, state: LearnedState) -> bool:
-        load_learned(self.agent, state)
-        return True
-
-    def pid(self) -> int:
-        """This worker's process (what a fault test kills)."""
-        return os.getpid()
 
 
 def check_trainable(agent: Agent) -> None:
@@ -152,7 +120,8 @@ def run_on_ray(
     if episodes == 0:
         return result
     ray = connect(address)
-    count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    count = min(workers or max(1, int(cpus)), episodes)
     rollout = _Rollout(
         ray=ray,
         payload=ray.put(payload),
@@ -162,13 +131,14 @@ def run_on_ray(
         base=agent.episode + 1,
         on_episode=on_episode,
         max_replacements=max_replacements,
+        cpus_each=min(1.0, cpus / count),
     )
     try:
-        rollout.start(min(count, episodes))
         if training:
+            rollout.start(count)
             rollout.train(agent, episodes, sync_every)
         else:
-            rollout.evaluate(episodes)
+            rollout.evaluate(episodes, count)
     finally:
         rollout.stop()
     result.episodes.extend(rollout.done[i] for i in range(episodes))
@@ -204,6 +174,7 @@ class _Rollout:
     """The number of the run's first episode (the agent's next)."""
     on_episode: Callable[[EpisodeResult], None] | None
     max_replacements: int
+    cpus_each: float
     actors: list[Any] = field(default_factory=list)
     done: dict[int, EpisodeResult] = field(default_factory=dict)
     replaced: int = 0
@@ -211,33 +182,42 @@ class _Rollout:
     """Training: what every worker started the current round from."""
 
     def _new_actor(self) -> Any:
-        actor = self.ray.remote(num_cpus=1, max_restarts=0)(EpisodeWorker)
-        return actor.options(name=f"llmagentos-episodes-{uuid.uuid4().hex[:12]}").remote(
-            self.payload, self.training
-        )
+        return new_worker(self.ray, self.payload, self.training, cpus=self.cpus_each)
 
     def start(self, count: int) -> None:
         self.actors = [self._new_actor() for _ in range(count)]
 
     def stop(self) -> None:
-        for handle in self.actors:
-            with contextlib.suppress(Exception):
-                self.ray.kill(handle)
+        end_workers(self.ray, self.actors)
 
-    def _replace(self, slot: int, error: BaseException) -> None:
+    def _count_replacement(self, error: BaseException) -> None:
         self.replaced += 1
         if self.replaced > self.max_replacements:
             raise WorkerLost(self.replaced - 1, error) from error
+
+    def _record(self, chunk: _Chunk, batch: list[EpisodeResult]) -> None:
+        for index, episode in enumerate(batch, start=chunk.first):
+            if index in self.done:
+                continue  # a chunk run again: its episodes were counted already
+            self.done[index] = episode
+            if self.on_episode is not None:
+                self.on_episode(episode)
+
+    def _replace(self, slot: int, error: BaseException) -> None:
+        self._count_replacement(error)
         with contextlib.suppress(Exception):
             self.ray.kill(self.actors[slot])
         self.actors[slot] = self._new_actor()
         if self.round_state is not None:
             self.ray.get(self.actors[slot].load.remote(self.round_state))
 
-    def _submit(self, chunk: _Chunk) -> Any:
-        seeds = [
+    def _seeds(self, chunk: _Chunk) -> list[int | None]:
+        return [
             None if self.seed is None else self.seed + i for i in range(chunk.first, chunk.stop)
         ]
+
+    def _submit(self, chunk: _Chunk) -> Any:
+        seeds = self._seeds(chunk)
         return self.actors[chunk.slot].run.remote(chunk.first, seeds, self.max_steps, self.base)
 
     def _wait(self, chunks: list[_Chunk]) -> None:
@@ -258,23 +238,38 @@ class _Rollout:
                     ]
                     pending.update({self._submit(c): c for c in again})
                     continue
-                for index, episode in enumerate(batch, start=chunk.first):
-                    if index in self.done:
-                        continue  # a chunk run again: its episodes were counted already
-                    self.done[index] = episode
-                    if self.on_episode is not None:
-                        self.on_episode(episode)
+                self._record(chunk, batch)
 
-    def evaluate(self, episodes: int) -> None:
-        """Chunks round-robin over the workers, all at once; each episode stands alone."""
-        size = max(1, math.ceil(episodes / (len(self.actors) * _CHUNKS_PER_WORKER)))
-        starts = range(0, episodes, size)
-        self._wait(
-            [
-                _Chunk(n % len(self.actors), first, min(first + size, episodes))
-                for n, first in enumerate(starts)
+    def evaluate(self, episodes: int, workers: int) -> None:
+        """Chunks as tasks, at most ``workers`` at a time; each episode stands alone, so a
+        chunk whose worker was lost is simply run again."""
+        size = max(1, math.ceil(episodes / (workers * _CHUNKS_PER_WORKER)))
+        todo = [_Chunk(0, first, min(first + size, episodes)) for first in range(0, episodes, size)]
+        todo.reverse()
+        task = self.ray.remote(num_cpus=self.cpus_each, max_retries=0)(evaluate_chunk)
+        lost = lost_errors(self.ray)
+        pending: dict[Any, _Chunk] = {}
+
+        def submit(chunk: _Chunk) -> None:
+            seeds = [
+                None if self.seed is None else self.seed + i for i in range(chunk.first, chunk.stop)
             ]
-        )
+            ref = task.remote(self.payload, chunk.first, seeds, self.max_steps, self.base)
+            pending[ref] = chunk
+
+        while todo or pending:
+            while todo and len(pending) < workers:
+                submit(todo.pop())
+            ready, _ = self.ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                chunk = pending.pop(ref)
+                try:
+                    batch = self.ray.get(ref)
+                except lost as err:
+                    self._count_replacement(err)
+                    todo.append(chunk)
+                    continue
+                self._record(chunk, batch)
 
     def train(self, agent: Agent, episodes: int, sync_every: int | None) -> None:
         """Rounds of ``sync_every`` episodes per worker, merged after each round."""

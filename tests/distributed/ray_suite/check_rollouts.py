@@ -40,7 +40,7 @@ def trained() -> Agent:
     return agent
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, 2, 4])  # 4: more workers than CPUs, each a share
 def test_evaluation_on_ray_equals_the_serial_run(
     ray_cluster: Any, trained: Agent, workers: int
 ) -> None:
@@ -127,3 +127,17 @@ def test_ray_listens_on_loopback_only(ray_cluster: Any) -> None:
     addresses = {line.split()[3].rsplit(":", 1)[0] for line in listening.stdout.splitlines()}
     assert addresses, listening.stdout
     assert addresses <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, listening.stdout
+
+
+def test_a_run_ends_its_workers(ray_cluster: Any, trained: Agent) -> None:
+    from llmagentos.distributed.workers import NAME_PREFIX
+
+    trained.run(10, seed=0, train=False, backend="ray", workers=2)
+
+    @ray_cluster.remote(num_cpus=2)
+    def both_cpus() -> str:
+        return "free"  # runs only once no worker holds a CPU any more
+
+    assert ray_cluster.get(both_cpus.remote(), timeout=60) == "free"
+    names = (n["name"] if isinstance(n, dict) else n for n in ray_cluster.util.list_named_actors())
+    assert not [name for name in names if name.startswith(NAME_PREFIX)]

@@ -1,0 +1,260 @@
+"""Episodes on Ray workers against the serial loop in this process, in the same run.
+
+The workload: greedy evaluation of an untrained Taxi-v4 Q-learning agent (every
+Q-value equal, so ties are broken at random and each episode walks until Gymnasium's
+200-step limit: CPU-bound, about 2.5 ms per episode in the Agent). The serial run is
+``agent.run(N, seed=0, train=False, reseed="each")``; the Ray runs are the same call
+with ``backend="ray", workers=W`` (W = 1, 2, 4 on a local cluster of as many CPUs as
+the machine has), timed end to end: pickling and sending the agent are part of every
+run, as they are for a user. The episodes are checked equal to the
+serial ones. Repeats are interleaved (the order rotates); each ratio is the median of
+the per-repeat ratios.
+
+Also measured in the same run: Ray's own cost of a trivial task (sync: one at a time;
+async: 1000 submitted, then gathered), to set beside Ray's published microbenchmarks
+(about 1 ms and 0.12 ms per task on their machines); the cost of one chunk of
+``agent.run(..., backend="ray")`` (one-step episodes); and the memory (RSS) of the local
+cluster's processes, idle and with two workers holding an agent.
+
+Ray runs inside a network namespace with only loopback (``unshare -rn``) when it can,
+as in the tests, so nothing it starts reaches beyond this machine.
+
+    python bench/bench_ray.py [--quick]
+    python bench/run.py --only ray
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from _common import ROOT, BenchResult, Check, console, environment, print_table, write_json
+
+NAME = "ray"
+TARGET = 1.7  # 2 workers against the serial loop, on 2 cores
+WORKERS = (1, 2, 4)
+RAY_DOCS = {"sync": 1.0, "async": 0.12}  # ms per task, Ray's microbenchmarks
+
+
+def _rss_mb(patterns: tuple[str, ...]) -> float:
+    """Resident memory of the processes whose command line starts with one of ``patterns``."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if any(pattern in command for pattern in patterns):
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+RAY_PROCESSES = ("ray::", "raylet", "gcs_server", "ray/dashboard", "ray/_private", "log_monitor")
+
+
+def measure(episodes: int, repeats: int) -> dict[str, Any]:
+    """The child's work (inside the namespace): every timing, as JSON."""
+    from llmagentos.build import build_agent
+    from llmagentos.config import load_config
+    from llmagentos.distributed import connect
+
+    agent = build_agent(load_config(ROOT / "examples" / "configs" / "taxi.toml")).agent
+    ray = connect(num_cpus=os.cpu_count() or 2)
+    idle_mb = _rss_mb(RAY_PROCESSES)
+
+    def timed(backend: str, workers: int | None) -> tuple[float, list[tuple[float, int]]]:
+        agent.episode = -1
+        kwargs: dict[str, Any] = (
+            {} if backend == "local" else {"backend": "ray", "workers": workers}
+        )
+        started = time.perf_counter()
+        result = agent.run(episodes, seed=0, train=False, reseed="each", **kwargs)
+        seconds = time.perf_counter() - started
+        return seconds, [(e.total_reward, e.length) for e in result.episodes]
+
+    cases = ["serial", *(f"ray-{w}" for w in WORKERS)]
+    seconds: dict[str, list[float]] = {case: [] for case in cases}
+    reference: list[tuple[float, int]] | None = None
+    equal = True
+    timed("ray", 2)  # warm-up: the cluster's worker processes, imports
+    for repeat in range(repeats):
+        order = cases[repeat % len(cases) :] + cases[: repeat % len(cases)]
+        for case in order:
+            backend, workers = ("local", None) if case == "serial" else ("ray", int(case[4:]))
+            took, episodes_seen = timed(backend, workers)
+            seconds[case].append(took)
+            if reference is None:
+                reference = episodes_seen
+            equal = equal and episodes_seen == reference
+
+    @ray.remote
+    def noop() -> None:
+        return None
+
+    ray.get(noop.remote())
+    started = time.perf_counter()
+    for _ in range(200):
+        ray.get(noop.remote())
+    sync_ms = (time.perf_counter() - started) / 200 * 1000
+    started = time.perf_counter()
+    ray.get([noop.remote() for _ in range(1000)])
+    async_ms = (time.perf_counter() - started) / 1000 * 1000
+
+    # One chunk of the rollout: 16 chunks of one one-step episode on 2 workers.
+    started = time.perf_counter()
+    agent.run(16, seed=0, train=False, backend="ray", workers=2, max_steps=1)
+    run_overhead = time.perf_counter() - started
+
+    peak = [0.0]
+
+    def watch() -> None:
+        while not done:
+            peak[0] = max(peak[0], _rss_mb(RAY_PROCESSES))
+            time.sleep(0.2)
+
+    import threading
+
+    done = False
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    agent.run(episodes // 2, seed=0, train=False, backend="ray", workers=2)
+    done = True
+    watcher.join()
+    ray.shutdown()
+    return {
+        "episodes": episodes,
+        "repeats": repeats,
+        "seconds": seconds,
+        "equal_to_serial": equal,
+        "ray_sync_task_ms": sync_ms,
+        "ray_async_task_ms": async_ms,
+        "small_run_seconds": run_overhead,
+        "cluster_idle_mb": idle_mb,
+        "cluster_two_workers_mb": peak[0],
+        "cpus": os.cpu_count(),
+    }
+
+
+def _in_namespace(command: list[str]) -> list[str]:
+    if shutil.which("unshare") and shutil.which("ip"):
+        probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command]
+    return command
+
+
+def run(quick: bool) -> BenchResult:
+    """``bench/run.py``'s entry: the measurement in a child process, then the table."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return BenchResult(
+            NAME, "Ray not installed (pip install 'llmagentos[ray]')", ["case"], [], [
+                Check("ray_two_workers", "-", "-", None, TARGET, ">=", note="no ray")
+            ], {}, {},
+        )  # fmt: skip
+    episodes, repeats = (600, 1) if quick else (6000, 3)
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "ray.json"
+        command = [sys.executable, __file__, "--child", str(out), "--episodes", str(episodes),
+                   "--repeats", str(repeats)]  # fmt: skip
+        env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
+        done = subprocess.run(_in_namespace(command), capture_output=True, text=True, env=env,
+                              timeout=3600, check=False)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"the measurement failed:\n{done.stderr[-3000:]}")
+        data = json.loads(out.read_text())
+    return _result(data)
+
+
+def _result(data: dict[str, Any]) -> BenchResult:
+    seconds = data["seconds"]
+    serial = seconds["serial"]
+    n = data["episodes"]
+    rows = [["serial, this process", f"{n / statistics.median(serial):,.0f}", "1.00", "-"]]
+    ratios: dict[int, float] = {}
+    for workers in WORKERS:
+        mine = seconds[f"ray-{workers}"]
+        ratios[workers] = statistics.median(s / m for s, m in zip(serial, mine, strict=True))
+        rows.append(
+            [f"Ray, {workers} worker{'s' if workers > 1 else ''}",
+             f"{n / statistics.median(mine):,.0f}", f"{ratios[workers]:.2f}",
+             "episodes equal to serial" if data["equal_to_serial"] else "EPISODES DIFFER"]
+        )  # fmt: skip
+    sync, asynchronous = data["ray_sync_task_ms"], data["ray_async_task_ms"]
+    rows += [
+        ["Ray task, sync (ms)", f"{sync:.2f}", "-", f"Ray docs ~{RAY_DOCS['sync']} ms"],
+        ["Ray task, async (ms)", f"{asynchronous:.3f}", "-", f"Ray docs ~{RAY_DOCS['async']} ms"],
+        ["agent.run, 16 one-step episodes, 2 workers (s)", f"{data['small_run_seconds']:.2f}", "-",
+         "16 tasks of one episode"],
+        ["local cluster RSS, idle (MB)", f"{data['cluster_idle_mb']:,.0f}", "-", "-"],
+        ["local cluster RSS, 2 workers (MB)", f"{data['cluster_two_workers_mb']:,.0f}", "-", "-"],
+    ]  # fmt: skip
+    two = ratios[2] if data["equal_to_serial"] else None
+    checks = [
+        Check(
+            "ray_two_workers",
+            f"{n / statistics.median(seconds['ray-2']):,.0f} episodes/s on 2 workers",
+            f"{n / statistics.median(serial):,.0f} episodes/s serial",
+            two,
+            TARGET,
+            ">=",
+            note=f"{data['cpus']} CPUs; actor start-up included",
+        )
+    ]
+    return BenchResult(
+        name=NAME,
+        title=f"Taxi-v4 episodes on Ray against the serial loop ({n} episodes, median of "
+        f"{data['repeats']})",
+        columns=["case", "episodes/s (or value)", "x serial", "note"],
+        rows=rows,
+        checks=checks,
+        params={"episodes": n, "repeats": data["repeats"], "workers": list(WORKERS)},
+        data=data,
+        notes=[
+            "Every Ray run pickles the agent and sends it; evaluation chunks are tasks on "
+            "Ray's warm worker processes. That fixed cost (the 16-episode row) is in every "
+            "ratio. Memory: RSS summed over the local cluster's processes.",
+        ],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--episodes", type=int, default=6000, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        args.child.write_text(json.dumps(measure(args.episodes, args.repeats)))
+        return 0
+    started = time.perf_counter()
+    result = run(args.quick)
+    print_table(result)
+    path = args.out / f"{NAME}.json"
+    write_json(path, {"quick": args.quick, "seconds": time.perf_counter() - started,
+                      "environment": environment()} | result.to_dict())  # fmt: skip
+    console.print(f"{NAME}: wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
