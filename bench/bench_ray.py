@@ -10,7 +10,9 @@ run, as they are for a user. The episodes are checked equal to the
 serial ones. Repeats are interleaved (the order rotates); each ratio is the median of
 the per-repeat ratios.
 
-Also measured in the same run: Ray's own cost of a trivial task (sync: one at a time;
+Also measured in the same run: an agent step with its planner and learner in-process,
+behind our HTTP module service (``llmagentos serve``) and behind a Ray Serve deployment
+of the same service (``serve_modules``); Ray's own cost of a trivial task (sync: one at a time;
 async: 1000 submitted, then gathered), to set beside Ray's published microbenchmarks
 (about 1 ms and 0.12 ms per task on their machines); the cost of one chunk of
 ``agent.run(..., backend="ray")`` (one-step episodes); and the memory (RSS) of the local
@@ -121,6 +123,8 @@ def measure(episodes: int, repeats: int) -> dict[str, Any]:
     agent.run(16, seed=0, train=False, backend="ray", workers=2, max_steps=1)
     run_overhead = time.perf_counter() - started
 
+    module_calls = _module_calls(ray, repeats)
+
     peak = [0.0]
 
     def watch() -> None:
@@ -147,8 +151,57 @@ def measure(episodes: int, repeats: int) -> dict[str, Any]:
         "small_run_seconds": run_overhead,
         "cluster_idle_mb": idle_mb,
         "cluster_two_workers_mb": peak[0],
+        "module_step_us": module_calls,
         "cpus": os.cpu_count(),
     }
+
+
+def _module_calls(ray: Any, repeats: int) -> dict[str, float]:
+    """Microseconds per agent step with the planner and learner in-process, behind our
+    HTTP module service (``llmagentos serve``) and behind a Ray Serve deployment of
+    the same service: Taxi-v4, 3 episodes of at most 100 steps, seed 0."""
+    from llmagentos import Agent
+    from llmagentos._processes import free_port, start_server
+    from llmagentos.build import build_agent
+    from llmagentos.config import load_config
+    from llmagentos.distributed.serve import ServeSettings, serve_modules, stop_serving
+    from llmagentos.service import remote_modules
+
+    config_path = ROOT / "examples" / "configs" / "taxi.toml"
+    config = load_config(config_path)
+    process, http_url = start_server(["llmagentos", "serve", str(config_path)])
+    serve_url = serve_modules(config, kinds=["planning", "learning"], port=free_port(),
+                              settings=ServeSettings(cpus=0.5))  # fmt: skip
+
+    def with_remote(url: str) -> Agent:
+        built = build_agent(config)
+        planning, learning = remote_modules(url, "planning", "learning")
+        return Agent(built.agent.perception_module, planning, built.agent.execution_module,
+                     learning)  # fmt: skip
+
+    makers = {
+        "in-process": lambda: build_agent(config).agent,
+        "HTTP service": lambda: with_remote(http_url),
+        "Ray Serve": lambda: with_remote(serve_url),
+    }
+    per_step: dict[str, list[float]] = {name: [] for name in makers}
+    try:
+        for make in makers.values():  # warm-up: connections, replicas
+            make().run(1, seed=0, max_steps=20)
+        for repeat in range(max(3, repeats)):
+            names = list(makers)
+            for name in names[repeat % 3 :] + names[: repeat % 3]:
+                agent = makers[name]()
+                started = time.perf_counter()
+                result = agent.run(3, seed=0, max_steps=100)
+                took = time.perf_counter() - started
+                agent.close()
+                per_step[name].append(took / result.total_steps * 1e6)
+    finally:
+        stop_serving()
+        process.terminate()
+        process.wait(timeout=15)
+    return {name: statistics.median(values) for name, values in per_step.items()}
 
 
 def _in_namespace(command: list[str]) -> list[str]:
@@ -198,11 +251,17 @@ def _result(data: dict[str, Any]) -> BenchResult:
              "episodes equal to serial" if data["equal_to_serial"] else "EPISODES DIFFER"]
         )  # fmt: skip
     sync, asynchronous = data["ray_sync_task_ms"], data["ray_async_task_ms"]
+    local_step = data["module_step_us"]["in-process"]
     rows += [
         ["Ray task, sync (ms)", f"{sync:.2f}", "-", f"Ray docs ~{RAY_DOCS['sync']} ms"],
         ["Ray task, async (ms)", f"{asynchronous:.3f}", "-", f"Ray docs ~{RAY_DOCS['async']} ms"],
         ["agent.run, 16 one-step episodes, 2 workers (s)", f"{data['small_run_seconds']:.2f}", "-",
          "16 tasks of one episode"],
+        *[
+            [f"agent step, planner + learner: {name} (us)", f"{value:,.0f}",
+             f"{value / local_step:.0f}x local", "Taxi-v4, 3 x 100 steps"]
+            for name, value in data["module_step_us"].items()
+        ],
         ["local cluster RSS, idle (MB)", f"{data['cluster_idle_mb']:,.0f}", "-", "-"],
         ["local cluster RSS, 2 workers (MB)", f"{data['cluster_two_workers_mb']:,.0f}", "-", "-"],
     ]  # fmt: skip

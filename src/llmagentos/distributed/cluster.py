@@ -92,6 +92,9 @@ def connect(
     address = address or os.environ.get("RAY_ADDRESS") or None
     settings: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False} | init
     if address is None or address == "local":
+        # "local": a new instance even where `ray start` left one running, which
+        # ray.init() would otherwise join.
+        settings["address"] = "local"
         settings.setdefault("_node_ip_address", "127.0.0.1")
         if num_cpus is not None:
             settings["num_cpus"] = num_cpus
@@ -101,5 +104,11 @@ def connect(
     try:
         ray.init(address=address, **settings)
     except (ConnectionError, TimeoutError) as err:
-        raise ClusterUnreachable(address, timeout, str(err)) from err
+        reason = str(err)
+        if not os.environ.get("RAY_AUTH_TOKEN"):
+            reason += (
+                " (a head with token authentication, on by default in recent Ray, "
+                "needs its token here too: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN)"
+            )
+        raise ClusterUnreachable(address, timeout, reason) from err
     return ray

@@ -13,6 +13,7 @@ import pytest
 from llmagentos.build import build_agent
 from llmagentos.config import load_config
 from llmagentos.distributed.merge import find_q_tables
+from llmagentos.distributed.workers import NAME_PREFIX
 from llmagentos.types import EpisodeResult, RunResult
 
 TAXI = load_config("examples/configs/taxi.toml")
@@ -22,15 +23,38 @@ def same(result: RunResult) -> list[tuple[Any, ...]]:
     return [(e.episode, e.total_reward, e.length, e.seed) for e in result.episodes]
 
 
-def kill_with_ray(ray: Any) -> None:
-    [name, *_] = sorted(
-        n["name"] if isinstance(n, dict) else n for n in ray.util.list_named_actors()
-        if (n["name"] if isinstance(n, dict) else n).startswith("llmagentos-episodes-")
-    )  # fmt: skip
-    ray.kill(ray.get_actor(name))
+def named_workers(ray: Any) -> set[str]:
+    names = (n["name"] if isinstance(n, dict) else n for n in ray.util.list_named_actors())
+    return {name for name in names if name.startswith(NAME_PREFIX)}
 
 
-def kill_a_process(prefix: bytes) -> None:
+def live_actor(ray: Any, before: set[str]) -> Any:
+    """One of this run's actors (named since ``before``) that answers now (idle between
+    its chunk and the round's end), with its process id."""
+    handles = []
+    for name in sorted(named_workers(ray) - before):
+        try:
+            handles.append(ray.get_actor(name))
+        except ValueError:
+            continue  # ended meanwhile
+    refs = {handle.pid.remote(): handle for handle in handles}
+    ready, _ = ray.wait(list(refs), num_returns=1, timeout=60)
+    assert ready, "no worker of this run answered"
+    return refs[ready[0]], ray.get(ready[0])
+
+
+def kill_with_ray(ray: Any, before: set[str]) -> None:
+    handle, _ = live_actor(ray, before)
+    ray.kill(handle)
+
+
+def kill_a_worker_process(ray: Any, before: set[str]) -> None:
+    _, pid = live_actor(ray, before)
+    os.kill(pid, signal.SIGKILL)
+
+
+def kill_a_task_process(ray: Any, before: set[str]) -> None:
+    """SIGKILL a worker while it runs an evaluation task."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -38,25 +62,20 @@ def kill_a_process(prefix: bytes) -> None:
             command = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if command.startswith(prefix):
+        if command.startswith(b"ray::evaluate_chunk"):
             os.kill(int(entry.name), signal.SIGKILL)
             return
-    raise AssertionError(f"no {prefix!r} process found")
-
-
-def kill_a_worker_process(ray: Any) -> None:
-    kill_a_process(b"ray::EpisodeWorker")  # an actor (training)
-
-
-def kill_a_task_process(ray: Any) -> None:
-    kill_a_process(b"ray::evaluate_chunk")  # a task's worker, while it runs (evaluation)
+    raise AssertionError("no worker was running an evaluation task")
 
 
 def once(action: Any, ray: Any, seen: list[EpisodeResult]) -> Any:
+    """An ``on_episode`` that does ``action`` when the first episode arrives."""
+    before = named_workers(ray)
+
     def on_episode(episode: EpisodeResult) -> None:
         seen.append(episode)
         if len(seen) == 1:
-            action(ray)
+            action(ray, before)
 
     return on_episode
 
