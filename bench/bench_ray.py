@@ -11,10 +11,11 @@ serial ones. Repeats are interleaved (the order rotates); each ratio is the medi
 the per-repeat ratios.
 
 Also measured in the same run: an agent step with its planner and learner in-process,
-behind our HTTP module service (``llmagentos serve``) and behind a Ray Serve deployment
-of the same service (``serve_modules``); Ray's own cost of a trivial task (sync: one at a time;
-async: 1000 submitted, then gathered), to set beside Ray's published microbenchmarks
-(about 1 ms and 0.12 ms per task on their machines); the cost of one chunk of
+in a Ray actor reached by handle (``actor_modules``), behind our HTTP module service
+(``llmagentos serve``) and behind a Ray Serve deployment of the same service
+(``serve_modules``); Ray's own cost of a trivial task (sync: one at a time; async: 1000
+submitted, then gathered), to set beside Ray's published microbenchmarks (about 1 ms
+and 0.12 ms per task on their machines); the cost of one chunk of
 ``agent.run(..., backend="ray")`` (one-step episodes); and the memory (RSS) of the local
 cluster's processes, idle and with two workers holding an agent.
 
@@ -157,13 +158,15 @@ def measure(episodes: int, repeats: int) -> dict[str, Any]:
 
 
 def _module_calls(ray: Any, repeats: int) -> dict[str, float]:
-    """Microseconds per agent step with the planner and learner in-process, behind our
-    HTTP module service (``llmagentos serve``) and behind a Ray Serve deployment of
-    the same service: Taxi-v4, 3 episodes of at most 100 steps, seed 0."""
+    """Microseconds per agent step with the planner and learner in-process, in a Ray
+    actor reached by handle, behind our HTTP module service (``llmagentos serve``) and
+    behind a Ray Serve deployment of the same service: Taxi-v4, 3 episodes of at most
+    100 steps, seed 0."""
     from llmagentos import Agent
     from llmagentos._processes import free_port, start_server
     from llmagentos.build import build_agent
     from llmagentos.config import load_config
+    from llmagentos.distributed.actor_modules import actor_modules
     from llmagentos.distributed.serve import ServeSettings, serve_modules, stop_serving
     from llmagentos.service import remote_modules
 
@@ -179,8 +182,17 @@ def _module_calls(ray: Any, repeats: int) -> dict[str, float]:
         return Agent(built.agent.perception_module, planning, built.agent.execution_module,
                      learning)  # fmt: skip
 
+    host = actor_modules(config, "planning", cpus=0.5)[0].client.actor
+
+    def in_actor() -> Agent:
+        built = build_agent(config)
+        planning, learning = actor_modules(config, "planning", "learning", actor=host)
+        return Agent(built.agent.perception_module, planning, built.agent.execution_module,
+                     learning)  # fmt: skip
+
     makers = {
         "in-process": lambda: build_agent(config).agent,
+        "Ray actor (handle)": in_actor,
         "HTTP service": lambda: with_remote(http_url),
         "Ray Serve": lambda: with_remote(serve_url),
     }
@@ -190,7 +202,7 @@ def _module_calls(ray: Any, repeats: int) -> dict[str, float]:
             make().run(1, seed=0, max_steps=20)
         for repeat in range(max(3, repeats)):
             names = list(makers)
-            for name in names[repeat % 3 :] + names[: repeat % 3]:
+            for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
                 agent = makers[name]()
                 started = time.perf_counter()
                 result = agent.run(3, seed=0, max_steps=100)
@@ -198,6 +210,7 @@ def _module_calls(ray: Any, repeats: int) -> dict[str, float]:
                 agent.close()
                 per_step[name].append(took / result.total_steps * 1e6)
     finally:
+        ray.kill(host)
         stop_serving()
         process.terminate()
         process.wait(timeout=15)
