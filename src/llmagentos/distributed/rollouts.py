@@ -251,9 +251,7 @@ class _Rollout:
         pending: dict[Any, _Chunk] = {}
 
         def submit(chunk: _Chunk) -> None:
-            seeds = [
-                None if self.seed is None else self.seed + i for i in range(chunk.first, chunk.stop)
-            ]
+            seeds = self._seeds(chunk)
             ref = task.remote(self.payload, chunk.first, seeds, self.max_steps, self.base)
             pending[ref] = chunk
 

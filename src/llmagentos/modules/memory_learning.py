@@ -204,7 +204,7 @@ class MemoryLearning(LearningModule):
     def flush(self) -> dict[str, Any] | None:
         """Write what the episode so far taught; ``None`` when there is nothing to write."""
         steps, self._steps = self._steps, []
-        self._tracker = LessonTracker()
+        tracker, self._tracker = self._tracker, LessonTracker()
         early, self._early = self._early, {}
         if not steps:
             return None
@@ -218,6 +218,7 @@ class MemoryLearning(LearningModule):
                 action_names=self.action_names,
                 episode=tag,
                 metadata=self.metadata,
+                tracker=tracker,
             )
             if self.lessons
             else []

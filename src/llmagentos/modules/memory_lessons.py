@@ -236,6 +236,7 @@ def distill(
     action_names: Sequence[str],
     episode: str,
     metadata: Mapping[str, Any] | None = None,
+    tracker: LessonTracker | None = None,
 ) -> list[NewMemory]:
     """The episode's lessons as skill memories (see the module docstring).
 
@@ -245,11 +246,14 @@ def distill(
         action_names: names of the actions, by index.
         episode: the episode's tag (metadata ``episode``).
         metadata: more metadata every lesson carries (a layout, a seed).
+        tracker: a tracker that has already seen exactly these steps (a learner's own),
+            so they are not gone through again.
     """
     outcome = episode_outcome(steps)
-    tracker = LessonTracker()
-    for step in steps:
-        tracker.add(step)
+    if tracker is None:
+        tracker = LessonTracker()
+        for step in steps:
+            tracker.add(step)
     lessons = []
     for (state, action, effect), extent in tracker.finish(outcome).items():
         step = next(s for s in steps if s.state == state and s.action == action)
