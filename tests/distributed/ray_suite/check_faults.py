@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +55,21 @@ def kill_a_worker_process(ray: Any, before: set[str]) -> None:
 
 
 def kill_a_task_process(ray: Any, before: set[str]) -> None:
-    """SIGKILL a worker while it runs an evaluation task."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if command.startswith(b"ray::evaluate_chunk"):
-            os.kill(int(entry.name), signal.SIGKILL)
-            return
+    """SIGKILL a worker while it runs an evaluation task (between two chunks no worker
+    does, so look again for a few seconds)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if command.startswith(b"ray::evaluate_chunk"):
+                os.kill(int(entry.name), signal.SIGKILL)
+                return
+        time.sleep(0.005)
     raise AssertionError("no worker was running an evaluation task")
 
 
