@@ -106,18 +106,7 @@ def measure(episodes: int, repeats: int) -> dict[str, Any]:
                 reference = episodes_seen
             equal = equal and episodes_seen == reference
 
-    @ray.remote
-    def noop() -> None:
-        return None
-
-    ray.get(noop.remote())
-    started = time.perf_counter()
-    for _ in range(200):
-        ray.get(noop.remote())
-    sync_ms = (time.perf_counter() - started) / 200 * 1000
-    started = time.perf_counter()
-    ray.get([noop.remote() for _ in range(1000)])
-    async_ms = (time.perf_counter() - started) / 1000 * 1000
+    sync_ms, async_ms = _task_overhead(ray)
 
     # One chunk of the rollout: 16 chunks of one one-step episode on 2 workers.
     started = time.perf_counter()
@@ -125,6 +114,7 @@ def measure(episodes: int, repeats: int) -> dict[str, Any]:
     run_overhead = time.perf_counter() - started
 
     module_calls = _module_calls(ray, repeats)
+    kernel_calls = _kernel_calls(repeats)
 
     peak = [0.0]
 
@@ -153,6 +143,7 @@ def measure(episodes: int, repeats: int) -> dict[str, Any]:
         "cluster_idle_mb": idle_mb,
         "cluster_two_workers_mb": peak[0],
         "module_step_us": module_calls,
+        "kernel_call_us": kernel_calls,
         "cpus": os.cpu_count(),
     }
 
@@ -217,6 +208,77 @@ def _module_calls(ray: Any, repeats: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in per_step.items()}
 
 
+def _task_overhead(ray: Any) -> tuple[float, float]:
+    """Milliseconds per trivial Ray task: one at a time, and 1,000 at once."""
+
+    @ray.remote
+    def noop() -> None:
+        return None
+
+    ray.get(noop.remote())
+    started = time.perf_counter()
+    for _ in range(200):
+        ray.get(noop.remote())
+    sync_ms = (time.perf_counter() - started) / 200 * 1000
+    started = time.perf_counter()
+    ray.get([noop.remote() for _ in range(1000)])
+    return sync_ms, (time.perf_counter() - started) / 1000 * 1000
+
+
+def _ok(request: Any) -> str:
+    return "ok"
+
+
+def _echo_model() -> Any:
+    from llmagentos.llm.testing import FunctionModel
+
+    return FunctionModel(_ok, model_id="bench:echo")
+
+
+def _kernel_calls(repeats: int) -> dict[str, float]:
+    """Microseconds per model call on a trivial backend: through this process's
+    scheduler, and through the cluster's kernel (actor hop, then a host actor's), one at
+    a time and 32 at once."""
+    import asyncio
+
+    from llmagentos.distributed.cluster_kernel import (
+        ClusterModel,
+        start_cluster_kernel,
+        stop_cluster_kernel,
+    )
+    from llmagentos.kernel.scheduler import Scheduler
+    from llmagentos.llm import Message, ModelRequest
+
+    kernel = start_cluster_kernel(route_driver=False)
+    kernel.add_backend("bench:echo", _echo_model, max_in_flight=32)
+    local = Scheduler({"bench:echo": _echo_model()}, max_in_flight=32).model_for("bench")
+    remote = ClusterModel("bench:echo", agent="bench")
+
+    def request(i: int) -> ModelRequest:
+        return ModelRequest(messages=(Message.user(f"call {i}"),))
+
+    async def serial(model: Any, n: int) -> float:
+        started = time.perf_counter()
+        for i in range(n):
+            await model.arequest(request(i))
+        return (time.perf_counter() - started) / n * 1e6
+
+    async def concurrent(model: Any, n: int) -> float:
+        started = time.perf_counter()
+        await asyncio.gather(*(model.arequest(request(i)) for i in range(n)))
+        return (time.perf_counter() - started) / n * 1e6
+
+    found: dict[str, list[float]] = {k: [] for k in ("local", "cluster", "local_32", "cluster_32")}
+    asyncio.run(serial(remote, 50))  # warm-up: the kernel's backend and host start
+    for _ in range(max(3, repeats)):
+        found["local"].append(asyncio.run(serial(local, 2000)))
+        found["cluster"].append(asyncio.run(serial(remote, 300)))
+        found["local_32"].append(asyncio.run(concurrent(local, 3200)))
+        found["cluster_32"].append(asyncio.run(concurrent(remote, 960)))
+    stop_cluster_kernel()
+    return {name: statistics.median(values) for name, values in found.items()}
+
+
 def _in_namespace(command: list[str]) -> list[str]:
     if shutil.which("unshare") and shutil.which("ip"):
         probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True, check=False)
@@ -249,6 +311,20 @@ def run(quick: bool) -> BenchResult:
     return _result(data)
 
 
+def _kernel_rows(calls: dict[str, float] | None) -> list[list[str]]:
+    if not calls:
+        return []
+    return [
+        ["model call, this process's scheduler (us)", f"{calls['local']:,.0f}", "-",
+         "trivial backend, one at a time"],
+        ["model call, the cluster's kernel (us)", f"{calls['cluster']:,.0f}",
+         f"{calls['cluster'] / calls['local']:.0f}x local", "driver -> kernel -> host actor"],
+        ["model call, 32 at once, this process (us/call)", f"{calls['local_32']:,.1f}", "-", "-"],
+        ["model call, 32 at once, cluster kernel (us/call)", f"{calls['cluster_32']:,.0f}",
+         f"{calls['cluster_32'] / calls['local_32']:.0f}x local", "-"],
+    ]  # fmt: skip
+
+
 def _result(data: dict[str, Any]) -> BenchResult:
     seconds = data["seconds"]
     serial = seconds["serial"]
@@ -275,6 +351,7 @@ def _result(data: dict[str, Any]) -> BenchResult:
              f"{value / local_step:.0f}x local", "Taxi-v4, 3 x 100 steps"]
             for name, value in data["module_step_us"].items()
         ],
+        *_kernel_rows(data.get("kernel_call_us")),
         ["local cluster RSS, idle (MB)", f"{data['cluster_idle_mb']:,.0f}", "-", "-"],
         ["local cluster RSS, 2 workers (MB)", f"{data['cluster_two_workers_mb']:,.0f}", "-", "-"],
     ]  # fmt: skip

@@ -131,8 +131,23 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _restore_error(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """Rebuild a pickled error without calling its ``__init__`` (whose signature is its own)."""
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class LLMAgentOSError(Exception):
-    """Base class of every error llmagentos raises on purpose."""
+    """Base class of every error llmagentos raises on purpose.
+
+    Every subclass pickles with its attributes, whatever its ``__init__`` takes, so an
+    error raised in another process (a Ray worker, the cluster's kernel) arrives whole.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore_error, (type(self), self.args, dict(self.__dict__)))
 
 
 class ConfigError(LLMAgentOSError, ValueError):

@@ -14,6 +14,7 @@ from llmagentos.distributed.cluster import ClusterUnreachable, connect, parse_ad
 from llmagentos.distributed.merge import _merge_table
 from llmagentos.distributed.population import spread, t975
 from llmagentos.exceptions import ConfigError, MissingExtraError
+from llmagentos.llm import FunctionModel, Message, ModelRequest
 from llmagentos.rl.qtable import QTable
 
 
@@ -102,3 +103,48 @@ def test_a_population_refuses_bad_settings(tmp_path: Any) -> None:
     with pytest.raises(ConfigError) as caught:
         run_population([config], backend="dask")
     assert caught.value.field == "backend"
+
+
+def test_a_kernel_handle_is_sent_by_its_id_and_made_again_on_arrival() -> None:
+    import pickle
+
+    from llmagentos.distributed.pickling import dumps
+    from llmagentos.kernel.default import agent_model, kernel, route_models
+
+    handle = agent_model("openai:gpt-test", agent="sender", token_budget=500)
+    again = pickle.loads(dumps({"model": handle}))["model"]
+    assert again is not handle and again.inner.scheduler is kernel()  # no lock was copied
+    assert again.inner.agent == "sender" and again.inner.backend == "openai:gpt-test"
+    assert kernel().state()["agents"]["sender"]["token_budget"] == 500
+
+    made: list[tuple[str, dict[str, Any]]] = []
+
+    def route(model: str, **who: Any) -> Any:
+        made.append((model, who))
+        return FunctionModel(lambda request: "routed")
+
+    route_models(route)  # what a Ray worker does before it unpickles an agent
+    try:
+        there = pickle.loads(dumps(handle))
+    finally:
+        route_models(None)
+    assert there.request(ModelRequest(messages=(Message.user("hi"),))).text == "routed"
+    assert made == [("openai:gpt-test", {"agent": "sender", "priority": 0, "weight": 1.0,
+                                         "token_budget": 500})]  # fmt: skip
+
+
+def test_errors_cross_processes_whole() -> None:
+    import pickle
+
+    from llmagentos.exceptions import BudgetExceeded, ModelTimeoutError
+
+    for error in (
+        BudgetExceeded("a", "tokens", 10, 12),
+        ModelTimeoutError("late", model="m"),
+        NotSerializable("the module", "planning.model._lock", "TypeError: no"),
+        ClusterUnreachable("127.0.0.1:1", 1.5, "refused"),
+        ConfigError("agent.alpha", "must be > 0"),
+    ):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and str(back) == str(error)
+        assert vars(back) == vars(error)

@@ -124,6 +124,26 @@ async def test_max_in_flight_per_backend() -> None:
     assert scheduler.state()["agents"]["a"]["completed"] == 60
 
 
+async def test_a_backend_that_grows_lets_waiting_calls_run_at_once() -> None:
+    backend = Backend()
+    scheduler = Scheduler({"pool": FunctionModel(backend)}, max_in_flight=1)
+    blocker = await hold_the_slot(backend, scheduler)
+    waiting = [
+        asyncio.create_task(scheduler.model_for("b").arequest(ask("gate"))) for _ in range(2)
+    ]
+    await until(lambda: scheduler.state()["backends"]["pool"]["waiting"] == 2)
+    scheduler.set_max_in_flight("pool", 3)  # a second and third host came up
+    await until(lambda: backend.running == 3)  # both waiting calls got the new slots
+    assert scheduler.state()["backends"]["pool"]["max_in_flight"] == 3
+    assert backend.gate is not None
+    backend.gate.set()
+    await asyncio.gather(blocker, *waiting)
+    with pytest.raises(ConfigError):
+        scheduler.set_max_in_flight("pool", 0)
+    with pytest.raises(UnknownBackendError):
+        scheduler.set_max_in_flight("nosuch", 2)
+
+
 # -- order: priorities, fairness, weights ---------------------------------------------------
 
 

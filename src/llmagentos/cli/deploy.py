@@ -104,12 +104,60 @@ def status_command(
         table.add_column(column)
     for process in state["processes"]:
         running = process_alive(int(process["pid"]))
-        try:
-            ready = httpx.get(f"{process['url']}/readyz", timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            ready = False
         table.add_row(
             process["role"], process["url"], str(process["pid"]),
-            "yes" if running else "[red]no[/]", "yes" if ready else "[red]no[/]",
+            "yes" if running else "[red]no[/]", _ready(process["url"]),
         )  # fmt: skip
+    ray_state = state.get("ray")
+    if isinstance(ray_state, dict):
+        for service, url in ray_state.get("urls", {}).items():
+            table.add_row(f"{service} (Ray Serve)", url, "-", "-", _ready(url))
     stdout().print(table)
+    if isinstance(ray_state, dict):
+        _print_cluster(ray_state)
+
+
+def _ready(url: str) -> str:
+    try:
+        ready = httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        ready = False
+    return "yes" if ready else "[red]no[/]"
+
+
+def _print_cluster(ray_state: dict[str, object]) -> None:
+    """The cluster's nodes and resources, and where each module runs."""
+    from llmagentos.deploy.ray_placement import cluster_report
+
+    apps = ray_state.get("apps")
+    try:
+        report = cluster_report(str(ray_state["address"]), apps if isinstance(apps, dict) else {})
+    except LLMAgentOSError as err:
+        stdout().print(f"[red]Ray cluster at {ray_state.get('address')}: {err}[/]")
+        return
+    resources, available = report["resources"], report["available"]
+    nodes = Table(box=box.SIMPLE_HEAD, title=f"Ray cluster {report['address']}")
+    for column in ("node", "address", "alive", "CPU", "memory GiB"):
+        nodes.add_column(column)
+    for node in report["nodes"]:
+        res = node["resources"]
+        nodes.add_row(
+            node["id"][:12], str(node["address"]), "yes" if node["alive"] else "[red]no[/]",
+            f"{res.get('CPU', 0):g}", f"{res.get('memory', 0) / 2**30:.1f}",
+        )  # fmt: skip
+    stdout().print(nodes)
+    stdout().print(
+        f"CPU {available.get('CPU', 0):g} of {resources.get('CPU', 0):g} free; "
+        f"memory {available.get('memory', 0) / 2**30:.1f} of "
+        f"{resources.get('memory', 0) / 2**30:.1f} GiB free",
+        highlight=False,
+    )
+    placed = Table(box=box.SIMPLE_HEAD, title="where each module runs")
+    for column in ("what", "actor", "node", "address", "pid"):
+        placed.add_column(column)
+    for item in report["placed"]:
+        placed.add_row(
+            item["what"], item["actor"], (item.get("node") or "?")[:12],
+            str(item.get("node_address")), str(item.get("pid")),
+        )  # fmt: skip
+    stdout().print(placed)

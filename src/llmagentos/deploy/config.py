@@ -21,6 +21,28 @@ Example (TOML)::
 
 Paths are relative to the deployment file.
 
+``placement = "ray"`` runs the services on Ray Serve instead of as local processes
+(docs/distributed.md)::
+
+    placement = "ray"
+
+    [ray]
+    address = "127.0.0.1:6379"        # optional: a running cluster (default: a new
+                                      # local instance, stopped with the deployment)
+    serve_port = 8000                 # Serve's HTTP proxy on 127.0.0.1 (0: any free)
+
+    [[services]]
+    name = "planning"
+    config = "../configs/taxi.toml"
+    modules = "planning"
+    replicas = 2                      # Serve replicas (or autoscaling = {...})
+    cpus = 0.5                        # each replica's CPUs
+    max_ongoing_requests = 32
+    state_store = "sessions.db"       # needed past one replica (or a redis:// URL)
+
+The gateway stays a local process in front of Serve's proxy, with the same routes,
+auth and limits.
+
 With auth (``keys`` or ``[gateway.jwt]``), ``llmagentos up`` makes a random principal
 secret for the deployment, gives it to the gateway and every service in their
 environment only, and starts the services with ``--require-principal``: they then
@@ -43,7 +65,14 @@ from llmagentos.exceptions import ConfigError, LLMAgentOSError
 from llmagentos.gateway.balancer import BALANCING
 from llmagentos.gateway.registry import check_service_name
 
-__all__ = ["DeployConfig", "ServiceSpec", "gateway_table", "load_deploy_config"]
+__all__ = [
+    "PLACEMENTS",
+    "DeployConfig",
+    "RaySpec",
+    "ServiceSpec",
+    "gateway_table",
+    "load_deploy_config",
+]
 
 _KINDS = ("perception", "planning", "execution", "learning")
 
@@ -57,6 +86,22 @@ class ServiceSpec:
     balancing: str | None = None  # None: the gateway's default
     memory: str | None = None  # a SQLite path (absolute) or a postgresql:// URL
     embedder: str | None = None
+    # placement = "ray" only: Serve's settings of the service's deployment
+    cpus: float = 1.0
+    max_ongoing_requests: int = 100
+    autoscaling: dict[str, Any] | None = None
+    state_store: str | None = None  # a SQLite path (absolute) or a redis:// URL
+
+
+PLACEMENTS = ("processes", "ray")
+
+
+@dataclass(frozen=True, slots=True)
+class RaySpec:
+    """Where ``placement = "ray"`` runs: a cluster's head, or a new local instance."""
+
+    address: str | None = None
+    serve_port: int = 8000
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +112,8 @@ class DeployConfig:
     source: Path
     #: the gateway's own ``[gateway]`` settings, paths absolute
     gateway_settings: dict[str, Any] = field(default_factory=dict)
+    placement: str = "processes"
+    ray: RaySpec | None = None  # set with placement = "ray"
 
     @property
     def has_auth(self) -> bool:
@@ -138,7 +185,45 @@ def _int(value: Any, field: str, low: int, high: int) -> int:
     return value
 
 
-def _service(spec: dict[str, Any], where: str, base: Path, built: set[Path]) -> ServiceSpec:
+_RAY_FIELDS = ("cpus", "max_ongoing_requests", "autoscaling", "state_store")
+
+
+def _ray_settings(spec: dict[str, Any], where: str, base: Path, replicas: int) -> dict[str, Any]:
+    """A service's Serve settings, checked as Serve will take them."""
+    from llmagentos.distributed.serve import ServeSettings
+
+    cpus = spec.get("cpus", 1.0)
+    if isinstance(cpus, bool) or not isinstance(cpus, int | float) or not 0 <= cpus <= 1024:
+        raise ConfigError(f"{where}.cpus", f"must be a number in [0, 1024] (got {cpus!r})")
+    ongoing = _int(
+        spec.get("max_ongoing_requests", 100), f"{where}.max_ongoing_requests", 1, 100_000
+    )
+    autoscaling = spec.get("autoscaling")
+    if autoscaling is not None and not isinstance(autoscaling, dict):
+        raise ConfigError(f"{where}.autoscaling", "must be a table of Serve's autoscaling_config")
+    store = spec.get("state_store")
+    if store is not None:
+        if not isinstance(store, str) or not store:
+            raise ConfigError(
+                f"{where}.state_store", f"a SQLite path or redis:// URL (got {store!r})"
+            )
+        if not store.startswith(("redis://", "rediss://", "unix://")):
+            store = str((base / store).resolve())
+    settings = ServeSettings(
+        num_replicas=replicas, max_ongoing_requests=ongoing, autoscaling=autoscaling,
+        cpus=float(cpus), state_store=store,
+    )  # fmt: skip
+    try:
+        settings.check()
+    except ConfigError as err:
+        raise ConfigError(f"{where}.{err.field}", err.problem) from err
+    return {"cpus": float(cpus), "max_ongoing_requests": ongoing, "autoscaling": autoscaling,
+            "state_store": store}  # fmt: skip
+
+
+def _service(
+    spec: dict[str, Any], where: str, base: Path, built: set[Path], placement: str
+) -> ServiceSpec:
     """One ``[[services]]`` table, its run config built once to fail before anything starts."""
     from llmagentos.build import build_agent
     from llmagentos.config import load_config
@@ -146,8 +231,16 @@ def _service(spec: dict[str, Any], where: str, base: Path, built: set[Path]) -> 
     if not isinstance(spec, dict):
         raise ConfigError(where, "must be a [[services]] table")
     fields = {"name", "config", "modules", "replicas", "balancing", "memory", "embedder"}
-    for key in sorted(set(spec) - fields):
+    for key in sorted(set(spec) - fields - set(_RAY_FIELDS)):
         raise ConfigError(f"{where}.{key}", "unknown field")
+    if placement != "ray":
+        for key in _RAY_FIELDS:
+            if key in spec:
+                raise ConfigError(f"{where}.{key}", 'a Serve setting: needs placement = "ray"')
+    elif "memory" in spec:
+        raise ConfigError(
+            f"{where}.memory", 'memory is served with placement = "processes" (not on Ray yet)'
+        )
     service = check_service_name(str(spec.get("name", "")), field_name=f"{where}.name")
     if "config" not in spec:
         raise ConfigError(f"{where}.config", "required field is missing")
@@ -188,7 +281,27 @@ def _service(spec: dict[str, Any], where: str, base: Path, built: set[Path]) -> 
                 make_embedder(str(embedder)).close()
             except LLMAgentOSError as err:
                 raise ConfigError(f"{where}.embedder", str(err)) from err
-    return ServiceSpec(service, config, modules, replicas, balancing, memory, embedder)
+    ray = _ray_settings(spec, where, base, replicas) if placement == "ray" else {}
+    return ServiceSpec(service, config, modules, replicas, balancing, memory, embedder, **ray)
+
+
+def _ray_spec(table: Any) -> RaySpec:
+    from llmagentos.distributed.cluster import parse_address
+
+    if not isinstance(table, dict):
+        raise ConfigError("ray", "must be a table ([ray])")
+    for key in sorted(set(table) - {"address", "serve_port"}):
+        raise ConfigError(f"ray.{key}", "unknown field")
+    address = table.get("address")
+    if address is not None:
+        if not isinstance(address, str):
+            raise ConfigError("ray.address", f"host:port of a Ray head (got {address!r})")
+        try:
+            parse_address(address)
+        except ConfigError as err:
+            raise ConfigError("ray.address", err.problem) from err
+    port = _int(table.get("serve_port", 8000), "ray.serve_port", 0, 65535)
+    return RaySpec(address, port)
 
 
 def load_deploy_config(path: str | Path) -> DeployConfig:
@@ -201,7 +314,7 @@ def load_deploy_config(path: str | Path) -> DeployConfig:
         raise ConfigError("", f"{path}: no such file") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError("", f"{path}: invalid TOML: {err}") from err
-    unknown = sorted(set(data) - {"name", "gateway", "services"})
+    unknown = sorted(set(data) - {"name", "gateway", "services", "placement", "ray"})
     if unknown:
         raise ConfigError(unknown[0], "unknown field")
     name = str(data.get("name", source.stem))
@@ -212,9 +325,15 @@ def load_deploy_config(path: str | Path) -> DeployConfig:
         raise ConfigError("gateway", "must be a table ([gateway])")
     port = _int(gateway.get("port", 8080), "gateway.port", 0, 65535)
     settings = _gateway_settings(gateway, source.parent)
+    placement = data.get("placement", "processes")
+    if placement not in PLACEMENTS:
+        raise ConfigError("placement", f"one of {', '.join(PLACEMENTS)} (got {placement!r})")
+    if "ray" in data and placement != "ray":
+        raise ConfigError("ray", 'settings of placement = "ray"')
+    ray = _ray_spec(data.get("ray", {})) if placement == "ray" else None
     built: set[Path] = set()
     services = [
-        _service(spec, f"services[{index}]", source.parent, built)
+        _service(spec, f"services[{index}]", source.parent, built, placement)
         for index, spec in enumerate(data.get("services", []))
     ]
     names = [s.name for s in services]
@@ -222,4 +341,4 @@ def load_deploy_config(path: str | Path) -> DeployConfig:
         raise ConfigError("services", f"service names must be distinct (got {names})")
     if not services:
         raise ConfigError("services", "a deployment needs at least one [[services]] table")
-    return DeployConfig(name, port, tuple(services), source, settings)
+    return DeployConfig(name, port, tuple(services), source, settings, placement, ray)

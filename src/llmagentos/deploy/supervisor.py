@@ -7,6 +7,10 @@ It then stays in the foreground; Ctrl-C, SIGTERM or ``llmagentos down NAME`` sto
 the gateway first (in-flight requests finish, new ones are refused), then the services.
 If any process fails to start, everything already started is stopped again.
 
+With ``placement = "ray"`` the services run on Ray Serve instead
+(:mod:`llmagentos.deploy.ray_placement`); the gateway is still a local process, in
+front of Serve's proxy, and the state file records the cluster's address.
+
 A deployment whose gateway authenticates callers gets a random principal secret of its
 own, made at ``up``: it reaches the gateway and every service in their environment
 only (never a command line, a file or the state file), and the services run with
@@ -30,6 +34,7 @@ from typing import Any
 
 from llmagentos._processes import free_port, wait_ready
 from llmagentos.deploy.config import DeployConfig, ServiceSpec, gateway_table
+from llmagentos.deploy.ray_placement import RayServices
 from llmagentos.exceptions import DeployError
 from llmagentos.principal import SECRET_ENV
 
@@ -65,6 +70,7 @@ class Deployment:
     log: Callable[[str], None] = print
     processes: list[Process] = field(default_factory=list)
     gateway_url: str = ""
+    ray: RayServices | None = None
     _secret: str | None = field(default=None, repr=False)
 
     def prepare(self) -> None:
@@ -77,7 +83,10 @@ class Deployment:
         """Start everything and wait until it is ready; on failure stop what started."""
         self.prepare()
         try:
-            services = self._start_services(ready_timeout)
+            if self.config.placement == "ray":
+                services = self._start_on_ray(ready_timeout)
+            else:
+                services = self._start_services(ready_timeout)
             self._start_gateway(services, ready_timeout)
         except BaseException:
             self.down()
@@ -141,6 +150,24 @@ class Deployment:
             self.log(f"ready: {process.role} at {process.url}")
         return started
 
+    def _start_on_ray(self, timeout: float) -> dict[str, list[str]]:
+        from llmagentos.distributed.serve import STATE_SECRET_ENV
+
+        self.ray = RayServices(self.config, log=self.log)
+        env = {SECRET_ENV: self._secret} if self._secret is not None else {}
+        if any(spec.state_store is not None for spec in self.config.services):
+            # Sessions are sealed: with the operator's secret they outlive the deployment,
+            # else with one of the deployment's own (reaching the replicas' environment only).
+            env[STATE_SECRET_ENV] = os.environ.get(STATE_SECRET_ENV) or secrets.token_urlsafe(32)
+        services = self.ray.start(env, require_principal=self.config.has_auth)
+        for name, urls in services.items():
+            try:
+                wait_ready(urls[0], timeout=timeout)
+            except DeployError as err:
+                raise DeployError(f"{name} on Ray Serve: {err}") from err
+            self.log(f"ready: {name} at {urls[0]} (Ray Serve)")
+        return services
+
     def _start_gateway(self, services: dict[str, list[str]], timeout: float) -> None:
         config = self.state_dir / f"{self.config.name}.gateway.toml"
         config.write_text(self.gateway_config(services), encoding="utf-8")
@@ -164,8 +191,11 @@ class Deployment:
             "source": str(self.config.source),
             "gateway": self.gateway_url,
             "supervisor": os.getpid(),
+            "placement": self.config.placement,
             "processes": [p.to_dict() for p in self.processes],
         }
+        if self.ray is not None:
+            state["ray"] = self.ray.state()
         target = state_path(self.config.name, self.state_dir)
         temporary = target.with_suffix(".tmp")
         temporary.write_text(json.dumps(state, indent=2), encoding="utf-8")
@@ -184,6 +214,8 @@ class Deployment:
         """Stop the gateway first, then the services; remove the state file."""
         ordered = sorted(self.processes, key=lambda p: p.role != "gateway")
         _stop_pids([p.pid for p in ordered if p.pid])
+        if self.ray is not None:
+            self.ray.stop()
         state_path(self.config.name, self.state_dir).unlink(missing_ok=True)
         self.processes.clear()
 

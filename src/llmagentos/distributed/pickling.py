@@ -4,14 +4,22 @@ Ray ships objects with cloudpickle. A module holding a lock, an open file, a dat
 connection or a loaded model cannot go; :func:`check_serializable` finds the first
 attribute path that will not pickle, so the error names it (``planning.model._lock``)
 instead of Ray's traceback from deep inside a worker.
+
+One thing goes by reference: an agent's handle on the process kernel (what a planner
+built from a model id holds) is sent as its model id, agent and limits, and made again
+on arrival (:func:`~llmagentos.kernel.default.scheduled_handle`): on a worker that uses
+the cluster's kernel, a handle on it.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from typing import Any
 
 from llmagentos.exceptions import LLMAgentOSError
+from llmagentos.kernel.default import is_process_kernel, scheduled_handle
+from llmagentos.kernel.handle import ScheduledModel
 
 __all__ = ["NotSerializable", "check_serializable", "dumps"]
 
@@ -29,11 +37,37 @@ class NotSerializable(LLMAgentOSError, TypeError):
         )
 
 
-def dumps(value: Any) -> bytes:
-    """``value`` pickled the way Ray pickles it."""
+def _handle_again(
+    model: str, agent: str, priority: int, weight: float, token_budget: int | None
+) -> Any:
+    return scheduled_handle(
+        model, agent=agent, priority=priority, weight=weight, token_budget=token_budget
+    )
+
+
+def _pickler_class() -> type:
     import cloudpickle  # Ray's dependency
 
-    return bytes(cloudpickle.dumps(value))
+    class KernelAwarePickler(cloudpickle.CloudPickler):  # type: ignore[misc]
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is ScheduledModel and is_process_kernel(obj.scheduler):
+                budget = obj._agent.token_budget
+                return _handle_again, (obj.backend, obj.agent, obj.priority, obj.weight, budget)
+            return super().reducer_override(obj)
+
+    return KernelAwarePickler
+
+
+_PICKLER: list[type] = []
+
+
+def dumps(value: Any) -> bytes:
+    """``value`` pickled the way Ray pickles it, kernel handles by reference."""
+    if not _PICKLER:
+        _PICKLER.append(_pickler_class())
+    buffer = io.BytesIO()
+    _PICKLER[0](buffer, protocol=5).dump(value)
+    return buffer.getvalue()
 
 
 def _children(value: Any) -> list[tuple[str, Any]]:

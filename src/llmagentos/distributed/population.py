@@ -61,6 +61,14 @@ def _run_member(config: RunConfig) -> tuple[ExperimentResult, dict[str, bytes], 
     return result, files, node
 
 
+def _run_member_on_ray(config: RunConfig) -> tuple[ExperimentResult, dict[str, bytes], str]:
+    """:func:`_run_member` on a Ray worker, whose agents share the cluster's kernel."""
+    from llmagentos.distributed.cluster_kernel import route_here
+
+    route_here()
+    return _run_member(config)
+
+
 def _absolute(config: RunConfig) -> RunConfig:
     """The config with its output folder absolute: a worker's working folder differs."""
     folder = config.output_dir().resolve()
@@ -117,7 +125,7 @@ def _run_on_ray(
     ray = connect(address)
     for config in members:
         check_serializable(config, f"the config of {config.name!r}")
-    task = ray.remote(num_cpus=1, max_retries=1)(_run_member)
+    task = ray.remote(num_cpus=1, max_retries=1)(_run_member_on_ray)
     pending = {task.remote(config): index for index, config in enumerate(members)}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)

@@ -15,6 +15,7 @@ loads and saves its session there, as replicas behind the gateway do.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from llmagentos.config import RunConfig
 from llmagentos.distributed.cluster import connect
 from llmagentos.distributed.pickling import check_serializable
 from llmagentos.exceptions import ConfigError, MissingExtraError
+
+STATE_SECRET_ENV = "LLMAGENTOS_STATE_SECRET"
 
 __all__ = ["ServeSettings", "module_deployment", "serve_modules", "stop_serving"]
 
@@ -54,6 +57,8 @@ class ServeSettings:
     state_secret: str | None = None
     service: Mapping[str, Any] = field(default_factory=dict)
     """More :func:`service_app` settings (``max_sessions``, ``require_principal``...)."""
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Environment variables of each replica (a deployment's principal secret)."""
 
     def check(self) -> None:
         if self.num_replicas < 1:
@@ -88,14 +93,17 @@ def _builder(config: RunConfig, kinds: tuple[str, ...], settings: ServeSettings)
 
     def build() -> Any:
         from llmagentos.build import build_agent
+        from llmagentos.distributed.cluster_kernel import route_here
         from llmagentos.service.app import service_app
         from llmagentos.service.store import open_session_store
 
+        route_here()  # model-backed modules share the cluster's kernel
         store = None
         if settings.state_store is not None:
             store = open_session_store(
                 settings.state_store,
-                secret=settings.state_secret,
+                # Read on the replica: a secret in its environment stays out of the config.
+                secret=settings.state_secret or os.environ.get(STATE_SECRET_ENV),
                 namespace=f"llmagentos:sessions:{config.name}:{'+'.join(kinds)}",
             )
         return service_app(
@@ -138,6 +146,8 @@ def module_deployment(
         "max_ongoing_requests": chosen_settings.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": chosen_settings.cpus},
     }
+    if chosen_settings.env:
+        options["ray_actor_options"]["runtime_env"] = {"env_vars": dict(chosen_settings.env)}
     if chosen_settings.autoscaling is not None:
         options["autoscaling_config"] = dict(chosen_settings.autoscaling)
     else:
@@ -151,6 +161,7 @@ def serve_modules(
     config: RunConfig | str | Path,
     *,
     kinds: Sequence[str] | None = None,
+    name: str | None = None,
     route_prefix: str | None = None,
     port: int = DEFAULT_PORT,
     address: str | None = None,
@@ -162,7 +173,7 @@ def serve_modules(
     The URL works wherever an HTTP module service's does (``remote_modules(url, ...)``,
     a gateway route).
     """
-    application = module_deployment(config, kinds=kinds, settings=settings)
+    application = module_deployment(config, kinds=kinds, name=name, settings=settings)
     connect(address)
     serve = _import_serve()
     serve.start(http_options={"host": "127.0.0.1", "port": port})

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from llmagentos.distributed.cluster_kernel import route_here
 from llmagentos.distributed.merge import LearnedState, learned_state, load_learned
 from llmagentos.exceptions import LLMAgentOSError
 from llmagentos.types import EpisodeResult
@@ -57,6 +58,7 @@ class EpisodeWorker:
 
     @staticmethod
     def _unpack(payload: bytes, training: bool) -> Agent:
+        route_here()  # the agent's model handles are made again on the cluster's kernel
         agent: Agent = pickle.loads(payload)
         agent.train(training)
         return agent

@@ -13,11 +13,17 @@ its backend admits one request in flight; network backends admit four.
 Each handle is a :class:`~llmagentos.durable.model.DurableModel` around the agent's
 :class:`~llmagentos.kernel.handle.ScheduledModel`: inside a durable run its calls are
 journaled (a resumed run gets the recorded replies); outside one it only delegates.
+
+A process may send its handles elsewhere with :func:`route_models`: on a Ray cluster
+(:mod:`llmagentos.distributed.cluster_kernel`) every worker's handles go to the
+cluster's one kernel, so its agents share one scheduler and the embedded model is
+loaded once per node, not once per worker.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from llmagentos.kernel.embeddings import AgentEmbedder, EmbeddingService
@@ -28,17 +34,26 @@ from llmagentos.llm.models import make_model
 from llmagentos.llm.retry import RetryModel
 
 __all__ = [
+    "ModelRoute",
     "agent_embedder",
     "agent_model",
     "backend_stack",
     "embedding_service",
+    "is_process_kernel",
     "kernel",
     "reset_kernel",
+    "route_models",
+    "scheduled_handle",
 ]
+
+ModelRoute = Callable[..., Model]
+"""Makes an agent's handle elsewhere: ``route(model_id, agent=, priority=, weight=,
+token_budget=)`` returns a model whose calls are scheduled there."""
 
 _lock = threading.Lock()
 _kernel: list[Scheduler] = []
 _embeddings: list[EmbeddingService] = []
+_route: list[ModelRoute] = []
 
 
 def kernel() -> Scheduler:
@@ -81,6 +96,48 @@ def backend_stack(model_id: str, **model_kwargs: Any) -> tuple[Model, int]:
     return CachedModel(RetryModel(provider)), 4
 
 
+def route_models(route: ModelRoute | None) -> None:
+    """Make this process's handles with ``route`` (``None``: with its own scheduler again).
+
+    Handles made before keep where they were made.
+    """
+    with _lock:
+        _route.clear()
+        if route is not None:
+            _route.append(route)
+
+
+def is_process_kernel(scheduler: object) -> bool:
+    """Whether ``scheduler`` is this process's kernel (whose handles any process can
+    make again from their model id, agent and limits)."""
+    return bool(_kernel) and scheduler is _kernel[0]
+
+
+def scheduled_handle(
+    model: str,
+    *,
+    agent: str,
+    priority: int = 0,
+    weight: float = 1.0,
+    token_budget: int | None = None,
+) -> Model:
+    """``agent``'s scheduled handle on ``model`` (no journal): through the route if this
+    process has one, else on the process-wide scheduler (adding the backend on first use)."""
+    route = _route[0] if _route else None
+    if route is not None:
+        return route(
+            model, agent=agent, priority=priority, weight=weight, token_budget=token_budget
+        )
+    scheduler = kernel()
+    with _lock:
+        if model not in scheduler.backends:
+            backend, in_flight = backend_stack(model)
+            scheduler.add_backend(model, backend, max_in_flight=in_flight)
+    return scheduler.model_for(
+        agent, model, priority=priority, weight=weight, token_budget=token_budget
+    )
+
+
 def agent_model(
     model: str | Model, *, agent: str, priority: int = 0, token_budget: int | None = None
 ) -> Model:
@@ -91,12 +148,7 @@ def agent_model(
     """
     if isinstance(model, Model):
         return model
-    scheduler = kernel()
-    with _lock:
-        if model not in scheduler.backends:
-            backend, in_flight = backend_stack(model)
-            scheduler.add_backend(model, backend, max_in_flight=in_flight)
     from llmagentos.durable.model import DurableModel  # the journal sits above the kernel
 
-    handle = scheduler.model_for(agent, model, priority=priority, token_budget=token_budget)
+    handle = scheduled_handle(model, agent=agent, priority=priority, token_budget=token_budget)
     return DurableModel(handle)

@@ -133,6 +133,19 @@ class Scheduler:
                 raise ConfigError("backend", f"{name!r} is already added")
             self._backends[name] = BackendRecord(name, model, max_in_flight, self.policy)
 
+    def set_max_in_flight(self, name: str, max_in_flight: int) -> None:
+        """Let ``max_in_flight`` calls run at once on backend ``name`` from now on (a
+        pool of hosts that grew or shrank); waiting calls take any new slots at once."""
+        if max_in_flight < 1:
+            raise ConfigError(f"max_in_flight.{name}", f"must be >= 1, got {max_in_flight!r}")
+        with self._lock:
+            found = self._backends.get(name)
+            if found is None:
+                raise UnknownBackendError(name, list(self._backends))
+            found.max_in_flight = max_in_flight
+            if found.waiting:
+                self._pump(found, None)
+
     @property
     def backends(self) -> list[str]:
         """Backend names, the default first."""

@@ -3,6 +3,7 @@ and a driver that reaches it with ``--ray HOST:PORT``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -22,6 +23,9 @@ from llmagentos._processes import free_port
 # Ray 2.60 turns token authentication on for a head it starts: the head and every
 # process that joins it share one token.
 TOKEN = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+# A dead node is noticed after ~3 missed health checks of 0.5 s (Ray's default: 15 s).
+HEALTH = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
+          "RAY_health_check_failure_threshold": "3"}  # fmt: skip
 ARGS = ["examples/configs/taxi.toml", "--seeds", "2", "--train-episodes", "150",
         "--eval-episodes", "20", "--quiet"]  # fmt: skip
 
@@ -39,7 +43,7 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
              f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
              "--disable-usage-stats"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env=os.environ | TOKEN,
+            env=os.environ | TOKEN | HEALTH,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 90
@@ -56,7 +60,7 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=10)  # after a lost node Ray's own shutdown can take 30 s
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
@@ -101,3 +105,89 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300, check=False, env=os.environ | TOKEN)  # fmt: skip
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+def _ray_cli() -> str:
+    return shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+
+
+def test_a_dead_node_s_episodes_and_sessions_move_on(head: str, tmp_path: Path) -> None:
+    """A second node joins the head; its processes are SIGKILLed mid-run (the node is
+    gone): its episodes run again on the head, and a module session whose host was there
+    goes on from its store on the head."""
+    log = tmp_path / "node.log"
+    with log.open("wb") as out:
+        node = subprocess.Popen(
+            [_ray_cli(), "start", f"--address={head}", "--block", "--node-ip-address=127.0.0.1",
+             "--num-cpus=1", '--resources={"doomed": 1}', "--disable-usage-stats"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env=os.environ | TOKEN,
+        )  # fmt: skip
+    script = f"""
+import os, signal, time
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from llmagentos import Agent
+from llmagentos.build import build_agent
+from llmagentos.config import load_config
+from llmagentos.distributed import connect
+from llmagentos.distributed.actor_modules import actor_modules
+
+ray = connect({head!r})
+deadline = time.monotonic() + 60
+while not [n for n in ray.nodes() if n["Alive"] and "doomed" in n["Resources"]]:
+    assert time.monotonic() < deadline, "the second node did not join"
+    time.sleep(0.5)
+doomed = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and "doomed" in n["Resources"])
+config = load_config("examples/configs/taxi.toml")
+
+def where(actor):
+    return ray.get(actor.__ray_call__.remote(
+        lambda self: __import__("ray").get_runtime_context().get_node_id()))
+
+# A session whose planner and learner live on the doomed node, kept in a store.
+reference = build_agent(config).agent.run(8, seed=0, max_steps=60)
+built = build_agent(config)
+planning, learning = actor_modules(
+    config, "planning", "learning", cpus=0.5,
+    state_store={str(tmp_path / "sessions.db")!r}, state_secret="s" * 32,
+    ray_options={{"scheduling_strategy": NodeAffinitySchedulingStrategy(doomed, soft=True)}},
+)
+agent = Agent(built.agent.perception_module, planning, built.agent.execution_module, learning)
+first = agent.run(4, seed=0, max_steps=60)
+assert where(planning.client.actor) == doomed
+
+# Evaluation on three workers (one on the doomed node); the node dies after 3 episodes.
+evaluator = build_agent(config).agent
+serial = evaluator.run(12, seed=5, train=False, reseed="each")
+evaluator.episode -= 12
+def killed(episode):
+    if episode.episode == 2 + evaluator.episode + 1 and not killed.done:
+        killed.done = True
+        os.killpg({node.pid}, signal.SIGKILL)
+killed.done = False
+remote = evaluator.run(12, seed=5, train=False, backend="ray", workers=3, on_episode=killed)
+assert killed.done
+assert [e.total_reward for e in remote.episodes] == [e.total_reward for e in serial.episodes]
+assert len({{e.episode for e in remote.episodes}}) == 12
+
+# The session goes on where it was, on a live node.
+deadline = time.monotonic() + 60
+while any(n["Alive"] for n in ray.nodes() if n["NodeID"] == doomed):
+    assert time.monotonic() < deadline, "the dead node was not noticed"
+    time.sleep(0.5)
+second = agent.run(4, seed=None, max_steps=60)
+returns = [e.total_reward for e in first.episodes + second.episodes]
+assert returns == [e.total_reward for e in reference.episodes], (returns, reference)
+assert where(planning.client.actor) != doomed
+print("ok", planning.client.retries, remote.workers_replaced)
+"""
+    try:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=300, check=False, env=os.environ | TOKEN)  # fmt: skip
+        assert done.returncode == 0 and "ok" in done.stdout, (
+            done.stdout[-2000:] + done.stderr[-4000:] + log.read_text()[-2000:]
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(node.pid, signal.SIGKILL)
+        node.wait(timeout=30)
