@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -73,16 +74,34 @@ def kill_a_task_process(ray: Any, before: set[str]) -> None:
     raise AssertionError("no worker was running an evaluation task")
 
 
-def once(action: Any, ray: Any, seen: list[EpisodeResult]) -> Any:
-    """An ``on_episode`` that does ``action`` when the first episode arrives."""
-    before = named_workers(ray)
+class Once:
+    """An ``on_episode`` that starts ``action`` in a thread when the first episode arrives:
+    the run's loop goes on submitting work meanwhile, so there is a worker to kill."""
 
-    def on_episode(episode: EpisodeResult) -> None:
-        seen.append(episode)
-        if len(seen) == 1:
-            action(ray, before)
+    def __init__(self, action: Any, ray: Any, seen: list[EpisodeResult]) -> None:
+        self.action, self.ray, self.seen = action, ray, seen
+        self.before = named_workers(ray)
+        self.errors: list[BaseException] = []
+        self.thread: threading.Thread | None = None
 
-    return on_episode
+    def __call__(self, episode: EpisodeResult) -> None:
+        self.seen.append(episode)
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._act, daemon=True)
+            self.thread.start()
+
+    def _act(self) -> None:
+        try:
+            self.action(self.ray, self.before)
+        except BaseException as err:
+            self.errors.append(err)
+
+    def done(self) -> None:
+        """The action ran and did what it does (call after the run)."""
+        assert self.thread is not None, "no episode arrived"
+        self.thread.join(timeout=30)
+        if self.errors:
+            raise self.errors[0]
 
 
 def test_evaluation_survives_a_dead_worker(ray_cluster: Any) -> None:
@@ -91,10 +110,9 @@ def test_evaluation_survives_a_dead_worker(ray_cluster: Any) -> None:
     calm = agent.run(300, seed=5, train=False, reseed="each")
     agent.episode -= 300
     seen: list[EpisodeResult] = []
-    hit = agent.run(
-        300, seed=5, train=False, backend="ray", workers=2,
-        on_episode=once(kill, ray_cluster, seen),
-    )  # fmt: skip
+    action = Once(kill, ray_cluster, seen)
+    hit = agent.run(300, seed=5, train=False, backend="ray", workers=2, on_episode=action)
+    action.done()
     assert hit.workers_replaced == 1
     assert same(hit) == same(calm)
     assert sorted(e.episode for e in seen) == [e.episode for e in calm.episodes]  # each once
@@ -105,10 +123,9 @@ def test_training_survives_a_dead_worker_with_the_same_tables(ray_cluster: Any, 
     calm_agent, hit_agent = build_agent(TAXI).agent, build_agent(TAXI).agent
     calm = calm_agent.run(400, seed=0, train=True, backend="ray", workers=2)
     seen: list[EpisodeResult] = []
-    hit = hit_agent.run(
-        400, seed=0, train=True, backend="ray", workers=2,
-        on_episode=once(kill, ray_cluster, seen),
-    )  # fmt: skip
+    action = Once(kill, ray_cluster, seen)
+    hit = hit_agent.run(400, seed=0, train=True, backend="ray", workers=2, on_episode=action)
+    action.done()
     assert hit.workers_replaced == 1
     assert same(hit) == same(calm)
     assert len(seen) == 400 and len({e.episode for e in seen}) == 400
