@@ -115,12 +115,10 @@ class KernelActor:
         if name.startswith("local:"):
             # The embedded model: loaded on each calling node; one call at a time there.
             return functools.partial(make_model, name), True, 1
-        make_model(name)  # an unknown id fails here, naming the forms that work
-
-        def network() -> Model:
-            return backend_stack(name)[0]
-
-        return network, False, backend_stack(name)[1]
+        # A network provider, built once here (an unknown id fails here, naming the
+        # forms that work) and called from the kernel actor.
+        model, in_flight = backend_stack(name)
+        return (lambda: model), False, in_flight
 
     # -- calls ----------------------------------------------------------------------------
 
