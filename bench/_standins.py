@@ -6,7 +6,10 @@ the observation text, as SmolLM2 at temperature 0 is:
 - ``toward``: an open side toward the dock (the farther leg of the bearing first), else
   the first open side: right in most cells, and led into the large maze's trap at (5, 4);
 - ``wrong30``: ``toward``, except in about 30% of cells (chosen by a hash of the text),
-  where it names the side after it, clockwise, wall or not;
+  where it names the side after it, clockwise, wall or not; ``wrong45`` likewise in
+  about 45%. A suffix ``:<salt>`` (``wrong30:b``) salts the hash, so another set of
+  cells is wrong: as a small model's answers differ in a few cells from one CPU's
+  rounding to another's;
 - ``random``: one action per cell, drawn from a generator seeded by the text.
 """
 
@@ -21,7 +24,8 @@ from llmagentos.llm.testing import FunctionModel
 from llmagentos.llm.types import ModelRequest
 
 ACTIONS = ("north", "east", "south", "west")
-STAND_INS = ("toward", "wrong30", "random")
+STAND_INS = ("toward", "wrong30", "wrong45", "random")
+"""The stand-ins' names; ``wrong30`` and ``wrong45`` also take a ``:<salt>`` suffix."""
 
 
 def _observation(request: ModelRequest) -> str:
@@ -46,14 +50,16 @@ def _digest(text: str) -> int:
 
 
 def stand_in(name: str) -> FunctionModel:
-    """The stand-in LLM called ``name`` (one of :data:`STAND_INS`)."""
-    if name not in STAND_INS:
+    """The stand-in LLM called ``name`` (one of :data:`STAND_INS`, salted or not)."""
+    kind, _, salt = name.partition(":")
+    if kind not in STAND_INS or (salt and not kind.startswith("wrong")):
         raise ValueError(f"unknown stand-in {name!r}: one of {', '.join(STAND_INS)}")
+    wrong_percent = int(kind[5:]) if kind.startswith("wrong") else 0
 
     def answer(request: ModelRequest) -> str:
         text = _observation(request)
         action, reason = _toward(text)
-        if name == "wrong30" and _digest(text) % 10 < 3:
+        if wrong_percent and _digest(salt + text) % 100 < wrong_percent:
             action, reason = ACTIONS[(ACTIONS.index(action) + 1) % 4], "a wrong guess"
         elif name == "random":
             action, reason = random.Random(_digest(text)).choice(ACTIONS), "a random guess"

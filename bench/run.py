@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 import bench_durable_log
 import bench_gateway
 import bench_hybrid_ablation
+import bench_hybrid_settings
 import bench_import
 import bench_instantiation
 import bench_lee
@@ -67,6 +68,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_openai_proxies.NAME: bench_openai_proxies.run,
     bench_memory.NAME: bench_memory.run,
     bench_hybrid_ablation.NAME: bench_hybrid_ablation.run,
+    bench_hybrid_settings.NAME: bench_hybrid_settings.run,
     bench_lee.NAME: bench_lee.run,
     bench_memory_backends.NAME: bench_memory_backends.run,
     bench_memory_learning.NAME: bench_memory_learning.run,

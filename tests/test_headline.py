@@ -20,6 +20,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import _stats  # noqa: E402
 import bench_hybrid_ablation as ablation  # noqa: E402
+import bench_hybrid_settings as settings  # noqa: E402
+from _standins import stand_in  # noqa: E402
 
 CONFIG = ROOT / "examples" / "configs" / "text_maze_llm.toml"
 
@@ -96,6 +98,41 @@ def test_a_small_ablation_reports_every_arm_with_intervals(tmp_path: Path) -> No
         assert all(len(run["train_returns"]) == 30 for run in runs)
     summary = data["summary"]["hybrid"]["train_return"]
     assert summary["ci95_low"] <= summary["mean"] <= summary["ci95_high"]
+
+
+def _answers(name: str, texts: list[str]) -> list[str]:
+    from llmagentos.llm.types import Message, ModelRequest
+
+    model = stand_in(name)
+    replies = [
+        model.request(ModelRequest(messages=(Message(role="user", content=text),)))
+        for text in texts
+    ]
+    return [reply.text for reply in replies]
+
+
+def test_salted_stand_ins_are_wrong_in_other_cells_as_often() -> None:
+    from llmagentos.envs.text_maze import TextMaze
+
+    texts = list(TextMaze("large").descriptions.values())
+    right = _answers("toward", texts)
+    wrong = {name: _answers(name, texts) for name in ("wrong30", "wrong30:b", "wrong45")}
+    cells = {name: {i for i, (a, b) in enumerate(zip(right, answers, strict=True)) if a != b}
+             for name, answers in wrong.items()}  # fmt: skip
+    assert cells["wrong30"] != cells["wrong30:b"]
+    for name, share in (("wrong30", 0.3), ("wrong30:b", 0.3), ("wrong45", 0.45)):
+        assert abs(len(cells[name]) / len(texts) - share) < 0.15, (name, len(cells[name]))
+    with pytest.raises(ValueError, match="unknown stand-in"):
+        stand_in("toward:b")
+
+
+def test_the_settings_sweep_pairs_each_setting_with_q_learning_by_seed() -> None:
+    data = settings.sweep([0, 1], [(5, 0.0)], ["toward"])
+    cell = data["cells"]["trust_after=5 margin=0 toward"]
+    assert cell["seeds"] == 2 and len(cell["gains"]) == 2
+    assert cell["gain"]["mean"] == pytest.approx(sum(cell["gains"]) / 2)
+    # A helpful advisor beats plain Q-learning on both seeds, and every greedy policy docks.
+    assert cell["wins"] == 2 and cell["eval_all_docked"]
 
 
 def test_intervals_without_scipy_err_wide(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -106,7 +106,8 @@ class TextMaze(gymnasium.Env[str, Any]):
     # What a language-model planner's prompt says about the task (see
     # llmagentos.modules.llm_planning). The wording was measured with SmolLM2-135M: with
     # the examples it picks an open side toward the dock in 13 of 16 cells of the small
-    # maze (27 of 41 in the large one); without them it answers "north" everywhere.
+    # maze on one CPU (9 of 16 on another: docs/llm-planning.md); without them it
+    # answers "north" everywhere.
     task_description = (
         "a robot navigating a grid maze to its charging dock; moving into a wall wastes a step"
     )

@@ -75,7 +75,11 @@ class HybridPlanningModule(PlanningModule):
             (``action_names`` and ``cache_size`` then apply).
         trust_after: visits of a state (all actions together) before Q may decide there.
         margin: how far the best Q-value must beat the second for Q to be confident, in
-            reward units (early Q-values differ by noise; on TextMaze a step costs 1).
+            reward units (0: strictly). The untried-action check already keeps early
+            values from overruling the LLM; a margin on top kept Q from overruling
+            advice it had found wrong (on TextMaze, with alpha 0.5, a first step and a
+            first bump into a wall are 0.5 apart), and the hybrid then followed a
+            wrong model for longer.
         epsilon: exploration probability while training (a number or a schedule).
         loop_after: break loops in a state from its ``loop_after``-th visit of the
             episode on (0: never).
@@ -89,8 +93,8 @@ class HybridPlanningModule(PlanningModule):
         q_table: QTable,
         llm: LLMPlanningModule | Model,
         *,
-        trust_after: int = 10,
-        margin: float = 0.5,
+        trust_after: int = 5,
+        margin: float = 0.0,
         epsilon: ScheduleLike = 0.05,
         loop_after: int = 3,
         action_names: Sequence[str] | None = None,
@@ -236,9 +240,9 @@ def hybrid_planning(
     *,
     q_table: QTable | None = None,
     model: Model | str = "local:smollm2",
-    trust_after: int = 10,
+    trust_after: int = 5,
     epsilon: ScheduleLike = 0.05,
-    margin: float = 0.5,
+    margin: float = 0.0,
     loop_after: int = 3,
     cache_size: int = 1024,
     temperature: float = 0.0,
