@@ -30,6 +30,7 @@ from llmagentos.modules.execution import ExecutionModule
 from llmagentos.modules.learning import LearningModule
 from llmagentos.modules.perception import PerceptionModule
 from llmagentos.modules.planning import PlanningModule
+from llmagentos.telemetry.spans import set_attributes, span
 from llmagentos.types import (
     Action,
     Decision,
@@ -45,6 +46,23 @@ __all__ = ["Agent", "StepListener"]
 StepListener = Callable[[StepRecord], None]
 
 _perf = time.perf_counter
+
+
+def _decided(planned: Any, acted: tuple[Any, ...] | None) -> None:
+    """The plan span's attributes: the action, and the decision's reason and scores."""
+    if acted is None:
+        return
+    decision = acted[3]
+    set_attributes(
+        planned,
+        {
+            "llmagentos.action": acted[2],
+            "llmagentos.reason": None if decision is None else decision.reason,
+            "llmagentos.scores": None if decision is None else decision.scores,
+        },
+    )
+
+
 _PLAN = frozenset({"plan"})
 _EXECUTE = frozenset({"execute"})
 _LEARN = frozenset({"learn", "alearn"})
@@ -125,7 +143,11 @@ class Agent(EpisodeRunner):
         self._modules = (perception, planning, execution, learning)
         self.name = name
         self.listeners: list[StepListener] = list(on_step)
-        self.record_timings = record_timings
+        self._record_timings = record_timings
+        # act() and step() take their measured, traced path when this is set: one
+        # attribute read on the hot path, whatever turned it on.
+        self._instrumented = record_timings
+        self._traced = False  # inside an episode that telemetry traces
         self.training = True
         self.episode = -1
         self.step_index = 0
@@ -165,6 +187,21 @@ class Agent(EpisodeRunner):
         self._async_step = execution._awaits or learning._awaits
 
     # -- modules and modes ----------------------------------------------------------------
+
+    @property
+    def record_timings(self) -> bool:
+        """Measure the seconds each module takes per step (in the record)."""
+        return self._record_timings
+
+    @record_timings.setter
+    def record_timings(self, value: bool) -> None:
+        self._record_timings = bool(value)
+        self._instrumented = self._record_timings or self._traced
+
+    def _trace_phases(self, on: bool) -> None:
+        """Open a span per phase in act() and step() (for a traced episode), or stop."""
+        self._traced = on
+        self._instrumented = self._record_timings or on
 
     @property
     def perception_module(self) -> PerceptionModule:
@@ -322,11 +359,15 @@ class Agent(EpisodeRunner):
 
     def act(self, observation: Observation) -> Action:
         """Perceive ``observation`` and plan: return the action to take."""
-        if self.record_timings:
+        if self._instrumented:
             start = _perf()
-            features = self._features_for(observation)
+            with span("perceive"):
+                features = self._features_for(observation)
             middle = _perf()
-            action = self._choose(observation, features)
+            with span("plan") as planned:
+                action = self._choose(observation, features)
+                if planned is not None:
+                    _decided(planned, self._acted)
             self._timings = {"perceive": middle - start, "plan": _perf() - middle}
             return action
         # The hot path: _features_for and _choose inlined (each call costs as much as the
@@ -455,11 +496,15 @@ class Agent(EpisodeRunner):
         acted = self._acted
         if acted is None or acted[2] is not action:
             acted = self._acted_for(action)
-        if self.record_timings:
+        if self._instrumented:
             start = _perf()
-            observation, reward, outcome = self._execute(action)
+            with span("execute"):
+                observation, reward, outcome = self._execute(action)
             middle = _perf()
-            report = self._learn(acted, observation, reward, outcome) if self._learns() else None
+            report = None
+            if self._learns():
+                with span("learn"):
+                    report = self._learn(acted, observation, reward, outcome)
             self._timings.update(execute=middle - start, learn=_perf() - middle)
             self._finish_step(acted, observation, reward, outcome, report)
             return observation, reward
@@ -526,7 +571,7 @@ class Agent(EpisodeRunner):
         return StepRecord(
             self.episode, step, acted[0], acted[1], acted[2], reason, scores, reward,
             observation, terminated, truncated, info, report,
-            dict(self._timings) if self.record_timings else None, training,
+            dict(self._timings) if self._record_timings else None, training,
         )  # fmt: skip
 
     # -- async twins ----------------------------------------------------------------------
@@ -559,16 +604,20 @@ class Agent(EpisodeRunner):
         if not self._async_act:
             return self.act(observation)
         start = _perf()
-        features = await self._afeatures_for(observation)
+        with span("perceive"):
+            features = await self._afeatures_for(observation)
         middle = _perf()
-        try:
-            decision = await self._modules[1].adecide(features)
-        except Exception as err:
-            self._fail("planning", err, features)
-        if not isinstance(decision, Decision):
-            self._fail_output("planning", "adecide() must return a Decision", decision)
-        self._acted = (observation, features, decision.action, decision)
-        if self.record_timings:
+        with span("plan") as planned:
+            try:
+                decision = await self._modules[1].adecide(features)
+            except Exception as err:
+                self._fail("planning", err, features)
+            if not isinstance(decision, Decision):
+                self._fail_output("planning", "adecide() must return a Decision", decision)
+            self._acted = (observation, features, decision.action, decision)
+            if planned is not None:
+                _decided(planned, self._acted)
+        if self._record_timings:
             self._timings = {"perceive": middle - start, "plan": _perf() - middle}
         return decision.action
 
@@ -583,10 +632,11 @@ class Agent(EpisodeRunner):
             observation = self._observation
             acted = (observation, await self._afeatures_for(observation), action, None)
         start = _perf()
-        try:
-            outcome = await self._modules[2].aperform(action)
-        except Exception as err:
-            self._fail("execution", err, action)
+        with span("execute"):
+            try:
+                outcome = await self._modules[2].aperform(action)
+            except Exception as err:
+                self._fail("execution", err, action)
         if not isinstance(outcome, Outcome):
             self._fail_output("execution", "aperform() must return an Outcome", outcome)
         if type(outcome.reward) is not float:
@@ -595,24 +645,28 @@ class Agent(EpisodeRunner):
         middle = _perf()
         report = None
         if self._learns():
-            learning = self._modules[3]
-            try:
-                if self._learn_only is not None:
-                    await learning.alearn(observation, reward)
-                else:
-                    next_features = await self._afeatures_for(observation)
-                    transition = self._transition(
-                        acted, observation, reward, outcome, next_features
-                    )
-                    report = await learning.aupdate(transition)
-            except ModuleError:
-                raise
-            except Exception as err:
-                self._fail("learning", err, reward)
-        if self.record_timings:
+            with span("learn"):
+                report = await self._alearn(acted, observation, reward, outcome)
+        if self._record_timings:
             self._timings.update(execute=middle - start, learn=_perf() - middle)
         self._finish_step(acted, observation, reward, outcome, report)
         return observation, reward
+
+    async def _alearn(
+        self, acted: tuple[Any, ...], observation: Observation, reward: float, outcome: Outcome
+    ) -> dict[str, Any] | None:
+        learning = self._modules[3]
+        try:
+            if self._learn_only is not None:
+                await learning.alearn(observation, reward)
+                return None
+            next_features = await self._afeatures_for(observation)
+            transition = self._transition(acted, observation, reward, outcome, next_features)
+            return await learning.aupdate(transition)
+        except ModuleError:
+            raise
+        except Exception as err:
+            self._fail("learning", err, reward)
 
     def __repr__(self) -> str:
         modules = ", ".join(repr(m) for m in self._modules)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -126,6 +126,22 @@ class BudgetConfig(_Strict):
     seconds: float | None = Field(default=None, ge=0)
 
 
+class TelemetryConfig(_Strict):
+    """OpenTelemetry traces and metrics of the run (docs/telemetry.md); off by default.
+
+    ``exporter = "file"`` keeps the spans in ``spans.jsonl`` in the output folder (what
+    ``llmagentos explain`` and the dashboard read); ``"otlp"`` sends them over HTTP to
+    ``endpoint`` (a collector, Phoenix, Jaeger); ``"console"`` prints them.
+    """
+
+    exporter: Literal["off", "file", "otlp", "console"] = "off"
+    endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    record_content: bool = False
+    """Put prompts, replies and tool arguments into spans (they may hold user data)."""
+    service_name: str | None = Field(default=None, min_length=1)
+    """The spans' ``service.name`` (default: the run's name)."""
+
+
 class RunConfig(_Strict):
     """A whole run: environment, agent, training and evaluation phases, outputs."""
 
@@ -139,6 +155,7 @@ class RunConfig(_Strict):
     """Another agent run on the same environment with the same seeds, for comparison."""
     output: OutputConfig = OutputConfig()
     budget: BudgetConfig | None = None
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     def output_dir(self) -> Path:
         return self.output.dir if self.output.dir is not None else Path("runs") / self.name

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from llmagentos.exceptions import ConfigError
+from llmagentos.telemetry.state import TELEMETRY
 from llmagentos.types import Action, EpisodeResult, Observation, RunResult, StepRecord
 
 __all__ = ["Backend", "EpisodeListener", "EpisodeRunner", "Reseed"]
@@ -70,6 +71,10 @@ class EpisodeRunner:
         self, *, seed: int | None = None, max_steps: int | None = None
     ) -> EpisodeResult:
         """Run one episode to its end (or ``max_steps``, which then counts as truncation)."""
+        if TELEMETRY.on:
+            from llmagentos.telemetry.agent_spans import traced_episode
+
+            return traced_episode(self, seed, max_steps)
         started = _perf()
         observation = self.reset(seed=seed)
         act, step = self.act, self.step
@@ -161,6 +166,10 @@ class EpisodeRunner:
         self, *, seed: int | None = None, max_steps: int | None = None
     ) -> EpisodeResult:
         """Async twin of :meth:`run_episode`."""
+        if TELEMETRY.on:
+            from llmagentos.telemetry.agent_spans import traced_aepisode
+
+            return await traced_aepisode(self, seed, max_steps)
         started = _perf()
         observation = await self.areset(seed=seed)
         limit = -1 if max_steps is None else max_steps

@@ -57,6 +57,7 @@ from llmagentos.exceptions import (
 )
 from llmagentos.plotting import PLOT_EXTRA_HINT, matplotlib_available, save_learning_curve
 from llmagentos.safety.budget import Budget
+from llmagentos.telemetry.runs import close_run_telemetry, open_run_telemetry
 from llmagentos.trace import TraceWriter
 from llmagentos.types import EpisodeResult, StepRecord
 
@@ -83,6 +84,7 @@ FILE_NAMES = {
     "trace": "trace.jsonl",
     "qtable": "qtable.json",
     "plot": "learning_curve.png",
+    "spans": "spans.jsonl",
 }
 _TRACE_PARTIAL = ".trace.jsonl.partial"
 
@@ -469,6 +471,9 @@ class Experiment:
         out.mkdir(parents=True, exist_ok=True)
         self.runner = self._open_runner(out)
         tracer = self._open_trace(out)
+        telemetry = open_run_telemetry(
+            config.telemetry, out, config.name, keep=config.output.durable
+        )
         failure: Exception | None = None
         try:
             runs = [("train", config.train, self.built), ("eval", config.eval, self.built)]
@@ -490,6 +495,14 @@ class Experiment:
             if tracer is not None:
                 tracer.pause()
             self._close_runner(result)
+            spans = close_run_telemetry(telemetry)
+            if spans is not None:
+                result.notes.append(
+                    f"telemetry: {spans['spans_ended']} spans, {spans['spans_dropped']} dropped, "
+                    f"{spans['export_failures']} refused by the exporter"
+                )
+                if config.telemetry.exporter == "file":
+                    result.files["spans"] = out / FILE_NAMES["spans"]
             if self.config.output.durable:
                 result.files["journal"] = out / FILE_NAMES["journal"]
         result.wall_seconds = _perf() - started
@@ -510,7 +523,8 @@ class Experiment:
         path = out / FILE_NAMES["journal"] if config.output.durable else ":memory:"
         data = config.model_dump(mode="json")
         budget = None if config.budget is None else Budget(**config.budget.model_dump())
-        fingerprint = {key: value for key, value in data.items() if key != "output"}
+        # What is written and traced does not change what the run does.
+        fingerprint = {k: v for k, v in data.items() if k not in ("output", "telemetry")}
         runner = DurableRunner(path, agent=config.name, budget=budget, fingerprint=fingerprint)
         runner.journal.set_meta("config", data)
         return runner

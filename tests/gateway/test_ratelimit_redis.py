@@ -26,7 +26,9 @@ async def replicas(redis_url: str) -> AsyncIterator[Any]:
     made: list[RedisTokenBucket] = []
 
     def make(rate: float, burst: float, prefix: str) -> RedisTokenBucket:
-        bucket = RedisTokenBucket(redis_url, rate, burst, prefix=prefix)
+        # A generous timeout: these tests are about what Redis answers, and 120 sockets
+        # opened at once on two busy cores can take longer than the 0.5 s default.
+        bucket = RedisTokenBucket(redis_url, rate, burst, prefix=prefix, timeout=5.0)
         made.append(bucket)
         return bucket
 

@@ -66,6 +66,13 @@ def gateway_command(
         fail(err)
     import uvicorn
 
+    from llmagentos.telemetry.setup import configure_from_env
+
+    try:  # LLMAGENTOS_TELEMETRY=otlp|console|file traces this process (docs/telemetry.md)
+        configure_from_env("gateway")
+    except LLMAgentOSError as err:
+        fail(err)
+
     names = ", ".join(loaded.registry.names()) or "no services yet"
     typer.echo(f"gateway on {'https' if tls else 'http'}://{host}:{port} ({names})", err=True)
     # uvicorn's own logging config would close every handler set up before it (the

@@ -150,6 +150,13 @@ def serve_command(
         fail(err)
     import uvicorn
 
+    from llmagentos.telemetry.setup import configure_from_env
+
+    try:  # LLMAGENTOS_TELEMETRY=otlp|console|file traces this process (docs/telemetry.md)
+        configure_from_env(run_config.name)
+    except LLMAgentOSError as err:
+        fail(err)
+
     scheme = "https" if tls else "http"
     where = f"{scheme}://{host}:{port}"
     typer.echo(f"serving {', '.join(kinds)} of {run_config.name} on {where}", err=True)

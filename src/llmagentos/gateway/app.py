@@ -93,6 +93,7 @@ from llmagentos.gateway.upstream import (
     tls_context,
 )
 from llmagentos.principal import Principal, PrincipalSigner
+from llmagentos.telemetry.asgi import TracingMiddleware
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -596,7 +597,8 @@ class Gateway:
                 Route("/{service}", self.proxy, methods=methods),  # not a redirect to /{service}/
             ],
             middleware=[
-                Middleware(AdmissionMiddleware, limits=self.admission, refuse=self.refuse_early)
+                Middleware(TracingMiddleware, service="gateway", name_by_route=False),
+                Middleware(AdmissionMiddleware, limits=self.admission, refuse=self.refuse_early),
             ],
             lifespan=lifespan,
             exception_handlers={404: not_found, 405: not_found},

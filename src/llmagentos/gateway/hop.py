@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from llmagentos.gateway.upstream import UpstreamReply
 from llmagentos.principal import PRINCIPAL_HEADER, Principal, PrincipalSigner
+from llmagentos.telemetry.spans import traceparent as current_traceparent
+from llmagentos.telemetry.state import TELEMETRY
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -60,7 +62,14 @@ def hop_by_hop(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
 
 
 def traceparent(incoming: str | None) -> str:
-    """Continue the caller's trace with a new span, or start one."""
+    """Continue the caller's trace with a new span, or start one.
+
+    With telemetry on, the new span is the gateway's own server span, which is exported.
+    """
+    if TELEMETRY.on:
+        current = current_traceparent()
+        if current is not None:
+            return current
     span = secrets.token_hex(8)
     if incoming:
         parts = incoming.split("-")

@@ -23,6 +23,7 @@ from llmagentos.kernel.queues import (
 )
 from llmagentos.llm.base import WrapperModel
 from llmagentos.llm.types import ModelRequest, ModelResponse, StreamEvent, Usage
+from llmagentos.telemetry.state import TELEMETRY
 
 if TYPE_CHECKING:
     from llmagentos.kernel.scheduler import Scheduler
@@ -136,6 +137,15 @@ class ScheduledModel(WrapperModel):
         )
 
     async def arequest(self, request: ModelRequest) -> ModelResponse:
+        if TELEMETRY.on:
+            from llmagentos.telemetry.genai import traced_model_call
+
+            return await traced_model_call(
+                self.model_id, self.agent, self.backend, request, self._arequest
+            )
+        return await self._arequest(request)
+
+    async def _arequest(self, request: ModelRequest) -> ModelResponse:
         scheduler = self.scheduler
         timeout = request.settings.timeout or scheduler.default_timeout
         task = asyncio.current_task()
@@ -151,6 +161,10 @@ class ScheduledModel(WrapperModel):
             watch.add(ticket, task, loop, loop.time() + timeout)
             try:
                 response = await ticket.future
+                if TELEMETRY.on:
+                    from llmagentos.telemetry.genai import queue_waited
+
+                    queue_waited(self.backend, self.agent, ticket.enqueued)
                 if not ticket.batched:
                     response = await self.inner.arequest(request)
             except asyncio.CancelledError:

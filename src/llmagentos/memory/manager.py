@@ -64,6 +64,7 @@ from llmagentos.memory.validation import (
     check_ttl,
     new_memories,
 )
+from llmagentos.telemetry.state import TELEMETRY
 
 __all__ = ["MemoryManager", "default_path", "open_store"]
 
@@ -457,6 +458,20 @@ class MemoryManager:
             MemoryInputError: a bad ``k``, ``mode`` or filter (naming the part).
             MemoryNotFound: the namespace was never made.
         """
+        if TELEMETRY.on:
+            from llmagentos.telemetry.memory_spans import traced_search
+
+            return traced_search(namespace, query, k, mode, search=self._search, where=where)
+        return self._search(namespace, query, k, mode, where)
+
+    def _search(
+        self,
+        namespace: Namespace,
+        query: str,
+        k: int,
+        mode: SearchMode,
+        where: Mapping[str, Any] | None,
+    ) -> SearchResult:
         started = time.perf_counter()
         info = self._info(namespace)
         check_text("query", query)

@@ -18,6 +18,8 @@ from llmagentos.sandbox.limits import SandboxLimits
 from llmagentos.sandbox.report import TestReport, parse_report, test_names
 from llmagentos.sandbox.result import SandboxResult
 from llmagentos.sandbox.runner import execute
+from llmagentos.telemetry.spans import set_attributes, span
+from llmagentos.telemetry.state import TELEMETRY
 
 __all__ = ["Sandbox"]
 
@@ -127,6 +129,35 @@ class Sandbox:
         stdin: bytes | None,
         limits: SandboxLimits,
         nonce: str | None = None,
+    ) -> tuple[SandboxResult, bytes]:
+        if not TELEMETRY.on:
+            return await self._staged_run(files, python_args, stdin, limits, nonce)
+        attributes = {
+            "llmagentos.sandbox.backend": self.backend,
+            "llmagentos.sandbox.files": len(files),
+            "llmagentos.sandbox.wall_seconds_limit": limits.wall_seconds,
+        }
+        with span("sandbox run", attributes) as current:
+            result, side = await self._staged_run(files, python_args, stdin, limits, nonce)
+            set_attributes(
+                current,
+                {
+                    "llmagentos.sandbox.exit_code": result.exit_code,
+                    "llmagentos.sandbox.timed_out": result.timed_out,
+                    "llmagentos.sandbox.killed_by": result.killed_by,
+                    "llmagentos.sandbox.seconds": result.seconds,
+                    "llmagentos.sandbox.confinement": result.confinement,
+                },
+            )
+            return result, side
+
+    async def _staged_run(
+        self,
+        files: Mapping[str, str],
+        python_args: list[str],
+        stdin: bytes | None,
+        limits: SandboxLimits,
+        nonce: str | None,
     ) -> tuple[SandboxResult, bytes]:
         """Stage ``files``, run, clean up. With a ``nonce``, open the report channel and
         tell the runner ``NONCE FD`` on stdin's first line, before ``stdin``."""

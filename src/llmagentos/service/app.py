@@ -75,6 +75,8 @@ from llmagentos.service.wire import (
     TrainRequest,
     UpdateRequest,
 )
+from llmagentos.telemetry.asgi import TracingMiddleware
+from llmagentos.telemetry.asgi import collector as telemetry_collector
 from llmagentos.types import Transition
 
 if TYPE_CHECKING:
@@ -198,6 +200,7 @@ def service_app(
         registry=registry,
     )  # fmt: skip
     registry.register(_PoolCollector(pool))
+    registry.register(telemetry_collector())
     app: FastAPI = fastapi.FastAPI(
         title=f"{name} module service",
         description="llmagentos modules as a service: one agent per session, per tenant.",
@@ -214,6 +217,7 @@ def service_app(
         PrincipalGate, signer=signer, require=require_principal, max_body_bytes=max_body_bytes
     )
     app.add_middleware(_Measure, requests=requests, seconds=seconds)
+    app.add_middleware(TracingMiddleware, service=f"{name} module service")
 
     _error_handlers(app)
 

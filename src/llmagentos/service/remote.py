@@ -26,6 +26,9 @@ from llmagentos.modules.execution import ExecutionModule
 from llmagentos.modules.learning import LearningModule
 from llmagentos.modules.perception import PerceptionModule
 from llmagentos.modules.planning import PlanningModule
+from llmagentos.telemetry.propagation import inject
+from llmagentos.telemetry.spans import set_attributes, span
+from llmagentos.telemetry.state import TELEMETRY
 from llmagentos.types import Decision, Features, Observation, Outcome, Transition
 
 __all__ = [
@@ -81,7 +84,15 @@ class ServiceClient:
         # One key per call: a gateway may retry it on another replica, and a service
         # with a session store applies it once (see llmagentos.service.store).
         self._calls += 1
-        return {"idempotency-key": f"{self.session}:{self._calls}"}
+        headers = {"idempotency-key": f"{self.session}:{self._calls}"}
+        if TELEMETRY.on:  # the callee's spans join this trace
+            inject(headers)
+        return headers
+
+    def _hop(self, path: str) -> dict[str, Any] | None:
+        if not TELEMETRY.on:
+            return None
+        return {"http.request.method": "POST", "url.full": f"{self.base_url}{path}"}
 
     def _reply(self, kind: str, response: httpx.Response) -> Any:
         if response.is_success:
@@ -94,13 +105,15 @@ class ServiceClient:
         raise ModuleError(kind, f"remote {path}: {response.status_code} {detail}")
 
     def post(self, kind: str, path: str, **payload: Any) -> Any:
-        try:
-            response = self._client.post(
-                path, json={"session": self.session, **payload}, headers=self._key()
-            )
-        except httpx.HTTPError as err:
-            raise ModuleError(kind, f"remote {self.base_url}{path}: {err!r}") from err
-        return self._reply(kind, response)
+        with span(f"POST {path}", self._hop(path), kind="client") as hop:
+            try:
+                response = self._client.post(
+                    path, json={"session": self.session, **payload}, headers=self._key()
+                )
+            except httpx.HTTPError as err:
+                raise ModuleError(kind, f"remote {self.base_url}{path}: {err!r}") from err
+            set_attributes(hop, {"http.response.status_code": response.status_code})
+            return self._reply(kind, response)
 
     async def _client_for_loop(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
@@ -123,13 +136,15 @@ class ServiceClient:
 
     async def apost(self, kind: str, path: str, **payload: Any) -> Any:
         client = await self._client_for_loop()
-        try:
-            response = await client.post(
-                path, json={"session": self.session, **payload}, headers=self._key()
-            )
-        except httpx.HTTPError as err:
-            raise ModuleError(kind, f"remote {self.base_url}{path}: {err!r}") from err
-        return self._reply(kind, response)
+        with span(f"POST {path}", self._hop(path), kind="client") as hop:
+            try:
+                response = await client.post(
+                    path, json={"session": self.session, **payload}, headers=self._key()
+                )
+            except httpx.HTTPError as err:
+                raise ModuleError(kind, f"remote {self.base_url}{path}: {err!r}") from err
+            set_attributes(hop, {"http.response.status_code": response.status_code})
+            return self._reply(kind, response)
 
     def close(self) -> None:
         """Close the sync client and every loop's async client still open."""

@@ -36,6 +36,7 @@ from llmagentos.exceptions import (
 )
 from llmagentos.llm.types import Message, Tool, ToolCall
 from llmagentos.modules.base import run_sync
+from llmagentos.telemetry.state import TELEMETRY
 from llmagentos.tools.pool import ToolPool, default_tool_pool
 
 __all__ = [
@@ -489,6 +490,17 @@ class ToolRegistry:
 
     async def run_call(self, call: ToolCall, *, timeout: float | None = None) -> ToolResult:
         """Run one call; unknown names and malformed arguments become error results."""
+        if TELEMETRY.on:
+            from llmagentos.telemetry.genai import traced_tool_call
+
+            try:
+                description = self.get(call.name).description
+            except RegistryError:
+                description = ""
+            return await traced_tool_call(call, lambda: self._run_call(call, timeout), description)
+        return await self._run_call(call, timeout)
+
+    async def _run_call(self, call: ToolCall, timeout: float | None) -> ToolResult:
         try:
             fn_tool = self.get(call.name)
         except RegistryError as err:
