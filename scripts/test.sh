@@ -16,5 +16,6 @@ if ! command -v bwrap >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)
 fi
 bash scripts/install-mcp-test-servers.sh
 bash scripts/install-redis.sh
+bash scripts/install-chromium.sh
 echo "== pytest"
 python -m pytest "$@"

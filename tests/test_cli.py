@@ -340,8 +340,10 @@ def test_a_real_sigint_stops_the_process_cleanly(tmp_path: Path) -> None:
         "learning_curve.png",
         "qtable.json",
         "results.json",
+        "status.json",
         "trace.jsonl",
     ]
+    assert json.loads((out / "status.json").read_text())["state"] == "interrupted"
 
 
 # -- env, registry, version ---------------------------------------------------------------

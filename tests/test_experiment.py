@@ -58,7 +58,7 @@ def taxi(out: Path, *, n_train: int = 200, n_eval: int = 20, **extra: Any) -> Ru
     return parse_config(data)
 
 
-def test_a_run_writes_four_consistent_files(tmp_path: Path) -> None:
+def test_a_run_writes_five_consistent_files(tmp_path: Path) -> None:
     out = tmp_path / "run"
     config = taxi(out)
     experiment = Experiment(config)
@@ -68,9 +68,17 @@ def test_a_run_writes_four_consistent_files(tmp_path: Path) -> None:
         "learning_curve.png",
         "qtable.json",
         "results.json",
+        "status.json",
         "trace.jsonl",
     ]
     results = json.loads((out / "results.json").read_text())
+    status = json.loads((out / "status.json").read_text())
+    assert (status["format"], status["state"], status["pid"]) == (
+        "llmagentos.status",
+        "completed",
+        os.getpid(),
+    )
+    assert status["result"]["train"]["returns"] == results["train"]["returns"]
     assert results["format"] == "llmagentos.results"
     assert results["llmagentos_version"] == __version__
     assert results["env"] == "Taxi-v4"
@@ -261,7 +269,7 @@ def test_no_trace_and_no_plot_when_switched_off(tmp_path: Path) -> None:
     output = {"dir": str(out), "trace_train_every": 0, "trace_eval_episodes": 0, "plot": False}
     result = run_experiment(taxi(out, n_train=5, n_eval=2, output=output))
     assert sorted(result.files) == ["qtable", "results"]
-    assert sorted(p.name for p in out.iterdir()) == ["qtable.json", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["qtable.json", "results.json", "status.json"]
 
 
 def test_without_matplotlib_the_run_says_how_to_get_the_plot(

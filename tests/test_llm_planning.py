@@ -135,7 +135,13 @@ def test_the_cache_asks_once_per_prompt_and_evicts_the_oldest() -> None:
     model = FunctionModel(helpful)
     module = planner(model, cache_size=2)
     texts = [MAZE.descriptions[cell] for cell in [(0, 0), (0, 1), (0, 2)]]
-    assert module.decide(texts[0]) == module.decide(texts[0])
+    asked, cached = module.decide(texts[0]), module.decide(texts[0])
+    assert (asked.action, asked.reason) == (cached.action, cached.reason)
+    assert asked.details is not None and cached.details is not None
+    assert (asked.details["proposal"]["from"], cached.details["proposal"]["from"]) == (
+        "model",
+        "cache",
+    )
     assert (module.calls, module.cache_hits, len(model.requests)) == (1, 1, 1)
     module.decide(texts[1])
     module.decide(texts[2])  # evicts texts[0], the least recently used

@@ -20,7 +20,7 @@ import httpx
 
 from llmagentos.exceptions import DeployError
 
-__all__ = ["free_port", "start_server", "wait_ready"]
+__all__ = ["free_port", "process_alive", "start_server", "wait_ready"]
 
 _SRC = str(Path(__file__).resolve().parent.parent)
 
@@ -96,3 +96,18 @@ def stop_processes(*processes: subprocess.Popen[bytes], timeout: float = 15.0) -
         if process.poll() is None:
             process.terminate()
             process.wait(timeout=timeout)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (a zombie child of ours does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == 0

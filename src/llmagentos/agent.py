@@ -562,7 +562,10 @@ class Agent(EpisodeRunner):
             return None
         step, acted, observation, reward, outcome, report, training = last
         decision: Decision | None = acted[3]
-        reason, scores = (None, None) if decision is None else (decision.reason, decision.scores)
+        if decision is None:
+            reason = scores = details = None
+        else:
+            reason, scores, details = decision.reason, decision.scores, decision.details
         if outcome is None:
             terminated, truncated, info = False, False, {}
         else:
@@ -571,7 +574,7 @@ class Agent(EpisodeRunner):
         return StepRecord(
             self.episode, step, acted[0], acted[1], acted[2], reason, scores, reward,
             observation, terminated, truncated, info, report,
-            dict(self._timings) if self._record_timings else None, training,
+            dict(self._timings) if self._record_timings else None, training, details,
         )  # fmt: skip
 
     # -- async twins ----------------------------------------------------------------------

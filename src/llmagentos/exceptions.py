@@ -24,6 +24,8 @@ Every error the library raises on purpose derives from :class:`LLMAgentOSError`:
     │   ├── SessionConflict    another replica moved the session on (HTTP 409)
     │   └── SessionStateRefused  a stored state forged, copied or rolled back (``reason``)
     ├── SessionLimitReached    a session quota is full (``field``: the limit; HTTP 429/503)
+    ├── RunLookupError         a run, episode or step to explain is not there (``field``)
+    │   (also a LookupError)
     ├── JournalError           a durable run's journal cannot be used
     │   └── ResumeMismatch     a resumed run did not replay as recorded
     ├── GatewayError           the gateway refused a request (``status``: the HTTP status)
@@ -111,6 +113,7 @@ __all__ = [
     "RateLimited",
     "RegistryError",
     "ResumeMismatch",
+    "RunLookupError",
     "RunPaused",
     "SandboxError",
     "SandboxUnavailable",
@@ -329,6 +332,20 @@ class SessionLimitReached(LLMAgentOSError):
     def __init__(self, field: str, limit: int, message: str, *, status: int = 429) -> None:
         self.field, self.limit, self.status = field, limit, status
         super().__init__(message)
+
+
+class RunLookupError(LLMAgentOSError, LookupError):
+    """A run folder, an episode or a step asked for is not there.
+
+    Attributes:
+        field: what was asked for: ``run``, ``episode`` or ``step``.
+        problem: what is there instead (the episodes traced, the steps of the episode).
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
 
 
 class JournalError(LLMAgentOSError):

@@ -12,6 +12,8 @@ A run writes into ``config.output_dir()``:
 
 - ``results.json``: the effective config, per-episode returns and lengths, summary
   statistics, counters, the files written, and whether the run was interrupted;
+- ``status.json``: the run's progress while it goes (finished episodes, state, the
+  kernel's counters), then the state it ended in (see :mod:`llmagentos.run_status`);
 - ``trace.jsonl``: step records of the traced episodes (see ``[output]``);
 - ``qtable.json``: the learned Q-table, with the counters a resumed run continues from;
 - ``learning_curve.png``: training return per episode and the eval mean (needs
@@ -28,14 +30,12 @@ marked ``"interrupted": true``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -55,7 +55,14 @@ from llmagentos.exceptions import (
     ConfigError,
     LLMAgentOSError,
 )
+from llmagentos.experiment_results import (
+    RESULTS_FORMAT,
+    ExperimentResult,
+    PhaseResult,
+    RunCallbacks,
+)
 from llmagentos.plotting import PLOT_EXTRA_HINT, matplotlib_available, save_learning_curve
+from llmagentos.run_status import RunProgress
 from llmagentos.safety.budget import Budget
 from llmagentos.telemetry.runs import close_run_telemetry, open_run_telemetry
 from llmagentos.trace import TraceWriter
@@ -73,8 +80,6 @@ __all__ = [
     "with_overrides",
 ]
 
-RESULTS_FORMAT = "llmagentos.results"
-_RESULTS_VERSION = 1
 #: ``--seed N`` seeds training with N and evaluation with N + this offset, so the two
 #: phases never replay the same episode starts.
 EVAL_SEED_OFFSET = 10_000
@@ -85,174 +90,11 @@ FILE_NAMES = {
     "qtable": "qtable.json",
     "plot": "learning_curve.png",
     "spans": "spans.jsonl",
+    "status": "status.json",
 }
 _TRACE_PARTIAL = ".trace.jsonl.partial"
 
 _perf = time.perf_counter
-
-
-# -- results ------------------------------------------------------------------------------
-
-
-def _mean(values: list[float]) -> float | None:
-    return math.fsum(values) / len(values) if values else None
-
-
-@dataclass(slots=True)
-class PhaseResult:
-    """The finished episodes of one phase (``train`` or ``eval``)."""
-
-    phase: str
-    planned: int
-    seed: int | None
-    episodes: list[EpisodeResult] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def returns(self) -> list[float]:
-        return [e.total_reward for e in self.episodes]
-
-    @property
-    def lengths(self) -> list[int]:
-        return [e.length for e in self.episodes]
-
-    @property
-    def steps(self) -> int:
-        return sum(e.length for e in self.episodes)
-
-    @property
-    def completed(self) -> bool:
-        return len(self.episodes) == self.planned
-
-    @property
-    def mean_return(self) -> float | None:
-        return _mean(self.returns)
-
-    @property
-    def min_return(self) -> float | None:
-        return min(self.returns, default=None)
-
-    @property
-    def max_return(self) -> float | None:
-        return max(self.returns, default=None)
-
-    @property
-    def success_rate(self) -> float | None:
-        """Share of successful episodes: the env's ``is_success``, else a positive return."""
-        if not self.episodes:
-            return None
-        return sum(1 for e in self.episodes if e.succeeded) / len(self.episodes)
-
-    @property
-    def steps_per_second(self) -> float | None:
-        return self.steps / self.seconds if self.seconds > 0 else None
-
-    def recent_mean(self, window: int = 100) -> float | None:
-        """Mean return of the last ``window`` episodes."""
-        return _mean(self.returns[-window:])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "planned_episodes": self.planned,
-            "episodes": len(self.episodes),
-            "seed": self.seed,
-            "returns": self.returns,
-            "lengths": self.lengths,
-            "steps": self.steps,
-            "seconds": self.seconds,
-            "mean_return": self.mean_return,
-            "min_return": self.min_return,
-            "max_return": self.max_return,
-            "success_rate": self.success_rate,
-        }
-
-
-@dataclass(slots=True)
-class ExperimentResult:
-    """What a run did and wrote; :meth:`to_dict` is the content of ``results.json``."""
-
-    config: RunConfig
-    output_dir: Path
-    started_at: str
-    train: PhaseResult | None = None
-    eval: PhaseResult | None = None
-    baseline_train: PhaseResult | None = None
-    baseline_eval: PhaseResult | None = None
-    interrupted: bool = False
-    error: str | None = None
-    stopped: str | None = None
-    """Why a durable run stopped early on purpose: ``paused: ...`` or ``budget_exceeded: ...``."""
-    wall_seconds: float = 0.0
-    counters: dict[str, Any] = field(default_factory=dict)
-    files: dict[str, Path] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def phases(self) -> list[PhaseResult]:
-        phases = (self.train, self.eval, self.baseline_train, self.baseline_eval)
-        return [p for p in phases if p is not None]
-
-    @property
-    def total_steps(self) -> int:
-        return sum(p.steps for p in self.phases)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "eval_mean_return": self.eval.mean_return if self.eval else None,
-            "eval_success_rate": self.eval.success_rate if self.eval else None,
-            "train_mean_return": self.train.mean_return if self.train else None,
-            "train_episodes": len(self.train.episodes) if self.train else 0,
-            "eval_episodes": len(self.eval.episodes) if self.eval else 0,
-            "baseline_eval_mean_return": (
-                self.baseline_eval.mean_return if self.baseline_eval else None
-            ),
-            "baseline_train_mean_return": (
-                self.baseline_train.mean_return if self.baseline_train else None
-            ),
-            "total_steps": self.total_steps,
-            "wall_seconds": self.wall_seconds,
-            "interrupted": self.interrupted,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {
-            "format": RESULTS_FORMAT,
-            "version": _RESULTS_VERSION,
-            "llmagentos_version": __version__,
-            "name": self.config.name,
-            "env": self.config.env.id,
-            "started_at": self.started_at,
-            "interrupted": self.interrupted,
-            "error": self.error,
-            "stopped": self.stopped,
-            "summary": self.summary(),
-            "train": self.train.to_dict() if self.train else None,
-            "eval": self.eval.to_dict() if self.eval else None,
-            "baseline": None
-            if self.config.baseline is None
-            else {
-                "train": self.baseline_train.to_dict() if self.baseline_train else None,
-                "eval": self.baseline_eval.to_dict() if self.baseline_eval else None,
-            },
-            "counters": self.counters,
-            "files": {kind: path.name for kind, path in self.files.items()},
-            "notes": self.notes,
-            "config": self.config.model_dump(mode="json"),
-        }
-        return jsonable(data)  # type: ignore[no-any-return]
-
-
-class RunCallbacks:
-    """Progress hooks for :meth:`Experiment.run`. The defaults do nothing; override any."""
-
-    def phase_started(self, phase: PhaseResult) -> None:
-        """A phase is about to run ``phase.planned`` episodes."""
-
-    def episode_finished(self, phase: PhaseResult, episode: EpisodeResult) -> None:
-        """An episode finished; it is already in ``phase.episodes``."""
-
-    def phase_finished(self, phase: PhaseResult) -> None:
-        """A phase ended, completed or not (also on Ctrl-C and errors)."""
 
 
 # -- config helpers -----------------------------------------------------------------------
@@ -458,7 +300,6 @@ class Experiment:
         if self._ran:
             raise RuntimeError("an Experiment runs once; make a new one to run again")
         self._ran = True
-        hooks = callbacks or RunCallbacks()
         config = self.config
         out = self.output_dir
         result = ExperimentResult(
@@ -469,6 +310,7 @@ class Experiment:
         )
         started = _perf()
         out.mkdir(parents=True, exist_ok=True)
+        status = RunProgress(out, result, callbacks or RunCallbacks())
         self.runner = self._open_runner(out)
         tracer = self._open_trace(out)
         telemetry = open_run_telemetry(
@@ -482,7 +324,7 @@ class Experiment:
                          ("baseline eval", config.eval, self.baseline)]  # fmt: skip
             for name, phase, built in runs:
                 if phase is not None and phase.episodes > 0:
-                    self._run_phase(result, name, phase, built.agent, tracer=tracer, hooks=hooks)
+                    self._run_phase(result, name, phase, built.agent, tracer=tracer, hooks=status)
         except (ApprovalPending, BudgetExceeded) as err:
             state = "paused" if isinstance(err, ApprovalPending) else "budget_exceeded"
             result.stopped = f"{state}: {err}"
@@ -508,6 +350,7 @@ class Experiment:
         result.wall_seconds = _perf() - started
         with _sigint_deferred():
             self._save(result, tracer)
+            status.finish()
         self.built.agent.close()
         if self.baseline is not None:
             self.baseline.agent.close()

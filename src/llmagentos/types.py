@@ -38,14 +38,21 @@ class Decision:
         action: the chosen action.
         reason: a short human-readable reason ("greedy: Q=7.20 is the best of 6").
         scores: the per-action scores the choice was made from (e.g. Q-values), if any.
+        details: what else the choice weighed, as JSON-able data for explanations: the
+            source that decided (``"q"``, ``"llm"``, ``"explore"``...), visit counts, a
+            model's proposal and what overruled it. ``None`` when there is nothing more.
     """
 
     action: Action
     reason: str | None = None
     scores: list[float] | None = None
+    details: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"action": jsonable(self.action), "reason": self.reason, "scores": self.scores}
+        data = {"action": jsonable(self.action), "reason": self.reason, "scores": self.scores}
+        if self.details is not None:
+            data["details"] = jsonable(self.details)
+        return data
 
 
 @dataclass(slots=True)
@@ -129,6 +136,7 @@ class StepRecord:
         learning: what the learner reported (e.g. TD error, old and new Q-value).
         timings: seconds spent per phase (``perceive``, ``plan``, ``execute``, ``learn``).
         training: whether the agent was in training mode.
+        details: the planner's :attr:`Decision.details` (what it weighed), if any.
     """
 
     episode: int
@@ -146,6 +154,7 @@ class StepRecord:
     learning: dict[str, Any] | None = None
     timings: dict[str, float] | None = None
     training: bool = True
+    details: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:
@@ -169,6 +178,7 @@ class StepRecord:
             "learning": jsonable(self.learning),
             "timings": self.timings,
             "training": self.training,
+            "details": jsonable(self.details),
         }
 
 

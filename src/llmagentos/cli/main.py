@@ -23,8 +23,10 @@ from llmagentos.cli._common import (
 )
 from llmagentos.cli.ask import ask_command
 from llmagentos.cli.codegen import codegen_command
+from llmagentos.cli.dashboard import dashboard_command
 from llmagentos.cli.deploy import down_command, status_command, up_command
 from llmagentos.cli.env import env_app
+from llmagentos.cli.explain import explain_command
 from llmagentos.cli.gateway import gateway_command
 from llmagentos.cli.keys import keys_app
 from llmagentos.cli.mcp import mcp_app
@@ -78,6 +80,8 @@ app.command("gateway")(gateway_command)
 app.command("up")(up_command)
 app.command("down")(down_command)
 app.command("status")(status_command)
+app.command("explain")(explain_command)
+app.command("dashboard")(dashboard_command)
 app.add_typer(env_app, name="env")
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(memory_app, name="memory")

@@ -109,9 +109,11 @@ def _summary(console: Console, result: ExperimentResult, algorithm: str) -> None
         "qtable": "learned Q-values and counters (--resume it)",
         "plot": "learning curve",
         "journal": "durable journal: steps, tool calls, approvals, audit",
+        "spans": "OpenTelemetry spans (llmagentos explain, llmagentos dashboard)",
     }
-    for kind in sorted(result.files, key=list(FILE_NAMES).index):
-        files.add_row(escape(result.files[kind].name), descriptions[kind])
+    order = list(FILE_NAMES)
+    for kind in sorted(result.files, key=lambda k: order.index(k) if k in order else len(order)):
+        files.add_row(escape(result.files[kind].name), descriptions.get(kind, ""))
     console.print(files)
     console.print(f"{result.total_steps} steps in {result.wall_seconds:.1f} s", highlight=False)
     for note in result.notes:

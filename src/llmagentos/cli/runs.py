@@ -24,8 +24,8 @@ from rich.table import Table
 from llmagentos.cli._common import fail, show_help_without_command, stdout
 from llmagentos.cli.run import run_experiment_in_cli
 from llmagentos.config import parse_config
-from llmagentos.durable.digest import canonical_json
 from llmagentos.durable.journal import Approval, Journal
+from llmagentos.durable.operator import call_text, decide, visible
 from llmagentos.exceptions import LLMAgentOSError
 from llmagentos.experiment import FILE_NAMES, Experiment
 
@@ -69,17 +69,6 @@ def _open(run: Path) -> Iterator[Journal]:
         fail(err)
     finally:
         journal.close()
-
-
-def _visible(text: str) -> str:
-    """``text`` with every character a terminal would not print as itself escaped
-    (control characters, bidirectional overrides, zero-width marks)."""
-    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
-
-
-def _call(tool: str, arguments: object) -> str:
-    """A call as the operator sees it: the tool and its arguments, whole."""
-    return _visible(f"{tool} {canonical_json(arguments)}")
 
 
 def _when(stamp: float | None) -> str:
@@ -136,7 +125,7 @@ def show_run(run: RunArgument) -> None:
         console.print(f"[bold]{escape(str(run))}[/]: {status.state}", highlight=False)
         console.print(f"  run id {journal.run_id}", highlight=False)
         if status.detail:
-            console.print(f"  {escape(_visible(status.detail))}", highlight=False)
+            console.print(f"  {escape(visible(status.detail))}", highlight=False)
         console.print(
             f"  {journal.step_count()} steps, {len(journal.episodes())} episodes, "
             f"{len(journal.effect_keys())} completed tool/model calls, "
@@ -156,14 +145,14 @@ def _approvals_table(journal: Journal) -> None:
     for item in approvals:
         lines = [
             f"  {escape(item.key)}  {item.status}",
-            f"    call    {escape(_call(item.tool, item.arguments))}",
+            f"    call    {escape(call_text(item.tool, item.arguments))}",
             f"    digest  {item.digest}",
         ]
         if item.reason:
-            lines.append(f"    reason  {escape(_visible(item.reason))}")
+            lines.append(f"    reason  {escape(visible(item.reason))}")
         if item.status != "pending":
             note = f": {item.note}" if item.note else ""
-            lines.append(f"    {item.status} by {escape(_visible((item.decided_by or '') + note))}")
+            lines.append(f"    {item.status} by {escape(visible((item.decided_by or '') + note))}")
         for line in lines:
             console.print(line, highlight=False, soft_wrap=True)
 
@@ -171,20 +160,15 @@ def _approvals_table(journal: Journal) -> None:
 def _decide(
     run: Path, key: str | None, *, approve: bool, by: str, note: str | None, digest: str | None
 ) -> None:
-    with _open(run) as journal:
-        if key is None:
-            pending = journal.approvals("pending")
-            if len(pending) != 1:
-                keys = ", ".join(a.key for a in pending) or "none"
-                fail(f"{run}: name the request to decide (pending: {keys})")
-            key = pending[0].key
-        # The decision and its audit line are one transaction; with --digest, only if
-        # the request is still for the call the operator saw.
-        decided: Approval = journal.decide(key, approve=approve, by=by, note=note, digest=digest)
+    _journal_path(run)
+    try:
+        decided: Approval = decide(run, key, approve=approve, by=by, note=note, digest=digest)
+    except LLMAgentOSError as err:
+        fail(err)
     verb = "approved" if approve else "refused"
     console = stdout()
-    console.print(f"{verb} {escape(_call(decided.tool, decided.arguments))}", highlight=False)
-    console.print(f"  request {escape(key)}, digest {decided.digest}", highlight=False)
+    console.print(f"{verb} {escape(call_text(decided.tool, decided.arguments))}", highlight=False)
+    console.print(f"  request {escape(decided.key)}, digest {decided.digest}", highlight=False)
     console.print(f"continue with 'llmagentos runs resume {escape(str(run))}'", highlight=False)
 
 
@@ -281,9 +265,9 @@ def audit(
         table.add_row(
             "-" if n < 0 else str(n),
             kind,
-            escape(_visible(subject)),
-            escape(_visible(reason)),
-            escape(_visible(detail)),
+            escape(visible(subject)),
+            escape(visible(reason)),
+            escape(visible(detail)),
         )
     stdout().print(table)
     if len(lines) > limit:

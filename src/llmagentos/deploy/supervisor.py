@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmagentos._processes import free_port, wait_ready
+from llmagentos._processes import free_port, process_alive, wait_ready
 from llmagentos.deploy.config import DeployConfig, ServiceSpec, gateway_table
 from llmagentos.deploy.ray_placement import RayServices
 from llmagentos.exceptions import DeployError
@@ -218,20 +218,6 @@ class Deployment:
             self.ray.stop()
         state_path(self.config.name, self.state_dir).unlink(missing_ok=True)
         self.processes.clear()
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as gone
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done == 0
 
 
 def _stop_pids(pids: list[int]) -> None:

@@ -70,6 +70,8 @@ def encode(record: StepRecord) -> str:
         "terminated": record.terminated, "truncated": record.truncated,
         "info": record.info, "learning": record.learning, "training": record.training,
     }  # fmt: skip
+    if record.details is not None:  # journals of planners without details stay as they were
+        data["details"] = record.details
     try:
         return _ENCODER.encode(data)
     except TypeError:  # e.g. tuple dict keys, which only the full conversion handles

@@ -41,6 +41,7 @@ __all__ = [
     "embedding_service",
     "is_process_kernel",
     "kernel",
+    "kernel_state",
     "reset_kernel",
     "route_models",
     "scheduled_handle",
@@ -62,6 +63,13 @@ def kernel() -> Scheduler:
         if not _kernel:
             _kernel.append(Scheduler())
         return _kernel[0]
+
+
+def kernel_state() -> dict[str, Any] | None:
+    """The process kernel's :meth:`~Scheduler.state`, or ``None`` if none was made yet."""
+    with _lock:
+        scheduler = _kernel[0] if _kernel else None
+    return None if scheduler is None else scheduler.state()
 
 
 def embedding_service() -> EmbeddingService:

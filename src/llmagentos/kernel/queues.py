@@ -243,8 +243,11 @@ class BackendRecord(_Outcomes):
         self.filling: Batch | None = None  # the batch still taking members, if any
 
     def snapshot(self) -> dict[str, Any]:
+        stats = getattr(getattr(self.model, "cache", None), "stats", None)  # a CachedModel's
         return {
             "model": self.model.model_id,
+            "cache_hits": getattr(stats, "hits", None),
+            "cache_misses": getattr(stats, "misses", None),
             "running": self.running,
             "waiting": self.waiting,
             "max_in_flight": self.max_in_flight,

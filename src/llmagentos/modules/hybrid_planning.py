@@ -17,7 +17,9 @@ enough to tell its actions apart, its values are the better judge. The rule, per
    before step 2: a confident but wrong Q would loop just the same;
 4. otherwise: the LLM's proposal.
 
-Every decision carries the Q-values as scores and a reason naming its source.
+Every decision carries the Q-values as scores, a reason naming its source, and
+details for explanations: the source, each action's visits, the model's proposal (the
+cached one when Q decided without asking) and what overruled what.
 """
 
 from __future__ import annotations
@@ -159,7 +161,8 @@ class HybridPlanningModule(PlanningModule):
                 self.counts["explore"] += 1
                 action = exploration.rng.randrange(len(scores))
                 reason = f"explore: random action (epsilon={epsilon:.3f})"
-                return Decision(action, reason, scores), "", scores
+                details = self._details(features, scores, "explore", action, epsilon=epsilon)
+                return Decision(action, reason, scores, details), "", scores
         elif looping:
             # In evaluation nothing is learned: a loop through a state where Q is
             # confident (and wrong) would last until the time limit, so it is broken first.
@@ -187,7 +190,8 @@ class HybridPlanningModule(PlanningModule):
         if not q.visits[row][action]:
             return None, "q unsure: its best action is untried"
         self.counts["q"] += 1
-        return Decision(action, f"q: confident (visits {visits}), Q={best:.2f}", scores), ""
+        reason = f"q: confident (visits {visits}), Q={best:.2f}"
+        return Decision(action, reason, scores, self._details(features, scores, "q", action)), ""
 
     def _break_loop(self, features: Features, times: int, scores: list[float]) -> Decision:
         """Of the actions taken here least often this episode, the best by Q.
@@ -203,16 +207,71 @@ class HybridPlanningModule(PlanningModule):
         ties = [i for i in fresh if scores[i] == top]
         action = ties[self.exploration.rng.randrange(len(ties))] if len(ties) > 1 else ties[0]
         reason = f"q: breaking a loop (state seen {times} times this episode), Q={top:.2f}"
-        return Decision(action, reason, scores)
+        details = self._details(features, scores, "loop", action, seen=times)
+        return Decision(action, reason, scores, details)
 
-    def _from_proposal(self, proposal: Proposal, why: str, scores: list[float]) -> Decision:
+    def _from_proposal(
+        self, features: Features, proposal: Proposal, why: str, scores: list[float]
+    ) -> Decision:
+        action = proposal.action
         if proposal.fallback:
             self.counts["fallback"] += 1
-            return Decision(proposal.action, f"fallback: {proposal.reason} ({why})", scores)
+            details = self._details(features, scores, "fallback", action, proposal, unsure=why)
+            return Decision(action, f"fallback: {proposal.reason} ({why})", scores, details)
         self.counts["llm"] += 1
-        name = self.llm.action_names[proposal.action]
+        name = self.llm.action_names[action]
         said = f"{name}, {proposal.reason}" if proposal.reason else name
-        return Decision(proposal.action, f"llm: {said} ({why})", scores)
+        details = self._details(features, scores, "llm", action, proposal, unsure=why)
+        return Decision(action, f"llm: {said} ({why})", scores, details)
+
+    # -- explanations ---------------------------------------------------------------------
+
+    def _details(
+        self,
+        features: Features,
+        scores: list[float],
+        source: str,
+        action: int,
+        proposal: Proposal | None = None,
+        *,
+        unsure: str = "",
+        epsilon: float | None = None,
+        seen: int | None = None,
+    ) -> dict[str, Any]:
+        """What this decision weighed, for ``llmagentos explain`` and the dashboard."""
+        q = self.q_table
+        row = q.row_of(features)
+        visits = [0] * q.n_actions if row is None else list(q.visits[row])
+        names = self.llm.action_names
+        if proposal is None and source != "explore":
+            proposal = self.llm.peek(features)  # what the model said here before, if asked
+        details: dict[str, Any] = {
+            "source": source,
+            "action_names": list(names),
+            "q_values": scores,
+            "visits": visits,
+            "trust_after": self.trust_after,
+            "margin": self.margin,
+        }
+        if proposal is not None:
+            details["proposal"] = {
+                "action": proposal.action,
+                "name": names[proposal.action],
+                "reason": proposal.reason,
+                "from": proposal.source,
+            }
+        if unsure:
+            details["q_unsure"] = unsure
+        if epsilon is not None:
+            details["epsilon"] = epsilon
+        if seen is not None:
+            details["seen_this_episode"] = seen
+        overruled = _overruled(
+            source, action, scores=scores, visits=visits, proposal=proposal, names=names
+        )
+        if overruled:
+            details["overruled"] = overruled
+        return details
 
     def _taking(self, features: Features, decision: Decision) -> Decision:
         taken = self._taken.get(features)
@@ -226,14 +285,54 @@ class HybridPlanningModule(PlanningModule):
         if decision is None:
             # A cached proposal needs no event loop: only a real model call pays for one.
             proposal = self.llm.cached(features) or run_sync(self.llm.apropose(features))
-            decision = self._from_proposal(proposal, why, scores)
+            decision = self._from_proposal(features, proposal, why, scores)
         return self._taking(features, decision)
 
     async def adecide(self, features: Features) -> Decision:
         decision, why, scores = self._without_llm(features)
         if decision is None:
-            decision = self._from_proposal(await self.llm.apropose(features), why, scores)
+            proposal = await self.llm.apropose(features)
+            decision = self._from_proposal(features, proposal, why, scores)
         return self._taking(features, decision)
+
+
+def _overruled(
+    source: str,
+    action: int,
+    *,
+    scores: list[float],
+    visits: list[int],
+    proposal: Proposal | None,
+    names: Sequence[str],
+) -> str | None:
+    """Which advice lost to the chosen action, and why, in a sentence (``None``: none)."""
+    best = scores.index(max(scores))
+    tried = visits[best] > 0
+    said = None if proposal is None or proposal.fallback else proposal
+    if source == "q":
+        if said is not None and said.action != action:
+            return (
+                f"Q overruled the model: the model had proposed {names[said.action]} "
+                f"here, Q's values (after {sum(visits)} visits) favour {names[action]}"
+            )
+        return None
+    if source == "explore":
+        return f"exploration overruled the rule: a random action ({names[action]})"
+    if source == "loop":
+        if action != best:
+            return (
+                f"loop breaking overruled Q's best action {names[best]}: the state keeps "
+                f"coming back this episode, so a less-taken action ({names[action]}) is tried"
+            )
+        return None
+    if source == "llm" and tried and best != action:
+        return (
+            f"the model overruled Q's best value ({names[best]}, Q={scores[best]:.2f}): "
+            "Q was not yet confident"
+        )
+    if source == "fallback" and proposal is not None:
+        return f"the model failed ({proposal.reason}), so the fallback chose {names[action]}"
+    return None
 
 
 def hybrid_planning(

@@ -256,6 +256,14 @@ class LLMPlanningModule(PlanningModule):
             return None
         return self._lookup(self.prompt(features))
 
+    def peek(self, features: Features) -> Proposal | None:
+        """The cached proposal for ``features`` without counting a cache hit (for
+        explanations: what the model said here before)."""
+        if not self.cache_size:
+            return None
+        hit = self._cache.get(self.prompt(features))
+        return None if hit is None else Proposal(hit.action, hit.reason, "cache")
+
     def _lookup(self, prompt: str) -> Proposal | None:
         hit = self._cache.get(prompt)
         if hit is None:
@@ -354,7 +362,16 @@ class LLMPlanningModule(PlanningModule):
     async def adecide(self, features: Features) -> Decision:
         proposal = await self.apropose(features)
         prefix = "fallback" if proposal.fallback else "llm"
-        return Decision(proposal.action, f"{prefix}: {proposal.reason}")
+        name = self.action_names[proposal.action]
+        details = {
+            "source": prefix,
+            "action_names": list(self.action_names),
+            "proposal": {
+                "action": proposal.action, "name": name,
+                "reason": proposal.reason, "from": proposal.source,
+            },
+        }  # fmt: skip
+        return Decision(proposal.action, f"{prefix}: {proposal.reason}", None, details)
 
 
 # -- registry factory -------------------------------------------------------------------------

@@ -445,6 +445,7 @@ def _module_routes(app: FastAPI, kind: str, in_session: Any, module_of: Any, gua
                     action=jsonable(decision.action),
                     reason=decision.reason,
                     scores=None if decision.scores is None else list(decision.scores),
+                    details=None if decision.details is None else jsonable(decision.details),
                 )
 
             return await in_session(body.session, work)  # type: ignore[no-any-return]

@@ -268,11 +268,15 @@ class RemotePlanning(_Remote, PlanningModule):
 
     def decide(self, features: Features) -> Decision:
         reply = self.client.post(self.kind, "/v1/planning/decide", features=features)
-        return Decision(reply["action"], reply.get("reason"), reply.get("scores"))
+        return Decision(
+            reply["action"], reply.get("reason"), reply.get("scores"), reply.get("details")
+        )
 
     async def adecide(self, features: Features) -> Decision:
         reply = await self.client.apost(self.kind, "/v1/planning/decide", features=features)
-        return Decision(reply["action"], reply.get("reason"), reply.get("scores"))
+        return Decision(
+            reply["action"], reply.get("reason"), reply.get("scores"), reply.get("details")
+        )
 
 
 class RemoteExecution(_Remote, ExecutionModule):

@@ -128,6 +128,7 @@ class DecisionReply(_Wire):
     action: Any
     reason: str | None = None
     scores: list[float] | None = None
+    details: dict[str, Any] | None = None
 
 
 class ActionReply(_Wire):
