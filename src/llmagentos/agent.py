@@ -6,9 +6,8 @@ counters, the features of the observation it acted on (so perception runs once p
 observation), the full transition for learners that want it, and a
 :class:`~llmagentos.types.StepRecord` of every step for tracing.
 
-The async twins (``areset``, ``aact``, ``astep``, ``arun_episode``, ``arun``) await the
-modules' async methods, so thousands of agents can share one event loop and a module
-can live behind a network call with no change here.
+The async twins (``areset``, ``aact``, ``astep``, ``arun_episode``, ``arun``) are in
+:mod:`~llmagentos.agent_async`.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
+from llmagentos.agent_async import AsyncLoop
 from llmagentos.episodes import EpisodeRunner
 from llmagentos.exceptions import (
     BudgetExceeded,
@@ -30,7 +30,8 @@ from llmagentos.modules.execution import ExecutionModule
 from llmagentos.modules.learning import LearningModule
 from llmagentos.modules.perception import PerceptionModule
 from llmagentos.modules.planning import PlanningModule
-from llmagentos.telemetry.spans import set_attributes, span
+from llmagentos.telemetry.agent_spans import note_decision
+from llmagentos.telemetry.spans import span
 from llmagentos.types import (
     Action,
     Decision,
@@ -46,21 +47,6 @@ __all__ = ["Agent", "StepListener"]
 StepListener = Callable[[StepRecord], None]
 
 _perf = time.perf_counter
-
-
-def _decided(planned: Any, acted: tuple[Any, ...] | None) -> None:
-    """The plan span's attributes: the action, and the decision's reason and scores."""
-    if acted is None:
-        return
-    decision = acted[3]
-    set_attributes(
-        planned,
-        {
-            "llmagentos.action": acted[2],
-            "llmagentos.reason": None if decision is None else decision.reason,
-            "llmagentos.scores": None if decision is None else decision.scores,
-        },
-    )
 
 
 _PLAN = frozenset({"plan"})
@@ -89,7 +75,7 @@ def _default_planning(execution: ExecutionModule) -> PlanningModule:
     return PlanningModule()
 
 
-class Agent(EpisodeRunner):
+class Agent(AsyncLoop, EpisodeRunner):
     """An LLM agent made of four replaceable modules.
 
     Args:
@@ -367,7 +353,7 @@ class Agent(EpisodeRunner):
             with span("plan") as planned:
                 action = self._choose(observation, features)
                 if planned is not None:
-                    _decided(planned, self._acted)
+                    note_decision(planned, self._acted)
             self._timings = {"perceive": middle - start, "plan": _perf() - middle}
             return action
         # The hot path: _features_for and _choose inlined (each call costs as much as the
@@ -576,100 +562,6 @@ class Agent(EpisodeRunner):
             observation, terminated, truncated, info, report,
             dict(self._timings) if self._record_timings else None, training, details,
         )  # fmt: skip
-
-    # -- async twins ----------------------------------------------------------------------
-
-    async def areset(self, *, seed: int | None = None) -> Observation:
-        """Async twin of :meth:`reset`."""
-        perception, planning, execution, learning = self._modules
-        for module in (perception, planning, learning):
-            try:
-                await module.areset(seed=seed)
-            except Exception as err:
-                self._fail(module.kind, err, seed, in_step=False)
-        try:
-            observation = await execution.areset(seed=seed)
-        except Exception as err:
-            self._fail("execution", err, seed, in_step=False)
-        return self._begin_episode(observation)
-
-    async def _afeatures_for(self, observation: Observation) -> Features:
-        cached = self._next
-        if cached is not None and cached[0] is observation:
-            return cached[1]
-        try:
-            return await self._modules[0].aperceive(observation)
-        except Exception as err:
-            self._fail("perception", err, observation)
-
-    async def aact(self, observation: Observation) -> Action:
-        """Async twin of :meth:`act`."""
-        if not self._async_act:
-            return self.act(observation)
-        start = _perf()
-        with span("perceive"):
-            features = await self._afeatures_for(observation)
-        middle = _perf()
-        with span("plan") as planned:
-            try:
-                decision = await self._modules[1].adecide(features)
-            except Exception as err:
-                self._fail("planning", err, features)
-            if not isinstance(decision, Decision):
-                self._fail_output("planning", "adecide() must return a Decision", decision)
-            self._acted = (observation, features, decision.action, decision)
-            if planned is not None:
-                _decided(planned, self._acted)
-        if self._record_timings:
-            self._timings = {"perceive": middle - start, "plan": _perf() - middle}
-        return decision.action
-
-    async def astep(self, action: Action) -> tuple[Observation, float]:
-        """Async twin of :meth:`step`."""
-        if not self._async_step:
-            return self.step(action)
-        if self._blocked:
-            self._refuse_step(action)
-        acted = self._acted
-        if acted is None or acted[2] is not action:
-            observation = self._observation
-            acted = (observation, await self._afeatures_for(observation), action, None)
-        start = _perf()
-        with span("execute"):
-            try:
-                outcome = await self._modules[2].aperform(action)
-            except Exception as err:
-                self._fail("execution", err, action)
-        if not isinstance(outcome, Outcome):
-            self._fail_output("execution", "aperform() must return an Outcome", outcome)
-        if type(outcome.reward) is not float:
-            outcome.reward = self._reward(outcome.reward)
-        observation, reward = outcome.observation, outcome.reward
-        middle = _perf()
-        report = None
-        if self._learns():
-            with span("learn"):
-                report = await self._alearn(acted, observation, reward, outcome)
-        if self._record_timings:
-            self._timings.update(execute=middle - start, learn=_perf() - middle)
-        self._finish_step(acted, observation, reward, outcome, report)
-        return observation, reward
-
-    async def _alearn(
-        self, acted: tuple[Any, ...], observation: Observation, reward: float, outcome: Outcome
-    ) -> dict[str, Any] | None:
-        learning = self._modules[3]
-        try:
-            if self._learn_only is not None:
-                await learning.alearn(observation, reward)
-                return None
-            next_features = await self._afeatures_for(observation)
-            transition = self._transition(acted, observation, reward, outcome, next_features)
-            return await learning.aupdate(transition)
-        except ModuleError:
-            raise
-        except Exception as err:
-            self._fail("learning", err, reward)
 
     def __repr__(self) -> str:
         modules = ", ".join(repr(m) for m in self._modules)

@@ -692,7 +692,7 @@ async def test_state_is_a_json_snapshot() -> None:
     assert state["backends"]["main"] == {
         "model": "test:function", "running": 0, "waiting": 0, "max_in_flight": 3,
         "completed": 4, "failed": 0, "timed_out": 0, "cancelled": 0, "batching": False,
-        "batches": 0,
+        "batches": 0, "cache_hits": None, "cache_misses": None,  # no cache on this backend
     }  # fmt: skip
     agent = state["agents"]["a"]
     used = agent["prompt_tokens"] + agent["completion_tokens"]
@@ -701,6 +701,21 @@ async def test_state_is_a_json_snapshot() -> None:
     assert agent["requests_left"] == 6
     assert 0 <= agent["wait_p50_s"] <= agent["wait_p99_s"]
     assert agent["wait_mean_s"] >= 0
+
+
+async def test_state_counts_a_cached_backends_hits_and_misses() -> None:
+    from llmagentos.llm.cache import CachedModel
+
+    cached = CachedModel(FunctionModel(Backend(), model_id="test:inner"))
+    scheduler = Scheduler({"main": cached})
+    model = scheduler.model_for("a")
+    question = ModelRequest(
+        messages=(Message.user("the same question"),), settings=ModelSettings(temperature=0)
+    )
+    for _ in range(3):
+        await model.arequest(question)
+    state = scheduler.state()["backends"]["main"]
+    assert (state["cache_hits"], state["cache_misses"]) == (2, 1)
 
 
 async def test_a_handle_is_a_model() -> None:

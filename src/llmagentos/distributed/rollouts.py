@@ -49,6 +49,8 @@ from llmagentos.distributed.workers import (
 )
 from llmagentos.exceptions import ConfigError
 from llmagentos.modules.learning import LearningModule
+from llmagentos.telemetry.handoff import TraceHandoff, handoff
+from llmagentos.telemetry.spans import span
 from llmagentos.types import EpisodeResult, RunResult
 
 if TYPE_CHECKING:
@@ -122,29 +124,40 @@ def run_on_ray(
     ray = connect(address)
     cpus = float(ray.cluster_resources().get("CPU", 1))
     count = min(workers or max(1, int(cpus)), episodes)
-    rollout = _Rollout(
-        ray=ray,
-        payload=ray.put(payload),
-        training=training,
-        seed=seed,
-        max_steps=max_steps,
-        base=agent.episode + 1,
-        on_episode=on_episode,
-        max_replacements=max_replacements,
-        cpus_each=min(1.0, cpus / count),
-    )
-    try:
-        if training:
-            rollout.start(count)
-            rollout.train(agent, episodes, sync_every)
-        else:
-            rollout.evaluate(episodes, count)
-    finally:
-        rollout.stop()
+    with span(f"rollout {agent.name}", _rollout_attributes(episodes, count, training)):
+        rollout = _Rollout(
+            ray=ray,
+            payload=ray.put(payload),
+            training=training,
+            seed=seed,
+            max_steps=max_steps,
+            base=agent.episode + 1,
+            on_episode=on_episode,
+            max_replacements=max_replacements,
+            cpus_each=min(1.0, cpus / count),
+            trace=handoff(),
+        )
+        try:
+            if training:
+                rollout.start(count)
+                rollout.train(agent, episodes, sync_every)
+            else:
+                rollout.evaluate(episodes, count)
+        finally:
+            rollout.stop()
     result.episodes.extend(rollout.done[i] for i in range(episodes))
     result.workers_replaced = rollout.replaced
     agent.episode = rollout.base + episodes - 1
     return result
+
+
+def _rollout_attributes(episodes: int, workers: int, training: bool) -> dict[str, Any]:
+    return {
+        "llmagentos.backend": "ray",
+        "llmagentos.episode.count": episodes,
+        "llmagentos.workers": workers,
+        "llmagentos.training": training,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +188,8 @@ class _Rollout:
     on_episode: Callable[[EpisodeResult], None] | None
     max_replacements: int
     cpus_each: float
+    trace: TraceHandoff | None = None
+    """The driver's span and telemetry settings, for the workers' spans."""
     actors: list[Any] = field(default_factory=list)
     done: dict[int, EpisodeResult] = field(default_factory=dict)
     replaced: int = 0
@@ -218,7 +233,8 @@ class _Rollout:
 
     def _submit(self, chunk: _Chunk) -> Any:
         seeds = self._seeds(chunk)
-        return self.actors[chunk.slot].run.remote(chunk.first, seeds, self.max_steps, self.base)
+        actor = self.actors[chunk.slot]
+        return actor.run.remote(chunk.first, seeds, self.max_steps, self.base, self.trace)
 
     def _wait(self, chunks: list[_Chunk]) -> None:
         """Run ``chunks``; record each one's episodes as it completes."""
@@ -252,7 +268,9 @@ class _Rollout:
 
         def submit(chunk: _Chunk) -> None:
             seeds = self._seeds(chunk)
-            ref = task.remote(self.payload, chunk.first, seeds, self.max_steps, self.base)
+            ref = task.remote(
+                self.payload, chunk.first, seeds, self.max_steps, self.base, self.trace
+            )
             pending[ref] = chunk
 
         while todo or pending:

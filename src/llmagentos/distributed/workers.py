@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from llmagentos.distributed.cluster_kernel import route_here
 from llmagentos.distributed.merge import LearnedState, learned_state, load_learned
 from llmagentos.exceptions import LLMAgentOSError
+from llmagentos.telemetry.handoff import TraceHandoff, joined
+from llmagentos.telemetry.spans import span
 from llmagentos.types import EpisodeResult
 
 if TYPE_CHECKING:
@@ -64,13 +66,20 @@ class EpisodeWorker:
         return agent
 
     def run(
-        self, first: int, seeds: Sequence[int | None], max_steps: int | None, base: int
+        self,
+        first: int,
+        seeds: Sequence[int | None],
+        max_steps: int | None,
+        base: int,
+        trace: TraceHandoff | None = None,
     ) -> list[EpisodeResult]:
-        """Episodes ``first, first + 1, ...``, numbered as the serial run numbers them."""
+        """Episodes ``first, first + 1, ...``, numbered as the serial run numbers them;
+        their spans in the driver's trace when it handed one over."""
         results = []
-        for offset, seed in enumerate(seeds):
-            self.agent.episode = base + first + offset - 1  # reset() moves it on by one
-            results.append(self.agent.run_episode(seed=seed, max_steps=max_steps))
+        with joined(trace), span("run_episodes", _chunk_attributes(first, seeds, base)):
+            for offset, seed in enumerate(seeds):
+                self.agent.episode = base + first + offset - 1  # reset() moves it on by one
+                results.append(self.agent.run_episode(seed=seed, max_steps=max_steps))
         return results
 
     def learned(self) -> LearnedState:
@@ -85,12 +94,25 @@ class EpisodeWorker:
         return os.getpid()
 
 
-def evaluate_chunk(
-    payload: bytes, first: int, seeds: Sequence[int | None], max_steps: int | None, base: int
+def _chunk_attributes(first: int, seeds: Sequence[int | None], base: int) -> dict[str, Any]:
+    return {
+        "llmagentos.episode.first": base + first,
+        "llmagentos.episode.count": len(seeds),
+        "llmagentos.worker.pid": os.getpid(),
+    }
+
+
+def evaluate_chunk(  # noqa: PLR0917 - a Ray task's arguments are positional
+    payload: bytes,
+    first: int,
+    seeds: Sequence[int | None],
+    max_steps: int | None,
+    base: int,
+    trace: TraceHandoff | None = None,
 ) -> list[EpisodeResult]:
     """A Ray task: evaluation episodes of the agent in ``payload`` (frozen, so any worker
     process will do, and Ray keeps its processes warm between runs)."""
-    return EpisodeWorker(payload, False).run(first, seeds, max_steps, base)
+    return EpisodeWorker(payload, False).run(first, seeds, max_steps, base, trace)
 
 
 def lost_errors(ray: Any) -> tuple[type[BaseException], ...]:

@@ -19,8 +19,9 @@ from urllib.parse import urlsplit
 
 from llmagentos.gateway.upstream import UpstreamReply
 from llmagentos.principal import PRINCIPAL_HEADER, Principal, PrincipalSigner
-from llmagentos.telemetry.spans import traceparent as current_traceparent
+from llmagentos.telemetry.propagation import TRACE_HEADERS, inject
 from llmagentos.telemetry.state import TELEMETRY
+from llmagentos.telemetry.trace_context import clean_trace_headers, clean_tracestate
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -31,7 +32,7 @@ __all__ = [
     "hop_by_hop",
     "problem",
     "reply_from",
-    "traceparent",
+    "trace_headers",
     "upstream_headers",
 ]
 
@@ -61,21 +62,26 @@ def hop_by_hop(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     return HOP_BY_HOP | named if named else HOP_BY_HOP
 
 
-def traceparent(incoming: str | None) -> str:
-    """Continue the caller's trace with a new span, or start one.
+def trace_headers(incoming: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The hop's trace context: exactly one well-formed ``traceparent`` whose parent is
+    the gateway's own span, and a valid ``tracestate`` of at most 512 characters.
 
-    With telemetry on, the new span is the gateway's own server span, which is exported.
+    With telemetry on, that span is the gateway's exported server span (already a child
+    of the caller's checked context); off, a fresh span id in the caller's trace, or a
+    new trace when the caller's ``traceparent`` was missing or malformed.
     """
     if TELEMETRY.on:
-        current = current_traceparent()
-        if current is not None:
-            return current
+        carrier = inject({})
+        if "traceparent" in carrier:
+            state = clean_tracestate([carrier.get("tracestate", "")])
+            out = [("traceparent", carrier["traceparent"])]
+            return [*out, ("tracestate", state)] if state else out
+    parent, state = clean_trace_headers(incoming)
     span = secrets.token_hex(8)
-    if incoming:
-        parts = incoming.split("-")
-        if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
-            return f"{parts[0]}-{parts[1]}-{span}-{parts[3]}"
-    return f"00-{secrets.token_hex(16)}-{span}-01"
+    if parent is None:
+        return [("traceparent", f"00-{secrets.token_hex(16)}-{span}-01")]
+    out = [("traceparent", parent.header(span))]
+    return [*out, ("tracestate", state)] if state else out
 
 
 def upstream_headers(
@@ -85,14 +91,14 @@ def upstream_headers(
     dropped), with the request id, the next span of the trace and the client added to
     ``X-Forwarded-For``."""
     pairs = request.headers.items()
-    drop = hop_by_hop(pairs) | {"x-request-id", "traceparent", "x-forwarded-for"}
+    drop = hop_by_hop(pairs) | {"x-request-id", "x-forwarded-for", *TRACE_HEADERS}
     headers = [
         (k, v)
         for k, v in pairs
         if k.lower() not in drop and _canonical(k) not in credential_headers
     ]
     headers.append(("x-request-id", request_id))
-    headers.append(("traceparent", traceparent(request.headers.get("traceparent"))))
+    headers += trace_headers(pairs)
     chain = request.headers.get("x-forwarded-for")
     if request.client is not None:
         chain = f"{chain}, {request.client.host}" if chain else request.client.host

@@ -19,7 +19,22 @@ if TYPE_CHECKING:
     from llmagentos.episodes import EpisodeRunner
     from llmagentos.types import EpisodeResult
 
-__all__ = ["traced_aepisode", "traced_episode"]
+__all__ = ["note_decision", "traced_aepisode", "traced_episode"]
+
+
+def note_decision(planned: Any, acted: tuple[Any, ...] | None) -> None:
+    """The plan span's attributes: the action, and the decision's reason and scores."""
+    if acted is None:
+        return
+    decision = acted[3]
+    set_attributes(
+        planned,
+        {
+            "llmagentos.action": acted[2],
+            "llmagentos.reason": None if decision is None else decision.reason,
+            "llmagentos.scores": None if decision is None else decision.scores,
+        },
+    )
 
 
 def _episode_attributes(agent: EpisodeRunner, seed: int | None) -> dict[str, Any]:

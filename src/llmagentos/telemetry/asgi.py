@@ -12,6 +12,7 @@ from typing import Any
 from llmagentos.telemetry.propagation import extracted
 from llmagentos.telemetry.spans import set_attributes, span
 from llmagentos.telemetry.state import TELEMETRY
+from llmagentos.telemetry.trace_context import clean_trace_headers
 
 __all__ = ["TracingMiddleware", "collector"]
 
@@ -39,11 +40,7 @@ class TracingMiddleware:
         if scope["type"] != "http" or not TELEMETRY.on:
             await self.app(scope, receive, send)
             return
-        headers = {
-            key.decode("latin-1"): value.decode("latin-1")
-            for key, value in scope["headers"]
-            if key in (b"traceparent", b"tracestate")
-        }
+        headers = _trace_carrier(scope["headers"])
         method, path = scope["method"], scope["path"]
         status = 500
 
@@ -70,6 +67,22 @@ class TracingMiddleware:
                     from opentelemetry.trace import Status, StatusCode
 
                     current.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
+
+
+def _trace_carrier(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The caller's trace context, checked: nothing for a malformed one (the request
+    starts a trace of its own), never a log line an attacker could fill."""
+    parent, state = clean_trace_headers(
+        (key.decode("latin-1"), value.decode("latin-1"))
+        for key, value in raw
+        if key in (b"traceparent", b"tracestate")
+    )
+    if parent is None:
+        return {}
+    carrier = {"traceparent": parent.header()}
+    if state is not None:
+        carrier["tracestate"] = state
+    return carrier
 
 
 def _flushing_at_shutdown(send: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -26,6 +27,7 @@ __all__ = [
     "ENV_EXPORTER",
     "ExporterName",
     "Telemetry",
+    "TelemetrySettings",
     "configure_from_env",
     "configure_telemetry",
     "current_telemetry",
@@ -143,13 +145,31 @@ def _exporter(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    """How telemetry was configured by name: what another process needs to export its
+    spans to the same place (a Ray worker joining the trace)."""
+
+    exporter: ExporterName
+    endpoint: str | None
+    path: str | None
+    service_name: str
+    record_content: bool = False
+    metrics: bool = False
+
+
 class Telemetry:
     """Telemetry as configured: its provider, exporter and counters.
 
     Attributes:
         exporter: the span exporter (an ``InMemorySpanExporter`` for ``"memory"``).
         provider: the OpenTelemetry tracer provider.
+        settings: how it was configured, when by an exporter's name other than
+            ``"memory"`` (``None`` for an exporter object or memory: nothing another
+            process could export to).
     """
+
+    settings: TelemetrySettings | None = None
 
     def __init__(  # noqa: PLR0917 - assembled by configure_telemetry only
         self,
@@ -270,6 +290,11 @@ def configure_telemetry(
     provider.add_span_processor(processor)
     meter_provider, metric_reader = _meters(exporter, endpoint, service_name, metrics=metrics)
     telemetry = Telemetry(provider, made, counting, processor, meter_provider, metric_reader)
+    if isinstance(exporter, str) and exporter != "memory":
+        telemetry.settings = TelemetrySettings(
+            exporter, endpoint, None if path is None else str(Path(path).resolve()), service_name,
+            record_content=record_content, metrics=metrics,
+        )  # fmt: skip
     from llmagentos.telemetry.metrics import Instruments
 
     with _lock:
