@@ -11,6 +11,7 @@ from llmagentos.cli._common import fail
 from llmagentos.cli._tls import TlsCert, TlsKey, uvicorn_tls
 from llmagentos.config import load_config
 from llmagentos.exceptions import LLMAgentOSError
+from llmagentos.load_shedding import SHEDDING_DEFAULTS, SheddingLimits
 
 __all__ = ["serve_command"]
 
@@ -103,6 +104,21 @@ def serve_command(
             "openai:<model>, http://host:port/v1#<model>, or 'none' (lexical only).",
         ),
     ] = "local:minilm",
+    max_in_flight: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Requests handled at once (0: no limit); past them and the queue, 503 at "
+            "once with Retry-After.",
+        ),
+    ] = SHEDDING_DEFAULTS.max_in_flight,
+    max_queue: Annotated[
+        int, typer.Option(min=0, help="Requests that may wait for a slot past --max-in-flight.")
+    ] = SHEDDING_DEFAULTS.max_queue,
+    queue_timeout: Annotated[
+        float,
+        typer.Option(min=0.0, metavar="SECONDS", help="How long a request may wait for a slot."),
+    ] = SHEDDING_DEFAULTS.queue_timeout,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
 ) -> None:
@@ -145,6 +161,7 @@ def serve_command(
             require_principal=require_principal,
             max_body_bytes=max_body_bytes,
             memory=manager,
+            shedding=SheddingLimits(max_in_flight, max_queue, queue_timeout),
         )
     except LLMAgentOSError as err:
         fail(err)

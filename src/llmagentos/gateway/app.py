@@ -92,6 +92,7 @@ from llmagentos.gateway.upstream import (
     UpstreamRefused,
     tls_context,
 )
+from llmagentos.load_shedding import LoadShedder, Shedding, SheddingLimits
 from llmagentos.principal import Principal, PrincipalSigner
 from llmagentos.telemetry.asgi import TracingMiddleware
 
@@ -156,6 +157,9 @@ class Gateway:
         resilience: balancing, retry budget, breaker and ejection settings for every
             service (defaults: least-outstanding, 20% retries, 5 failures open the
             breaker for 30 s, 5 failures eject a replica).
+        shedding: requests in flight at once and the queue past them, overall; a
+            service's own ``max_in_flight`` limits it too (past them: 503 at once,
+            with ``Retry-After``; :mod:`llmagentos.load_shedding`).
 
     Raises:
         ConfigError: a setting is out of range, or auth is on without a principal
@@ -183,6 +187,7 @@ class Gateway:
         admission: AdmissionLimits | None = None,
         replica_networks: ReplicaNetworks | None = None,
         resilience: ResilienceSettings | None = None,
+        shedding: SheddingLimits | None = None,
     ) -> None:
         if max_body_bytes < 1:
             raise ConfigError("max_body_bytes", f"must be >= 1 (got {max_body_bytes})")
@@ -218,6 +223,10 @@ class Gateway:
         self.admission = admission or AdmissionLimits()
         self.replica_networks = replica_networks or ReplicaNetworks()
         self.resilience = resilience or ResilienceSettings()
+        self.shedding = Shedding(
+            shedding or SheddingLimits(), key=_service_of, key_limit=self._service_limit,
+            what="the gateway",
+        )  # fmt: skip
         self.runtimes: dict[str, ServiceRuntime] = {}
         self.max_body_bytes = max_body_bytes
         self.retries = retries
@@ -233,7 +242,7 @@ class Gateway:
         self.upstream = upstream
         self.admin = AdminRoutes(self)
         self.closers: list[Callable[[], None]] = []  # run at shutdown, after the last request
-        self.meters = GatewayMetrics(lambda: self.guard)
+        self.meters = GatewayMetrics(lambda: self.guard, self.shedding)
         self.metrics = self.meters.registry
         self.route_labels = RouteLabels()
         self.route_learner = RouteLearner(self.route_labels, self.upstream, self.signer)
@@ -329,6 +338,7 @@ class Gateway:
         """Drop what was learned of a service that is gone."""
         self.runtimes.pop(name, None)
         self.route_learner.forget(name)
+        self.shedding.forget(name)
 
     def _runtime(self, entry: ServiceEntry) -> ServiceRuntime:
         runtime = self.runtimes.get(entry.name)
@@ -596,7 +606,8 @@ class Gateway:
                 Route("/{service}/{path:path}", self.proxy, methods=methods),
                 Route("/{service}", self.proxy, methods=methods),  # not a redirect to /{service}/
             ],
-            middleware=[
+            middleware=[  # first: a shed request costs nothing else
+                Middleware(LoadShedder, shedding=self.shedding),
                 Middleware(TracingMiddleware, service="gateway", name_by_route=False),
                 Middleware(AdmissionMiddleware, limits=self.admission, refuse=self.refuse_early),
             ],
@@ -605,6 +616,17 @@ class Gateway:
         )
         app.state.gateway = self
         return app
+
+    def _service_limit(self, name: str) -> int | None:
+        entry = self.registry.get(name)
+        return None if entry is None else entry.max_in_flight
+
+
+def _service_of(scope: dict[str, Any]) -> str | None:
+    """The service a request is for: its first path segment."""
+    path: str = scope["path"]
+    end = path.find("/", 1)
+    return path[1:end] if end > 0 else path[1:] or None
 
 
 def gateway_app(registry: ServiceRegistry, **options: Any) -> Starlette:

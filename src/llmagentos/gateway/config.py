@@ -12,6 +12,7 @@ Example (TOML)::
     timeout = 10
     idempotent_routes = ["/v1/perception/perceive"]
     balancing = "session"           # each session on one replica (default: the gateway's)
+    max_in_flight = 64              # this service's own limit, beside the gateway's
 
     [gateway]                       # optional admission control
     keys = "keys.db"                # API keys (llmagentos keys create ...), admin keys too
@@ -21,6 +22,9 @@ Example (TOML)::
     rate_limit_failure = "open"     # Redis down: "open" lets requests through, "closed" 503s
     principal_secret_env = "LLMAGENTOS_PRINCIPAL_SECRET"  # signs principals for services
     replica_networks = ["127.0.0.0/8", "::1/128"]         # where replicas may be (default)
+    max_in_flight = 512             # requests at once; past them and the queue: 503 at once
+    max_queue = 512                 # may wait for a slot, each for at most queue_timeout s
+    queue_timeout = 0.05
 
     [gateway.jwt]                   # optional: bearer JWTs from an identity provider
     secret_env = "LLMAGENTOS_JWT_SECRET"   # HS256; or public_key = "idp.pem", or jwks_url
@@ -54,6 +58,7 @@ from llmagentos.gateway.openai_face import Exposed
 from llmagentos.gateway.ratelimit import RedisTokenBucket, TokenBucket
 from llmagentos.gateway.registry import ServiceRegistry
 from llmagentos.gateway.runtime import ResilienceSettings, ServiceRuntime
+from llmagentos.load_shedding import SheddingLimits
 from llmagentos.principal import SECRET_ENV, principal_secret
 
 if TYPE_CHECKING:
@@ -65,6 +70,7 @@ __all__ = ["GatewayConfig", "load_gateway_config"]
 _INT_FIELDS = {"max_body_bytes", "retries"}
 _RESILIENCE_FIELDS = set(ResilienceSettings.__dataclass_fields__)
 _ADMISSION_FIELDS = set(AdmissionLimits.__dataclass_fields__)
+_SHEDDING_FIELDS = set(SheddingLimits.__dataclass_fields__)
 # [gateway] auth_* settings -> CredentialGuard's arguments
 _AUTH_LIMITS = {
     "auth_address_rate": "address_rate", "auth_address_burst": "address_burst",
@@ -75,6 +81,7 @@ _GATEWAY_FIELDS = (
     _INT_FIELDS
     | _RESILIENCE_FIELDS
     | _ADMISSION_FIELDS
+    | _SHEDDING_FIELDS
     | set(_AUTH_LIMITS)
     | {"keys", "jwt", "rate_per_second", "burst", "redis_url", "upstream_ca_file"}
     | {"rate_limit_failure", "principal_secret_env", "forward_unsigned", "api_key_header"}
@@ -256,6 +263,16 @@ def _trust(options: dict[str, Any], environ: Mapping[str, str]) -> None:
         options["auth_limits"] = guard
 
 
+def _shedding(options: dict[str, Any]) -> None:
+    given = {key: options.pop(key) for key in _SHEDDING_FIELDS & set(options)}
+    if not given:
+        return
+    try:
+        options["shedding"] = SheddingLimits(**given)
+    except ConfigError as err:
+        raise ConfigError(f"gateway.{err.field}", err.problem) from err
+
+
 def _resilience(options: dict[str, Any]) -> None:
     given = {key: options.pop(key) for key in _RESILIENCE_FIELDS & set(options)}
     if not given:
@@ -307,6 +324,7 @@ def load_gateway_config(
     _admission(options, source.parent, environ)
     _trust(options, environ)
     _resilience(options)
+    _shedding(options)
     services = data.get("services", [])
     if not isinstance(services, list):
         raise ConfigError("services", "must be a list of [[services]] tables")

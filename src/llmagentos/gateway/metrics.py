@@ -9,6 +9,7 @@ from typing import Any
 from llmagentos.exceptions import MissingExtraError
 from llmagentos.gateway.access_log import dropped_lines
 from llmagentos.gateway.guard import CredentialGuard
+from llmagentos.load_shedding import Shedding
 
 __all__ = ["GatewayMetrics"]
 
@@ -16,12 +17,33 @@ __all__ = ["GatewayMetrics"]
 class _Counted:
     """Counters kept outside prometheus_client, read at scrape time."""
 
-    def __init__(self, guard: Callable[[], CredentialGuard | None]) -> None:
+    def __init__(
+        self, guard: Callable[[], CredentialGuard | None], shedding: Shedding | None
+    ) -> None:
         self.guard = guard
+        self.shedding = shedding
+
+    def _shedding(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        if self.shedding is None:
+            return
+        stats = self.shedding.stats()
+        rows = [("(gateway)", stats), *stats["services"].items()]
+        for name, kind, text in (
+            ("in_flight", GaugeMetricFamily, "Requests being handled now"),
+            ("waiting", GaugeMetricFamily, "Requests waiting for a slot now"),
+            ("shed", CounterMetricFamily, "Requests answered 503 at once: past the limits"),
+        ):
+            family = kind(f"llmagentos_gateway_{name}", text, labels=["service"])
+            for service, row in rows:
+                family.add_metric([service], row[name] if service != "(gateway)" else stats[name])
+            yield family
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+        yield from self._shedding()
         dropped = CounterMetricFamily(
             "llmagentos_gateway_access_log_dropped",
             "Access-log lines dropped because the log's buffer was full",
@@ -54,7 +76,9 @@ class GatewayMetrics:
         MissingExtraError: prometheus-client is not installed (extra ``gateway``).
     """
 
-    def __init__(self, guard: Callable[[], CredentialGuard | None]) -> None:
+    def __init__(
+        self, guard: Callable[[], CredentialGuard | None], shedding: Shedding | None = None
+    ) -> None:
         try:
             from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
         except ImportError as err:
@@ -85,7 +109,7 @@ class GatewayMetrics:
             "Rate-limit decisions the store failed to give (answered as rate_limit_failure)",
             registry=registry,
         )  # fmt: skip
-        registry.register(_Counted(guard))
+        registry.register(_Counted(guard, shedding))
 
     def observe(self, labels: tuple[str, str], upstream: str, status: int, seconds: float) -> None:
         """Count a request by (service, route), upstream and status, and time it."""

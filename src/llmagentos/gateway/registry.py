@@ -74,6 +74,7 @@ class ServiceEntry:
     idempotent_routes: tuple[str, ...] = ()
     route_timeouts: dict[str, float] = field(default_factory=dict)
     balancing: str | None = None  # None: the gateway's default
+    max_in_flight: int | None = None  # None: only the gateway's overall limit
     _next: int = 0
 
     def timeout_for(self, route: str) -> float:
@@ -92,6 +93,7 @@ class ServiceEntry:
             "idempotent_routes": list(self.idempotent_routes),
             "route_timeouts": dict(self.route_timeouts),
             "balancing": self.balancing,
+            "max_in_flight": self.max_in_flight,
         }
 
 
@@ -108,7 +110,10 @@ class ServiceRegistry:
         self, spec: Mapping[str, Any], *, field_prefix: str = "service"
     ) -> ServiceEntry:
         """Add (or replace) a service from ``{"name", "replicas", "timeout", ...}``."""
-        known = {"name", "replicas", "timeout", "idempotent_routes", "route_timeouts", "balancing"}
+        known = {
+            "name", "replicas", "timeout", "idempotent_routes", "route_timeouts", "balancing",
+            "max_in_flight",
+        }  # fmt: skip
         unknown = sorted(set(spec) - known)
         if unknown:
             raise ConfigError(f"{field_prefix}.{unknown[0]}", "unknown field")
@@ -134,7 +139,15 @@ class ServiceRegistry:
             raise ConfigError(
                 f"{field_prefix}.balancing", f"one of {', '.join(BALANCING)} (got {balancing!r})"
             )
-        entry = ServiceEntry(name, replicas, float(timeout), routes, route_timeouts, balancing)
+        limit = spec.get("max_in_flight")
+        bad_limit = isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        if limit is not None and bad_limit:
+            raise ConfigError(
+                f"{field_prefix}.max_in_flight", f"must be an integer >= 1 (got {limit!r})"
+            )
+        entry = ServiceEntry(
+            name, replicas, float(timeout), routes, route_timeouts, balancing, limit
+        )
         with self._lock:
             self._services[name] = entry
         return entry

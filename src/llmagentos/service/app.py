@@ -48,6 +48,7 @@ from llmagentos.exceptions import (
     SessionStateRefused,
     SessionStoreUnavailable,
 )
+from llmagentos.load_shedding import LoadShedder, Shedding, SheddingLimits
 from llmagentos.principal import SECRET_ENV, PrincipalSigner
 from llmagentos.principal import principal_secret as read_principal_secret
 from llmagentos.service.pool import Replayed, SessionPool
@@ -143,6 +144,7 @@ def service_app(
     require_principal: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     memory: MemoryManager | None = None,
+    shedding: SheddingLimits | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``kinds`` (and the whole agent when ``agent``).
 
@@ -161,6 +163,8 @@ def service_app(
         max_body_bytes: longest request body read (413 past it).
         memory: serve this memory manager under ``/v1/memory``, namespaced by the
             caller's tenant (:mod:`llmagentos.service.memory_routes`).
+        shedding: requests handled at once and the queue past them (past both: 503 at
+            once with ``Retry-After``; :mod:`llmagentos.load_shedding`).
 
     Raises:
         ConfigError: an unknown kind, the factory fails, a principal required without a
@@ -218,6 +222,10 @@ def service_app(
     )
     app.add_middleware(_Measure, requests=requests, seconds=seconds)
     app.add_middleware(TracingMiddleware, service=f"{name} module service")
+    # Outermost of all: a request past the limits costs nothing else.
+    app.add_middleware(
+        LoadShedder, shedding=Shedding(shedding or SheddingLimits(), what="the service")
+    )
 
     _error_handlers(app)
 

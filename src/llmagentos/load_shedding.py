@@ -1,0 +1,216 @@
+"""Shedding load: past its limit a server answers at once, instead of slowing everyone.
+
+A server that takes every request it is sent gets slower for all of them once it is
+past its capacity, until clients time out. :class:`LoadShedder` (pure ASGI, outermost)
+admits at most ``max_in_flight`` requests at a time, overall and, where a key is given
+(the gateway's service), per key; a few more may wait in a bounded queue for at most
+``queue_timeout`` seconds; the rest are answered ``503`` with ``Retry-After`` before
+any other work is done for them. Probes (``/healthz``, ``/readyz``, ``/metrics``) are
+never shed: an orchestrator must see a busy server as alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from llmagentos.exceptions import ConfigError
+
+__all__ = ["PROBES", "SHEDDING_DEFAULTS", "Gate", "LoadShedder", "Shedding", "SheddingLimits"]
+
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+@dataclass(frozen=True, slots=True)
+class SheddingLimits:
+    """How much a server takes on at once.
+
+    Attributes:
+        max_in_flight: requests handled at the same time (``0``: no limit).
+        max_queue: requests that may wait for a slot beyond those (the rest: 503).
+        queue_timeout: seconds a request may wait for a slot before it is shed.
+        retry_after: the ``Retry-After`` seconds a shed request is told.
+    """
+
+    max_in_flight: int = 512
+    max_queue: int = 512
+    queue_timeout: float = 0.05
+    retry_after: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("max_in_flight", "max_queue", "retry_after"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(name, f"must be an integer >= 0 (got {value!r})")
+        timeout = self.queue_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+            raise ConfigError("queue_timeout", f"must be seconds >= 0 (got {timeout!r})")
+
+
+SHEDDING_DEFAULTS = SheddingLimits()
+
+
+class Gate:
+    """At most ``limit`` holders at once; up to ``max_queue`` wait, first come first
+    served, each for at most ``timeout`` seconds. A slot freed goes straight to the
+    oldest waiter, so a newcomer never overtakes the queue."""
+
+    __slots__ = ("in_flight", "limit", "max_queue", "shed", "timeout", "waiters")
+
+    def __init__(self, limit: int, max_queue: int, timeout: float) -> None:
+        self.limit, self.max_queue, self.timeout = limit, max_queue, timeout
+        self.in_flight = 0
+        self.shed = 0
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def enter(self) -> bool:
+        """Take a slot (``True``), or be refused one (``False``, counted in ``shed``)."""
+        if self.in_flight < self.limit and not self.waiters:
+            self.in_flight += 1
+            return True
+        if len(self.waiters) >= self.max_queue or self.timeout <= 0:
+            self.shed += 1
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await waiter
+        except TimeoutError:
+            if waiter.done() and not waiter.cancelled():
+                return True  # the slot arrived as the deadline passed: it is ours
+            self._forget(waiter)
+            self.shed += 1
+            return False
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.leave()  # handed a slot, then cancelled: pass it on
+            else:
+                self._forget(waiter)
+            raise
+        return True
+
+    def _forget(self, waiter: asyncio.Future[None]) -> None:
+        waiter.cancel()
+        with contextlib.suppress(ValueError):  # already handed on by leave()
+            self.waiters.remove(waiter)
+
+    def leave(self) -> None:
+        """Give the slot back: to the oldest waiter still waiting, else free it."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # in_flight unchanged: the slot changes hands
+                return
+        self.in_flight -= 1
+
+
+class Shedding:
+    """The gates of one server: overall and per key (see :class:`LoadShedder`).
+
+    Args:
+        limits: the overall limits.
+        key: the per-key part of a request (``scope -> key | None``), e.g. its service.
+        key_limit: the ``max_in_flight`` of a key (``None``: only the overall limit).
+            Asked once per key; only keys it gives a limit get a gate of their own, so
+            made-up keys cannot grow the table.
+        what: how a refusal names this server ("the gateway", "the service").
+    """
+
+    def __init__(
+        self,
+        limits: SheddingLimits,
+        *,
+        key: Callable[[dict[str, Any]], str | None] | None = None,
+        key_limit: Callable[[str], int | None] | None = None,
+        what: str = "the server",
+    ) -> None:
+        self.limits, self.key, self.key_limit, self.what = limits, key, key_limit, what
+        unlimited = 2**62
+        self.overall = Gate(
+            limits.max_in_flight or unlimited, limits.max_queue, limits.queue_timeout
+        )
+        self.gates: dict[str, Gate] = {}
+        self.headers = [
+            (b"content-type", b"application/json"),
+            (b"retry-after", str(limits.retry_after).encode()),
+        ]
+
+    def gate_for(self, scope: dict[str, Any]) -> Gate | None:
+        """The request's own gate beside the overall one, if its key has a limit."""
+        if self.key is None or self.key_limit is None:
+            return None
+        name = self.key(scope)
+        if name is None:
+            return None
+        gate = self.gates.get(name)
+        if gate is None:
+            limit = self.key_limit(name)
+            if limit is None:
+                return None  # not remembered: the registry may give it a limit later
+            gate = self.gates[name] = Gate(limit, self.limits.max_queue, self.limits.queue_timeout)
+        return gate
+
+    def forget(self, name: str) -> None:
+        """Drop a key's gate (its limit changed, or it is gone); requests in flight
+        give their slots back to the gate they hold."""
+        self.gates.pop(name, None)
+
+    def stats(self) -> dict[str, Any]:
+        """In flight, waiting and shed so far: overall and per key."""
+        gates = self.gates
+        return {
+            "max_in_flight": self.limits.max_in_flight,
+            "in_flight": self.overall.in_flight,
+            "waiting": len(self.overall.waiters),
+            "shed": self.overall.shed + sum(g.shed for g in gates.values()),
+            "services": {
+                name: {
+                    "max_in_flight": g.limit, "in_flight": g.in_flight,
+                    "waiting": len(g.waiters), "shed": g.shed,
+                }
+                for name, g in gates.items()
+            },
+        }  # fmt: skip
+
+
+class LoadShedder:
+    """Pure ASGI middleware shedding what is past ``shedding``'s limits (module
+    docstring). Put it first, so a shed request costs nothing else."""
+
+    def __init__(self, app: Any, *, shedding: Shedding) -> None:
+        self.app, self.shedding = app, shedding
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in PROBES:
+            await self.app(scope, receive, send)
+            return
+        shedding = self.shedding
+        gate = shedding.gate_for(scope)
+        if gate is not None and not await gate.enter():
+            await self._shed(send, f"{gate.limit} requests in flight for this service")
+            return
+        try:
+            if not await shedding.overall.enter():
+                await self._shed(send, f"{shedding.limits.max_in_flight} requests in flight")
+                return
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                shedding.overall.leave()
+        finally:
+            if gate is not None:
+                gate.leave()
+
+    async def _shed(self, send: Any, detail: str) -> None:
+        shedding = self.shedding
+        message = f"overloaded: {shedding.what} has {detail}; retry after "
+        body = json.dumps({"detail": f"{message}{shedding.limits.retry_after} s"}).encode()
+        headers = [*shedding.headers, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
