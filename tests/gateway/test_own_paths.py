@@ -52,3 +52,23 @@ async def test_a_bare_service_name_is_routed_not_redirected(client: httpx.AsyncC
     reply = await client.get("/svc")  # its replica is down: 503, not a 307 to /svc/
     assert reply.status_code == 503 and reply.headers["retry-after"]
     assert "no replica of 'svc'" in reply.json()["detail"]
+
+
+class _Broken:
+    """An upstream client with a bug: it raises what no upstream error is."""
+
+    async def request(self, *args: object, **kwargs: object) -> object:
+        raise RuntimeError("a bug in the client")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_bug_on_the_proxy_path_is_a_500_problem_not_a_dropped_connection() -> None:
+    registry = ServiceRegistry([{"name": "svc", "replicas": ["http://127.0.0.1:9"]}])
+    gateway = Gateway(registry, upstream=_Broken())  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=gateway.app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        reply = await http.post("/svc/v1/x", content=b"{}")
+    assert reply.status_code == 500 and reply.headers["x-request-id"]
+    assert reply.json()["detail"] == "the gateway failed on this request"

@@ -227,6 +227,10 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return data
 
 
+#: The first bytes a JSON text can have (after whitespace).
+_JSON_STARTS = frozenset(bytes([c]) for c in b'{["-0123456789tfn')
+
+
 def read_json_body(
     body: bytes,
     *,
@@ -244,6 +248,8 @@ def read_json_body(
     if not body:
         return None
     declared = is_json_type(content_type)
+    if not declared and body.lstrip(b" \t\r\n")[:1] not in _JSON_STARTS:
+        return None  # cannot be JSON for anyone: not worth a failed parse
     if declared and content_encoding and content_encoding.strip().lower() != "identity":
         raise _refuse(
             f"a JSON body must be sent uncompressed (Content-Encoding: {content_encoding[:40]})",
@@ -276,18 +282,37 @@ class BodyTooLarge(Exception):
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused as soon as it (or its declared length) passes ``limit``."""
+    """The whole body, refused as soon as it (or its declared length) passes ``limit``.
+
+    Read from the ASGI messages themselves: the proxy reads a body once, and
+    Starlette's stream machinery costs more than the read on a small body.
+
+    Raises:
+        BodyTooLarge: past ``limit``.
+        starlette.requests.ClientDisconnect: the client went away mid-body.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
+    from starlette.requests import ClientDisconnect
+
+    receive = request.receive
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge
+        if not message.get("more_body", False):
+            if not chunks:
+                return bytes(chunk)
+            chunks.append(chunk)
+            return b"".join(chunks)
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class AdmissionMiddleware:

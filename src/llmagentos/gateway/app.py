@@ -58,6 +58,7 @@ from llmagentos.gateway.admission import (
 from llmagentos.gateway.affinity import session_key
 from llmagentos.gateway.auth import ApiKeyStore
 from llmagentos.gateway.balancer import HealthChecker, Replica
+from llmagentos.gateway.dispatch import PROXY_METHODS, ProxyDispatch
 from llmagentos.gateway.guard import CredentialGuard
 from llmagentos.gateway.hop import (
     CREDENTIAL_HEADERS,
@@ -339,6 +340,7 @@ class Gateway:
         self.runtimes.pop(name, None)
         self.route_learner.forget(name)
         self.shedding.forget(name)
+        self.meters.forget(name)
 
     def _runtime(self, entry: ServiceEntry) -> ServiceRuntime:
         runtime = self.runtimes.get(entry.name)
@@ -352,7 +354,9 @@ class Gateway:
         self, request: Request, runtime: ServiceRuntime, route: str, data: Any
     ) -> tuple[str | None, str, Principal | None]:
         """The affinity key (tenant and session), the raw target and the principal."""
-        principal: Principal | None = getattr(request.state, "principal", None)
+        # Read from the scope's state dict: Starlette's State raises (and catches) an
+        # AttributeError for a missing name, a cost on every open request.
+        principal: Principal | None = request.scope.get("state", {}).get("principal")
         session = None
         if runtime.affinity is not None:
             session = session_key(route, data)
@@ -419,7 +423,7 @@ class Gateway:
                 if not streaming:  # a stream is in flight on the replica until it ends
                     replica.end()
                 hop = time.perf_counter() - sent
-                self.meters.upstream_latency.labels(entry.name, replica.url).observe(hop)
+                self.meters.observe_hop(entry.name, replica.url, hop)
             ok = answer.status < 500
             runtime.record(replica, ok, entry)
             head = request.method == "HEAD"
@@ -578,7 +582,7 @@ class Gateway:
             for close in self.closers:
                 close()
 
-        methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+        methods = sorted(PROXY_METHODS)
         face = [] if self.face is None else [
             Route("/v1/models", self._guard("v1", "/models", self.face.models)),
             Route("/v1/chat/completions",
@@ -610,6 +614,7 @@ class Gateway:
                 Middleware(LoadShedder, shedding=self.shedding),
                 Middleware(TracingMiddleware, service="gateway", name_by_route=False),
                 Middleware(AdmissionMiddleware, limits=self.admission, refuse=self.refuse_early),
+                Middleware(ProxyDispatch, registry=self.registry, proxy=self.proxy),
             ],
             lifespan=lifespan,
             exception_handlers={404: not_found, 405: not_found},

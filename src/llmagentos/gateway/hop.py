@@ -62,6 +62,10 @@ def hop_by_hop(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     return HOP_BY_HOP | named if named else HOP_BY_HOP
 
 
+#: Headers the gateway writes itself on the hop (the client's are replaced).
+_SET_HERE = frozenset({"x-request-id", "x-forwarded-for", *TRACE_HEADERS})
+
+
 def trace_headers(incoming: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The hop's trace context: exactly one well-formed ``traceparent`` whose parent is
     the gateway's own span, and a valid ``tracestate`` of at most 512 characters.
@@ -90,16 +94,21 @@ def upstream_headers(
     """The client's headers for the hop (repeats kept; hop-by-hop and credential ones
     dropped), with the request id, the next span of the trace and the client added to
     ``X-Forwarded-For``."""
-    pairs = request.headers.items()
-    drop = hop_by_hop(pairs) | {"x-request-id", "x-forwarded-for", *TRACE_HEADERS}
-    headers = [
-        (k, v)
-        for k, v in pairs
-        if k.lower() not in drop and _canonical(k) not in credential_headers
-    ]
+    # ASGI servers give header names in lower case, as bytes: read them as they are.
+    pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
+    drop = hop_by_hop(pairs) | _SET_HERE
+    chain = None
+    headers = []
+    for name, value in pairs:
+        if name in drop:
+            if name == "x-forwarded-for":
+                chain = value if chain is None else f"{chain}, {value}"
+            continue
+        if name in credential_headers or ("_" in name and _canonical(name) in credential_headers):
+            continue
+        headers.append((name, value))
     headers.append(("x-request-id", request_id))
     headers += trace_headers(pairs)
-    chain = request.headers.get("x-forwarded-for")
     if request.client is not None:
         chain = f"{chain}, {request.client.host}" if chain else request.client.host
     if chain:

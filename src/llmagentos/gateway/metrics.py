@@ -111,7 +111,37 @@ class GatewayMetrics:
         )  # fmt: skip
         registry.register(_Counted(guard, shedding))
 
+        # Labelled children by their labels: ``labels()`` checks and joins its arguments
+        # on every call, a cost on every request. The label sets are bounded already.
+        self._counted: dict[tuple[str, str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
+        self._hops: dict[tuple[str, str], Any] = {}
+
     def observe(self, labels: tuple[str, str], upstream: str, status: int, seconds: float) -> None:
         """Count a request by (service, route), upstream and status, and time it."""
-        self.requests_total.labels(*labels, upstream, str(status)).inc()
-        self.latency.labels(*labels).observe(seconds)
+        key = (labels[0], labels[1], upstream, status)
+        counter = self._counted.get(key)
+        if counter is None:
+            counter = self._counted[key] = self.requests_total.labels(
+                *labels, upstream, str(status)
+            )
+        counter.inc()
+        timer = self._timed.get(labels)
+        if timer is None:
+            timer = self._timed[labels] = self.latency.labels(*labels)
+        timer.observe(seconds)
+
+    def observe_hop(self, service: str, upstream: str, seconds: float) -> None:
+        """Time one attempt at a replica."""
+        key = (service, upstream)
+        timer = self._hops.get(key)
+        if timer is None:
+            timer = self._hops[key] = self.upstream_latency.labels(service, upstream)
+        timer.observe(seconds)
+
+    def forget(self, service: str) -> None:
+        """Drop the cached children of a service that is gone (its series stay)."""
+        caches: tuple[dict[Any, Any], ...] = (self._counted, self._timed, self._hops)
+        for cache in caches:
+            for key in [k for k in cache if k[0] == service]:
+                del cache[key]
