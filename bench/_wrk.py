@@ -22,13 +22,18 @@ __all__ = ["WrkResult", "have_wrk", "wrk"]
 _SCRIPT = r"""
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
-function init(args) statuses = {} end
+function init(args) statuses = {} retry_after = 0 end
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
+  if headers["retry-after"] ~= nil or headers["Retry-After"] ~= nil then
+    retry_after = retry_after + 1
+  end
 end
 function done(summary, latency, requests)
   local counts = {}
+  local told = 0
   for _, thread in ipairs(threads) do
+    told = told + thread:get("retry_after")
     for status, n in pairs(thread:get("statuses")) do
       counts[tostring(status)] = (counts[tostring(status)] or 0) + n
     end
@@ -38,10 +43,11 @@ function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     '\nWRK_JSON {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,' ..
-    '"timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"statuses":{%s}}\n',
+    '"timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"retry_after":%d,' ..
+    '"statuses":{%s}}\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
-    table.concat(parts, ",")))
+    told, table.concat(parts, ",")))
 end
 """
 
@@ -61,6 +67,8 @@ class WrkResult:
     p99_ms: float
     max_ms: float
     statuses: dict[int, int]
+    retry_after: int = 0
+    """Replies that carried ``Retry-After``."""
 
     @property
     def rps(self) -> float:
@@ -128,4 +136,5 @@ def wrk(
         p99_ms=data["p99_us"] / 1000,
         max_ms=data["max_us"] / 1000,
         statuses={int(k): v for k, v in data["statuses"].items()},
+        retry_after=data["retry_after"],
     )

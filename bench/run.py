@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import bench_durable_log
 import bench_gateway
+import bench_gateway_overload
 import bench_hybrid_ablation
 import bench_hybrid_settings
 import bench_import
@@ -65,6 +66,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_durable_log.NAME: bench_durable_log.run,
     bench_remote_modules.NAME: bench_remote_modules.run,
     bench_gateway.NAME: bench_gateway.run,
+    bench_gateway_overload.NAME: bench_gateway_overload.run,
     bench_openai_proxies.NAME: bench_openai_proxies.run,
     bench_memory.NAME: bench_memory.run,
     bench_hybrid_ablation.NAME: bench_hybrid_ablation.run,

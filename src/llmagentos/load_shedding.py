@@ -21,7 +21,10 @@ from typing import Any
 
 from llmagentos.exceptions import ConfigError
 
-__all__ = ["PROBES", "SHEDDING_DEFAULTS", "Gate", "LoadShedder", "Shedding", "SheddingLimits"]
+__all__ = [
+    "PROBES", "SHEDDING_DEFAULTS", "Gate", "LoadShedder", "LoopLag", "Shedding", "SheddingLimits",
+    "shed_first",
+]  # fmt: skip
 
 PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -35,21 +38,35 @@ class SheddingLimits:
         max_queue: requests that may wait for a slot beyond those (the rest: 503).
         queue_timeout: seconds a request may wait for a slot before it is shed.
         retry_after: the ``Retry-After`` seconds a shed request is told.
+        max_loop_lag: seconds the event loop may run behind before new requests are
+            shed (``0``: never on lag). A server whose CPU is saturated queues work in
+            its event loop, where no in-flight count sees it: requests that finish
+            quickly once they run can keep the count low while each waits long to
+            run. The lag is the delay of a 10 ms timer, measured continuously.
+        late_admissions: requests still admitted per wake-up of the lag timer (about
+            each 10 ms of the loop's own pace) however late the loop runs, so an
+            overloaded server keeps serving some (a count of those in flight would not
+            do: quick requests leave before the next one arrives).
     """
 
     max_in_flight: int = 512
     max_queue: int = 512
     queue_timeout: float = 0.05
     retry_after: int = 1
+    max_loop_lag: float = 0.05
+    late_admissions: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("max_in_flight", "max_queue", "retry_after"):
+        for name in ("max_in_flight", "max_queue", "retry_after", "late_admissions"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(name, f"must be an integer >= 0 (got {value!r})")
         timeout = self.queue_timeout
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
             raise ConfigError("queue_timeout", f"must be seconds >= 0 (got {timeout!r})")
+        lag = self.max_loop_lag
+        if isinstance(lag, bool) or not isinstance(lag, int | float) or lag < 0:
+            raise ConfigError("max_loop_lag", f"must be seconds >= 0 (got {lag!r})")
 
 
 SHEDDING_DEFAULTS = SheddingLimits()
@@ -110,6 +127,32 @@ class Gate:
         self.in_flight -= 1
 
 
+class LoopLag:
+    """How late the running event loop is: a timer's delay, measured every ``interval``.
+
+    Started on first use inside the server's loop; the task ends with the loop.
+    """
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval = interval
+        self.lag = 0.0
+        self.ticks = 0
+        """Wake-ups so far: a clock in units of the loop's own pace."""
+        self._task: asyncio.Task[None] | None = None
+
+    def ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.interval)
+            self.lag = max(0.0, loop.time() - started - self.interval)
+            self.ticks += 1
+
+
 class Shedding:
     """The gates of one server: overall and per key (see :class:`LoadShedder`).
 
@@ -136,6 +179,9 @@ class Shedding:
             limits.max_in_flight or unlimited, limits.max_queue, limits.queue_timeout
         )
         self.gates: dict[str, Gate] = {}
+        self.loop_lag = LoopLag()
+        self.shed_on_lag = 0
+        self._late_tick, self._late_admitted = -1, 0
         self.headers = [
             (b"content-type", b"application/json"),
             (b"retry-after", str(limits.retry_after).encode()),
@@ -156,6 +202,23 @@ class Shedding:
             gate = self.gates[name] = Gate(limit, self.limits.max_queue, self.limits.queue_timeout)
         return gate
 
+    def behind(self) -> bool:
+        """Whether the loop runs too late to take more work (then counted as shed)."""
+        limits = self.limits
+        if not limits.max_loop_lag:
+            return False
+        watch = self.loop_lag
+        watch.ensure_running()
+        if watch.lag <= limits.max_loop_lag:
+            return False
+        if watch.ticks != self._late_tick:
+            self._late_tick, self._late_admitted = watch.ticks, 0
+        if self._late_admitted < limits.late_admissions:
+            self._late_admitted += 1
+            return False
+        self.shed_on_lag += 1
+        return True
+
     def forget(self, name: str) -> None:
         """Drop a key's gate (its limit changed, or it is gone); requests in flight
         give their slots back to the gate they hold."""
@@ -168,7 +231,8 @@ class Shedding:
             "max_in_flight": self.limits.max_in_flight,
             "in_flight": self.overall.in_flight,
             "waiting": len(self.overall.waiters),
-            "shed": self.overall.shed + sum(g.shed for g in gates.values()),
+            "shed": self.overall.shed + self.shed_on_lag + sum(g.shed for g in gates.values()),
+            "loop_lag_ms": round(self.loop_lag.lag * 1000, 2),
             "services": {
                 name: {
                     "max_in_flight": g.limit, "in_flight": g.in_flight,
@@ -191,6 +255,10 @@ class LoadShedder:
             await self.app(scope, receive, send)
             return
         shedding = self.shedding
+        if shedding.behind():
+            late = shedding.loop_lag.lag * 1000
+            await self._shed(send, f"an event loop {late:.0f} ms behind")
+            return
         gate = shedding.gate_for(scope)
         if gate is not None and not await gate.enter():
             await self._shed(send, f"{gate.limit} requests in flight for this service")
@@ -214,3 +282,15 @@ class LoadShedder:
         headers = [*shedding.headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def shed_first(app: Any, shedding: Shedding) -> None:
+    """Put a :class:`LoadShedder` around the whole of a Starlette (or FastAPI) ``app``,
+    outside even its error middlewares, which ``add_middleware`` cannot reach: a shed
+    request then costs the server nothing but the answer."""
+    build = app.build_middleware_stack
+
+    def shedding_first() -> Any:
+        return LoadShedder(build(), shedding=shedding)
+
+    app.build_middleware_stack = shedding_first  # Starlette builds its stack on first call

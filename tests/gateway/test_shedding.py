@@ -153,3 +153,36 @@ def test_metrics_count_what_was_shed(flooded: str) -> None:
     assert sorted(r.status_code for r, _ in replies) == [200, 200, 200, 503, 503]
     assert _metric(flooded, "llmagentos_gateway_shed_total", "slow") == before + 2
     assert _metric(flooded, "llmagentos_gateway_in_flight", "(gateway)") == 0
+
+
+async def test_a_late_event_loop_sheds_new_requests_but_keeps_serving_some() -> None:
+    from llmagentos.load_shedding import LoadShedder, Shedding
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        time.sleep(0.12)  # a CPU-bound handler: the loop runs late for everyone
+        await asyncio.sleep(0.1)  # and still in flight a while after
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+
+    shedding = Shedding(SheddingLimits(max_in_flight=100, max_loop_lag=0.05, late_admissions=1))
+    shedder = LoadShedder(app, shedding=shedding)
+    statuses: list[int] = []
+
+    async def call() -> None:
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(int(message["status"]))  # type: ignore[call-overload]
+
+        await shedder({"type": "http", "path": "/x", "method": "GET"}, receive, send)
+
+    await call()  # starts the lag watch; the loop was on time so far
+    await asyncio.sleep(0.03)
+    held = asyncio.ensure_future(call())  # in flight, and blocking the loop
+    await asyncio.sleep(0.05)  # the watch has woken 100 ms late meanwhile
+    await asyncio.gather(call(), call())  # within one tick: one admitted, one shed
+    await held
+    assert sorted(statuses) == [200, 200, 200, 503]
+    assert shedding.shed_on_lag >= 1 and shedding.stats()["shed"] >= 1

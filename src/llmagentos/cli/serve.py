@@ -119,6 +119,14 @@ def serve_command(
         float,
         typer.Option(min=0.0, metavar="SECONDS", help="How long a request may wait for a slot."),
     ] = SHEDDING_DEFAULTS.queue_timeout,
+    max_loop_lag: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            metavar="SECONDS",
+            help="Shed new requests while the event loop runs this late (0: never on lag).",
+        ),
+    ] = SHEDDING_DEFAULTS.max_loop_lag,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
 ) -> None:
@@ -161,7 +169,9 @@ def serve_command(
             require_principal=require_principal,
             max_body_bytes=max_body_bytes,
             memory=manager,
-            shedding=SheddingLimits(max_in_flight, max_queue, queue_timeout),
+            shedding=SheddingLimits(
+                max_in_flight, max_queue, queue_timeout, max_loop_lag=max_loop_lag
+            ),
         )
     except LLMAgentOSError as err:
         fail(err)

@@ -93,7 +93,7 @@ from llmagentos.gateway.upstream import (
     UpstreamRefused,
     tls_context,
 )
-from llmagentos.load_shedding import LoadShedder, Shedding, SheddingLimits
+from llmagentos.load_shedding import Shedding, SheddingLimits, shed_first
 from llmagentos.principal import Principal, PrincipalSigner
 from llmagentos.telemetry.asgi import TracingMiddleware
 
@@ -610,8 +610,7 @@ class Gateway:
                 Route("/{service}/{path:path}", self.proxy, methods=methods),
                 Route("/{service}", self.proxy, methods=methods),  # not a redirect to /{service}/
             ],
-            middleware=[  # first: a shed request costs nothing else
-                Middleware(LoadShedder, shedding=self.shedding),
+            middleware=[
                 Middleware(TracingMiddleware, service="gateway", name_by_route=False),
                 Middleware(AdmissionMiddleware, limits=self.admission, refuse=self.refuse_early),
                 Middleware(ProxyDispatch, registry=self.registry, proxy=self.proxy),
@@ -620,6 +619,7 @@ class Gateway:
             exception_handlers={404: not_found, 405: not_found},
         )
         app.state.gateway = self
+        shed_first(app, self.shedding)
         return app
 
     def _service_limit(self, name: str) -> int | None:

@@ -48,7 +48,7 @@ from llmagentos.exceptions import (
     SessionStateRefused,
     SessionStoreUnavailable,
 )
-from llmagentos.load_shedding import LoadShedder, Shedding, SheddingLimits
+from llmagentos.load_shedding import Shedding, SheddingLimits, shed_first
 from llmagentos.principal import SECRET_ENV, PrincipalSigner
 from llmagentos.principal import principal_secret as read_principal_secret
 from llmagentos.service.pool import Replayed, SessionPool
@@ -223,9 +223,7 @@ def service_app(
     app.add_middleware(_Measure, requests=requests, seconds=seconds)
     app.add_middleware(TracingMiddleware, service=f"{name} module service")
     # Outermost of all: a request past the limits costs nothing else.
-    app.add_middleware(
-        LoadShedder, shedding=Shedding(shedding or SheddingLimits(), what="the service")
-    )
+    shed_first(app, Shedding(shedding or SheddingLimits(), what="the service"))
 
     _error_handlers(app)
 
