@@ -7,16 +7,17 @@ observation), the full transition for learners that want it, and a
 :class:`~llmagentos.types.StepRecord` of every step for tracing.
 
 The async twins (``areset``, ``aact``, ``astep``, ``arun_episode``, ``arun``) are in
-:mod:`~llmagentos.agent_async`.
+:mod:`~llmagentos.agent_async`; act and step timed and traced in
+:mod:`~llmagentos.agent_measured`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 from llmagentos.agent_async import AsyncLoop
+from llmagentos.agent_measured import MeasuredLoop
 from llmagentos.episodes import EpisodeRunner
 from llmagentos.exceptions import (
     BudgetExceeded,
@@ -30,8 +31,6 @@ from llmagentos.modules.execution import ExecutionModule
 from llmagentos.modules.learning import LearningModule
 from llmagentos.modules.perception import PerceptionModule
 from llmagentos.modules.planning import PlanningModule
-from llmagentos.telemetry.agent_spans import note_decision
-from llmagentos.telemetry.spans import span
 from llmagentos.types import (
     Action,
     Decision,
@@ -45,9 +44,8 @@ from llmagentos.types import (
 __all__ = ["Agent", "StepListener"]
 
 StepListener = Callable[[StepRecord], None]
-
-_perf = time.perf_counter
-
+Acted = tuple[Observation, Features, Action, Decision | None]
+"""An act: the observation, its features, the action and the planner's decision."""
 
 _PLAN = frozenset({"plan"})
 _EXECUTE = frozenset({"execute"})
@@ -56,6 +54,8 @@ _UPDATE = frozenset({"update", "aupdate"})
 # A durable run's journal errors (a replay that differs, a corrupt row) stop the run as
 # themselves too: the caller must see ResumeMismatch, not a module failure.
 _PASS_THROUGH = (RunPaused, BudgetExceeded, JournalError)
+# Before the first act of an episode: the latest act and the latest step's act both.
+_NOT_ACTED: Acted = (None, None, None, None)
 
 
 def _checked(module: Any, cls: type, field: str) -> Any:
@@ -75,7 +75,7 @@ def _default_planning(execution: ExecutionModule) -> PlanningModule:
     return PlanningModule()
 
 
-class Agent(AsyncLoop, EpisodeRunner):
+class Agent(MeasuredLoop, AsyncLoop, EpisodeRunner):
     """An LLM agent made of four replaceable modules.
 
     Args:
@@ -94,6 +94,18 @@ class Agent(AsyncLoop, EpisodeRunner):
         action = agent.act(observation)
         observation, reward = agent.step(action)
     """
+
+    # Slots: past 30 attributes CPython stops keeping an instance's attributes inline,
+    # and every read on the hot path would go through a dict. (The mixins give a
+    # __dict__ still, so other attributes can be set.)
+    __slots__ = (
+        "_acted", "_async_act", "_async_step", "_blocked", "_decide", "_execute_only",
+        "_lean_act", "_lean_step", "_learn_only", "_mode_before", "_mode_step", "_modules",
+        "_next", "_outcome", "_past_steps", "_perceive", "_perform", "_plan_only",
+        "_record_timings", "_report", "_returned", "_stepped", "_timings", "_traced",
+        "_training", "_update", "episode", "episode_return", "listeners", "name",
+        "step_index", "terminated", "truncated",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -130,11 +142,8 @@ class Agent(AsyncLoop, EpisodeRunner):
         self.name = name
         self.listeners: list[StepListener] = list(on_step)
         self._record_timings = record_timings
-        # act() and step() take their measured, traced path when this is set: one
-        # attribute read on the hot path, whatever turned it on.
-        self._instrumented = record_timings
         self._traced = False  # inside an episode that telemetry traces
-        self.training = True
+        self._training = True
         self.episode = -1
         self.step_index = 0
         self.episode_return = 0.0
@@ -142,14 +151,21 @@ class Agent(AsyncLoop, EpisodeRunner):
         self.truncated = False
         self._past_steps = 0
         self._blocked = True  # no stepping before reset() or after the episode ends
-        self._observation: Observation = None
-        self._acted: tuple[Observation, Features, Action, Decision | None] | None = None
+        # The latest act: (observation, features, action, decision).
+        self._acted: Acted = _NOT_ACTED
+        # The latest step of the episode: the act it carried out (a step whose act is
+        # this one is a step without act()), what it returned (observation, reward;
+        # after reset the first observation), the execution's outcome and the learner's
+        # report (always None from seed-style execute() and learn(): the lean step()
+        # leaves them).
+        self._stepped: Acted = _NOT_ACTED
+        self._returned: tuple[Observation, float] = (None, 0.0)
+        self._outcome: Outcome | None = None
+        self._report: dict[str, Any] | None = None
+        # The step the latest mode change came after, and its mode (see ``training``).
+        self._mode_step: Acted = _NOT_ACTED
+        self._mode_before = True
         self._next: tuple[Observation, Features] | None = None
-        # The next observation's features, perceived for the learner's transition, are
-        # reused by act() unless learning can change them (recall from a memory the
-        # learner writes): then act() perceives again, after the learner.
-        self._reuse_next = not perception.depends_on_learning
-        self._last: tuple[Any, ...] | None = None
         self._timings: dict[str, float] = {}
         # Bound methods chosen once, so a step makes no more calls than it must: a module
         # that overrides nothing runs its components directly; a planner or executor that
@@ -171,6 +187,7 @@ class Agent(AsyncLoop, EpisodeRunner):
         # async twins: the async loop then takes the sync path and skips the coroutines.
         self._async_act = perception._awaits or planning._awaits
         self._async_step = execution._awaits or learning._awaits
+        self._choose_paths()
 
     # -- modules and modes ----------------------------------------------------------------
 
@@ -182,12 +199,48 @@ class Agent(AsyncLoop, EpisodeRunner):
     @record_timings.setter
     def record_timings(self, value: bool) -> None:
         self._record_timings = bool(value)
-        self._instrumented = self._record_timings or self._traced
+        self._choose_paths()
+
+    @property
+    def training(self) -> bool:
+        """Training mode (exploration and learning), or evaluation (greedy, no learning)."""
+        return self._training
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        stepped = self._stepped
+        if self._mode_step is not stepped:
+            # The first change since the latest step: the step's record keeps its mode,
+            # so no step has to store it.
+            self._mode_step, self._mode_before = stepped, self._training
+        self._training = mode
 
     def _trace_phases(self, on: bool) -> None:
         """Open a span per phase in act() and step() (for a traced episode), or stop."""
         self._traced = on
-        self._instrumented = self._record_timings or on
+        self._choose_paths()
+
+    def _choose_paths(self) -> None:
+        """Give act() and step() their lean paths' callables, or None for the full paths.
+
+        The lean paths are for seed-style modules (plan(), execute(), learn()) when
+        nothing is measured or traced: they check what the full paths check and keep
+        the same record, with fewer calls. Called whenever one of those conditions
+        changes (timings, tracing, the episode's start and end), so act() and step()
+        read one attribute to choose.
+        """
+        plain = not (self._record_timings or self._traced)
+        # act() must look for cached features when the learner's transitions leave them.
+        caches = not self._modules[0].depends_on_learning and self._learn_only is None
+        plan, execute, learn = self._plan_only, self._execute_only, self._learn_only
+        self._lean_act = (
+            (self._perceive, plan) if plain and plan is not None and not caches else None
+        )
+        self._lean_step = (
+            (execute, learn)
+            if plain and not self._blocked and execute is not None and learn is not None
+            else None
+        )
 
     @property
     def perception_module(self) -> PerceptionModule:
@@ -222,7 +275,7 @@ class Agent(AsyncLoop, EpisodeRunner):
 
     def _learns(self) -> bool:
         learner = self._modules[3]
-        return self.training and (learner.optimizer is not None or bool(learner._overrides))
+        return self._training and (learner.optimizer is not None or bool(learner._overrides))
 
     def train(self, mode: bool = True) -> Agent:
         """Switch training on (exploration and learning) or off (greedy, no learning)."""
@@ -293,9 +346,17 @@ class Agent(AsyncLoop, EpisodeRunner):
         self.episode_return = 0.0
         self.terminated = self.truncated = False
         self._blocked = False
-        self._observation = observation
-        self._acted = self._next = self._last = None
+        self._acted = self._stepped = _NOT_ACTED
+        self._returned = (observation, 0.0)
+        self._outcome = self._report = self._next = None
+        self._choose_paths()
         return observation
+
+    def _end_episode(self, terminated: bool, truncated: bool) -> None:
+        """No more steps until reset(): the episode ended, or was cut at a step limit."""
+        self.terminated, self.truncated = terminated, truncated
+        self._blocked = True
+        self._choose_paths()
 
     def reset(self, *, seed: int | None = None) -> Observation:
         """Start a new episode: reset every module and return the first observation.
@@ -315,7 +376,33 @@ class Agent(AsyncLoop, EpisodeRunner):
             self._fail("execution", err, seed, in_step=False)
         return self._begin_episode(observation)
 
+    @property
+    def _observation(self) -> Observation:
+        """Where the episode stands: the latest step's observation (or the first one)."""
+        return self._returned[0]
+
     # -- act ------------------------------------------------------------------------------
+
+    def act(self, observation: Observation) -> Action:
+        """Perceive ``observation`` and plan: return the action to take."""
+        lean = self._lean_act
+        if lean is not None:
+            # The lean path (see _choose_paths): _features_for and _choose inlined, since
+            # each call would cost as much as the trivial module methods it wraps.
+            perceive, plan = lean
+            try:
+                features = perceive(observation)
+            except Exception as err:
+                self._fail("perception", err, observation)
+            try:
+                action = plan(features)
+            except Exception as err:
+                self._fail("planning", err, features)
+            self._acted = (observation, features, action, None)
+            return action
+        if self._record_timings or self._traced:
+            return self._act_measured(observation)
+        return self._choose(observation, self._features_for(observation))
 
     def _features_for(self, observation: Observation) -> Features:
         cached = self._next
@@ -328,63 +415,81 @@ class Agent(AsyncLoop, EpisodeRunner):
 
     def _choose(self, observation: Observation, features: Features) -> Action:
         plan_only = self._plan_only
-        decision: Decision | None = None
-        try:
-            if plan_only is not None:
-                action = plan_only(features)
-            else:
-                decision = self._decide(features)
-        except Exception as err:
-            self._fail("planning", err, features)
-        if decision is not None:
-            if type(decision) is not Decision and not isinstance(decision, Decision):
-                self._fail_output("planning", "decide() must return a Decision", decision)
-            action = decision.action
-        self._acted = (observation, features, action, decision)
-        return action
-
-    def act(self, observation: Observation) -> Action:
-        """Perceive ``observation`` and plan: return the action to take."""
-        if self._instrumented:
-            start = _perf()
-            with span("perceive"):
-                features = self._features_for(observation)
-            middle = _perf()
-            with span("plan") as planned:
-                action = self._choose(observation, features)
-                if planned is not None:
-                    note_decision(planned, self._acted)
-            self._timings = {"perceive": middle - start, "plan": _perf() - middle}
-            return action
-        # The hot path: _features_for and _choose inlined (each call costs as much as the
-        # trivial module methods it wraps).
-        cached = self._next
-        if cached is not None and cached[0] is observation:
-            features = cached[1]
-        else:
+        if plan_only is not None:
             try:
-                features = self._perceive(observation)
+                action = plan_only(features)
             except Exception as err:
-                self._fail("perception", err, observation)
-        plan_only = self._plan_only
-        if plan_only is None:
-            return self._choose(observation, features)
+                self._fail("planning", err, features)
+            self._acted = (observation, features, action, None)
+            return action
         try:
-            action = plan_only(features)
+            decision = self._decide(features)
         except Exception as err:
             self._fail("planning", err, features)
-        self._acted = (observation, features, action, None)
-        return action
+        if type(decision) is not Decision and not isinstance(decision, Decision):
+            self._fail_output("planning", "decide() must return a Decision", decision)
+        self._acted = (observation, features, decision.action, decision)
+        return decision.action
 
     # -- step -----------------------------------------------------------------------------
 
-    def _acted_for(self, action: Action) -> tuple[Observation, Features, Action, Decision | None]:
+    def step(self, action: Action) -> tuple[Observation, float]:
+        """Execute ``action`` and learn from it; return ``(observation, reward)``.
+
+        The rest of the transition (``terminated``, ``truncated``, ``info``) is in
+        :attr:`last_record` and :attr:`done`.
+        """
+        lean = self._lean_step
         acted = self._acted
-        if acted is not None and acted[2] is action:
-            return acted
-        # step() without act(): the transition starts from the current observation.
-        observation = self._observation
-        return (observation, self._features_for(observation), action, None)
+        if lean is not None and acted is not self._stepped and acted[2] is action:
+            # The lean path (see _choose_paths), after the act() that planned this action:
+            # _execute, _learn and _finish_step inlined. The module's own tuple is
+            # returned when it is an (observation, float).
+            execute, learn = lean
+            try:
+                result = execute(action)
+            except Exception as err:
+                self._fail("execution", err, action)
+            try:
+                observation, reward = result
+            except Exception:
+                observation, reward = result = self._seed_result(result)
+            if result.__class__ is not tuple or reward.__class__ is not float:
+                observation, reward = result = self._seed_result(result)
+            if self._training:
+                try:
+                    learn(observation, reward)
+                except Exception as err:
+                    self._fail("learning", err, reward)
+            self._stepped = acted
+            self._returned = result
+            self.step_index += 1
+            self.episode_return += reward
+            if self.listeners:
+                self._notify()
+            return result
+        if self._blocked:
+            self._refuse_step(action)
+        if acted is self._stepped or acted[2] is not action:
+            # step() without act(): the transition starts from the current observation.
+            observation = self._returned[0]
+            acted = (observation, self._features_for(observation), action, None)
+            self._acted = acted
+        if self._record_timings or self._traced:
+            observation, reward, outcome, report = self._step_measured(acted, action)
+        else:
+            observation, reward, outcome = self._execute(action)
+            report = self._learn(acted, observation, reward, outcome) if self._learns() else None
+        return self._finish_step(acted, observation, reward, outcome, report)
+
+    def _seed_result(self, result: Any) -> tuple[Observation, float]:
+        """execute()'s result checked: a ``(observation, reward)`` tuple, reward a float."""
+        if type(result) is not tuple or len(result) != 2:
+            self._fail_output("execution", "execute() must return (observation, reward)", result)
+        observation, reward = result
+        if type(reward) is not float:
+            reward = self._reward(reward)
+        return observation, reward
 
     def _execute(self, action: Action) -> tuple[Observation, float, Outcome | None]:
         execute_only = self._execute_only
@@ -393,32 +498,25 @@ class Agent(AsyncLoop, EpisodeRunner):
         except Exception as err:
             self._fail("execution", err, action)
         if execute_only is not None:
-            if type(result) is not tuple or len(result) != 2:
-                self._fail_output(
-                    "execution", "execute() must return (observation, reward)", result
-                )
-            observation, reward = result
-            outcome = None
-        else:
-            if not isinstance(result, Outcome):
-                self._fail_output("execution", "perform() must return an Outcome", result)
-            outcome = result
-            observation, reward = outcome.observation, outcome.reward
-        if type(reward) is not float:
-            reward = self._reward(reward)
-            if outcome is not None:
-                outcome.reward = reward
-        return observation, reward, outcome
+            observation, reward = self._seed_result(result)
+            return observation, reward, None
+        if not isinstance(result, Outcome):
+            self._fail_output("execution", "perform() must return an Outcome", result)
+        if type(result.reward) is not float:
+            result.reward = self._reward(result.reward)
+        return result.observation, result.reward, result
 
     def _transition(
         self,
-        acted: tuple[Observation, Features, Action, Decision | None],
+        acted: Acted,
         observation: Observation,
         reward: float,
         outcome: Outcome | None,
         next_features: Features,
     ) -> Transition:
-        if self._reuse_next:
+        if not self._modules[0].depends_on_learning:
+            # act() reuses these features, unless learning can change them (recall from
+            # a memory the learner writes): then it perceives again, after the learner.
             self._next = (observation, next_features)
         if outcome is None:
             return Transition(acted[0], acted[1], acted[2], reward, observation, next_features)
@@ -428,11 +526,7 @@ class Agent(AsyncLoop, EpisodeRunner):
         )  # fmt: skip
 
     def _learn(
-        self,
-        acted: tuple[Any, ...],
-        observation: Observation,
-        reward: float,
-        outcome: Outcome | None,
+        self, acted: Acted, observation: Observation, reward: float, outcome: Outcome | None
     ) -> dict[str, Any] | None:
         learn_only = self._learn_only
         if learn_only is not None:
@@ -451,86 +545,25 @@ class Agent(AsyncLoop, EpisodeRunner):
 
     def _finish_step(
         self,
-        acted: tuple[Any, ...],
+        acted: Acted,
         observation: Observation,
         reward: float,
         outcome: Outcome | None,
         report: dict[str, Any] | None,
-    ) -> None:
-        self._last = (self.step_index, acted, observation, reward, outcome, report, self.training)
+    ) -> tuple[Observation, float]:
+        """Keep the step's record and count it (the lean step() does the same inline)."""
+        returned = (observation, reward)
+        self._stepped = acted
+        self._returned = returned
+        self._outcome = outcome
+        self._report = report
         self.step_index += 1
         self.episode_return += reward
-        self._observation = observation
-        self._acted = None
         if outcome is not None and (outcome.terminated or outcome.truncated):
-            self._end_episode(outcome)
+            self._end_episode(outcome.terminated, outcome.truncated)
         if self.listeners:
             self._notify()
-
-    def _end_episode(self, outcome: Outcome) -> None:
-        self.terminated, self.truncated = outcome.terminated, outcome.truncated
-        self._blocked = True
-
-    def step(self, action: Action) -> tuple[Observation, float]:
-        """Execute ``action`` and learn from it; return ``(observation, reward)``.
-
-        The rest of the transition (``terminated``, ``truncated``, ``info``) is in
-        :attr:`last_record` and :attr:`done`.
-        """
-        if self._blocked:
-            self._refuse_step(action)
-        acted = self._acted
-        if acted is None or acted[2] is not action:
-            acted = self._acted_for(action)
-        if self._instrumented:
-            start = _perf()
-            with span("execute"):
-                observation, reward, outcome = self._execute(action)
-            middle = _perf()
-            report = None
-            if self._learns():
-                with span("learn"):
-                    report = self._learn(acted, observation, reward, outcome)
-            self._timings.update(execute=middle - start, learn=_perf() - middle)
-            self._finish_step(acted, observation, reward, outcome, report)
-            return observation, reward
-        # The hot path: seed-style execute() and learn() called directly, bookkeeping inline.
-        execute_only = self._execute_only
-        if execute_only is None:
-            observation, reward, outcome = self._execute(action)
-        else:
-            try:
-                result = execute_only(action)
-            except Exception as err:
-                self._fail("execution", err, action)
-            if type(result) is not tuple or len(result) != 2:
-                self._fail_output(
-                    "execution", "execute() must return (observation, reward)", result
-                )
-            observation, reward = result
-            if type(reward) is not float:
-                reward = self._reward(reward)
-            outcome = None
-        report = None
-        if self.training:
-            learn_only = self._learn_only
-            if learn_only is not None:
-                try:
-                    learn_only(observation, reward)
-                except Exception as err:
-                    self._fail("learning", err, reward)
-            elif self._learns():
-                report = self._learn(acted, observation, reward, outcome)
-        self._last = (self.step_index, acted, observation, reward, outcome, report, self.training)
-        self.step_index += 1
-        self.episode_return += reward
-        self._observation = observation
-        self._acted = None
-        if outcome is not None and (outcome.terminated or outcome.truncated):
-            self._end_episode(outcome)
-        if self.listeners:
-            self._notify()
-        return observation, reward
+        return returned
 
     # -- records --------------------------------------------------------------------------
 
@@ -543,23 +576,25 @@ class Agent(AsyncLoop, EpisodeRunner):
     @property
     def last_record(self) -> StepRecord | None:
         """The record of the most recent step of the current episode, or ``None``."""
-        last = self._last
-        if last is None:
+        if self.step_index == 0:
             return None
-        step, acted, observation, reward, outcome, report, training = last
-        decision: Decision | None = acted[3]
+        observation, features, action, decision = self._stepped
+        next_observation, reward = self._returned
         if decision is None:
             reason = scores = details = None
         else:
             reason, scores, details = decision.reason, decision.scores, decision.details
+        # The step's mode: the current one, unless it changed since the step.
+        training = self._mode_before if self._mode_step is self._stepped else self._training
+        outcome = self._outcome
         if outcome is None:
             terminated, truncated, info = False, False, {}
         else:
             terminated, truncated, info = outcome.terminated, outcome.truncated, outcome.info
         # Positional: this runs once per step whenever a listener is attached.
         return StepRecord(
-            self.episode, step, acted[0], acted[1], acted[2], reason, scores, reward,
-            observation, terminated, truncated, info, report,
+            self.episode, self.step_index - 1, observation, features, action, reason, scores,
+            reward, next_observation, terminated, truncated, info, self._report,
             dict(self._timings) if self._record_timings else None, training, details,
         )  # fmt: skip
 

@@ -17,6 +17,7 @@ from llmagentos.telemetry.spans import span
 from llmagentos.types import Action, Decision, Features, Observation, Outcome, Transition
 
 if TYPE_CHECKING:
+    from llmagentos.agent import Acted
     from llmagentos.modules.execution import ExecutionModule
     from llmagentos.modules.learning import LearningModule
     from llmagentos.modules.perception import PerceptionModule
@@ -33,8 +34,9 @@ class AsyncLoop:
     if TYPE_CHECKING:  # provided by the Agent
         _modules: tuple[PerceptionModule, PlanningModule, ExecutionModule, LearningModule]
         _next: tuple[Observation, Features] | None
-        _acted: tuple[Observation, Features, Action, Decision | None] | None
-        _observation: Observation
+        _acted: Acted
+        _stepped: Acted
+        _returned: tuple[Observation, float]
         _async_act: bool
         _async_step: bool
         _blocked: bool
@@ -54,7 +56,7 @@ class AsyncLoop:
         def _begin_episode(self, observation: Observation) -> Observation: ...
         def _transition(
             self,
-            acted: tuple[Observation, Features, Action, Decision | None],
+            acted: Acted,
             observation: Observation,
             reward: float,
             outcome: Outcome | None,
@@ -62,12 +64,12 @@ class AsyncLoop:
         ) -> Transition: ...
         def _finish_step(
             self,
-            acted: tuple[Any, ...],
+            acted: Acted,
             observation: Observation,
             reward: float,
             outcome: Outcome | None,
             report: dict[str, Any] | None,
-        ) -> None: ...
+        ) -> tuple[Observation, float]: ...
 
     async def areset(self, *, seed: int | None = None) -> Observation:
         """Async twin of :meth:`reset`."""
@@ -121,9 +123,11 @@ class AsyncLoop:
         if self._blocked:
             self._refuse_step(action)
         acted = self._acted
-        if acted is None or acted[2] is not action:
-            observation = self._observation
+        if acted is self._stepped or acted[2] is not action:
+            # astep() without aact(): the transition starts from the current observation.
+            observation = self._returned[0]
             acted = (observation, await self._afeatures_for(observation), action, None)
+            self._acted = acted
         start = _perf()
         with span("execute"):
             try:
@@ -142,11 +146,10 @@ class AsyncLoop:
                 report = await self._alearn(acted, observation, reward, outcome)
         if self._record_timings:
             self._timings.update(execute=middle - start, learn=_perf() - middle)
-        self._finish_step(acted, observation, reward, outcome, report)
-        return observation, reward
+        return self._finish_step(acted, observation, reward, outcome, report)
 
     async def _alearn(
-        self, acted: tuple[Any, ...], observation: Observation, reward: float, outcome: Outcome
+        self, acted: Acted, observation: Observation, reward: float, outcome: Outcome
     ) -> dict[str, Any] | None:
         learning = self._modules[3]
         try:
