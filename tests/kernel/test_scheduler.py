@@ -645,7 +645,9 @@ def test_sync_calls_each_on_their_own_loop() -> None:
 
 
 def test_threads_with_their_own_loops_share_the_limit() -> None:
-    backend = Backend(latency=0.003)
+    # Calls long enough that six threads overlap even on a starved machine (3 ms calls
+    # ran one at a time there, and the limit was never reached).
+    backend = Backend(latency=0.03)
     scheduler = scheduler_with(backend, max_in_flight=2)
     errors: list[BaseException] = []
 
