@@ -42,7 +42,11 @@ class SheddingLimits:
             shed (``0``: never on lag). A server whose CPU is saturated queues work in
             its event loop, where no in-flight count sees it: requests that finish
             quickly once they run can keep the count low while each waits long to
-            run. The lag is the delay of a 10 ms timer, measured continuously.
+            run. The lag is the delay of a 10 ms timer, measured continuously; only a
+            lag that lasts (two wake-ups in a row) counts, so one pause (a garbage
+            collection, a model loading) sheds nothing, and a request that arrives
+            while no other is in flight is never shed on lag: it cannot be what
+            overloads the server (a busy machine, not its clients, makes it late).
         late_admissions: requests still admitted per wake-up of the lag timer (about
             each 10 ms of the loop's own pace) however late the loop runs, so an
             overloaded server keeps serving some (a count of those in flight would not
@@ -136,6 +140,8 @@ class LoopLag:
     def __init__(self, interval: float = 0.01) -> None:
         self.interval = interval
         self.lag = 0.0
+        self.lasting = 0.0
+        """The smaller of the last two lags: high only while the loop stays late."""
         self.ticks = 0
         """Wake-ups so far: a clock in units of the loop's own pace."""
         self._task: asyncio.Task[None] | None = None
@@ -149,7 +155,8 @@ class LoopLag:
         while True:
             started = loop.time()
             await asyncio.sleep(self.interval)
-            self.lag = max(0.0, loop.time() - started - self.interval)
+            lag = max(0.0, loop.time() - started - self.interval)
+            self.lasting, self.lag = min(lag, self.lag), lag
             self.ticks += 1
 
 
@@ -209,7 +216,7 @@ class Shedding:
             return False
         watch = self.loop_lag
         watch.ensure_running()
-        if watch.lag <= limits.max_loop_lag:
+        if watch.lasting <= limits.max_loop_lag or not self.overall.in_flight:
             return False
         if watch.ticks != self._late_tick:
             self._late_tick, self._late_admitted = watch.ticks, 0
@@ -256,7 +263,7 @@ class LoadShedder:
             return
         shedding = self.shedding
         if shedding.behind():
-            late = shedding.loop_lag.lag * 1000
+            late = shedding.loop_lag.lasting * 1000
             await self._shed(send, f"an event loop {late:.0f} ms behind")
             return
         gate = shedding.gate_for(scope)

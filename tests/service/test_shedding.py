@@ -81,3 +81,60 @@ def test_a_busy_service_sheds_at_once_and_stays_alive(service: str) -> None:
     assert ready == 200  # probes are never shed
     again = asyncio.run(_decide_all(service, 2))
     assert [r.status_code for r, _ in again] == [200, 200]
+
+
+def test_remote_modules_wait_out_a_shed_and_are_served(service: str) -> None:
+    from llmagentos.exceptions import ModuleError
+    from llmagentos.service.remote import remote_modules
+
+    async def five(retries: int) -> list[object]:
+        planners = [remote_modules(service, "planning", retries=retries)[0] for _ in range(5)]
+        try:
+            calls = (planner.adecide(0) for planner in planners)
+            return await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            for planner in planners:
+                await planner.client.aclose()
+
+    # Two in flight, one queued then shed at 0.1 s, two shed at once: each waits out
+    # the Retry-After of 1 s and is sent again, until all five are served.
+    started = time.monotonic()
+    served = asyncio.run(five(retries=4))
+    assert [getattr(d, "reason", d) for d in served] == ["slow"] * 5
+    assert time.monotonic() - started >= 2.0  # some were refused first
+
+    refused = asyncio.run(five(retries=0))
+    errors = [str(r) for r in refused if isinstance(r, ModuleError)]
+    assert len(errors) == 3 and all("503 overloaded" in e for e in errors)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "tries"),
+    [
+        ({"retry-after": "0"}, 3),  # waited out, sent again with the same key
+        ({}, 1),  # no promise of when: the caller sees the 503
+        ({"retry-after": "60"}, 1),  # a long outage: not waited out in a call
+        ({"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}, 1),
+    ],
+)
+def test_a_sync_client_retries_only_a_short_promised_wait(
+    refusal: dict[str, str], tries: int
+) -> None:
+    from llmagentos.exceptions import ModuleError
+    from llmagentos.service.remote import ServiceClient
+
+    keys: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["idempotency-key"])
+        if len(keys) <= 2:
+            return httpx.Response(503, headers=refusal, json={"detail": "overloaded"})
+        return httpx.Response(200, json={"ok": True})
+
+    client = ServiceClient("http://svc", transport=httpx.MockTransport(answer))
+    if tries == 3:
+        assert client.post("planning", "/v1/planning/decide", features=0) == {"ok": True}
+    else:
+        with pytest.raises(ModuleError, match="503 overloaded"):
+            client.post("planning", "/v1/planning/decide", features=0)
+    assert len(keys) == tries and len(set(keys)) == 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -54,6 +55,11 @@ class ServiceClient:
         session: the session id; a new random one by default.
         timeout: seconds per call.
         headers: extra headers (an API key for a gateway, say).
+        retries: how many times a call answered ``429``/``503`` with a
+            ``Retry-After`` of at most :data:`MAX_RETRY_WAIT` seconds (a server that
+            shed it, a gateway whose replicas are briefly all down) is sent again,
+            after that wait. Safe: the call was not run, and its idempotency key makes
+            a call that was run count once.
     """
 
     def __init__(
@@ -64,13 +70,17 @@ class ServiceClient:
         timeout: float = 30.0,
         headers: dict[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        retries: int = 2,
     ) -> None:
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError("retries", f"must be an integer >= 0 (got {retries!r})")
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError("base_url", f"expected an http(s) URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.session = session or uuid.uuid4().hex
         self.timeout = timeout
         self.headers = dict(headers or {})
+        self.retries = retries
         self._client = httpx.Client(
             base_url=self.base_url, timeout=timeout, headers=self.headers, transport=transport
         )
@@ -106,10 +116,15 @@ class ServiceClient:
 
     def post(self, kind: str, path: str, **payload: Any) -> Any:
         with span(f"POST {path}", self._hop(path), kind="client") as hop:
+            body, headers = {"session": self.session, **payload}, self._key()
             try:
-                response = self._client.post(
-                    path, json={"session": self.session, **payload}, headers=self._key()
-                )
+                response = self._client.post(path, json=body, headers=headers)
+                for _ in range(self.retries):
+                    wait = retry_wait(response)
+                    if wait is None:
+                        break
+                    time.sleep(wait)
+                    response = self._client.post(path, json=body, headers=headers)
             except httpx.HTTPError as err:
                 raise ModuleError(kind, f"remote {self.base_url}{path}: {err!r}") from err
             set_attributes(hop, {"http.response.status_code": response.status_code})
@@ -137,10 +152,15 @@ class ServiceClient:
     async def apost(self, kind: str, path: str, **payload: Any) -> Any:
         client = await self._client_for_loop()
         with span(f"POST {path}", self._hop(path), kind="client") as hop:
+            body, headers = {"session": self.session, **payload}, self._key()
             try:
-                response = await client.post(
-                    path, json={"session": self.session, **payload}, headers=self._key()
-                )
+                response = await client.post(path, json=body, headers=headers)
+                for _ in range(self.retries):
+                    wait = retry_wait(response)
+                    if wait is None:
+                        break
+                    await asyncio.sleep(wait)
+                    response = await client.post(path, json=body, headers=headers)
             except httpx.HTTPError as err:
                 raise ModuleError(kind, f"remote {self.base_url}{path}: {err!r}") from err
             set_attributes(hop, {"http.response.status_code": response.status_code})
@@ -178,6 +198,25 @@ class ServiceClient:
             await mine[0].aclose()
             mine[1].finish()
         self.close()
+
+
+MAX_RETRY_WAIT = 5.0
+"""The longest ``Retry-After`` a :class:`ServiceClient` waits out before a retry."""
+
+
+def retry_wait(response: httpx.Response) -> float | None:
+    """Seconds to wait before sending a refused call again, or ``None``: not to.
+
+    Only a ``429`` or ``503`` saying when to come back (``Retry-After`` in seconds, at
+    most :data:`MAX_RETRY_WAIT`) is retried; a longer outage is the caller's to see.
+    """
+    if response.status_code not in (429, 503):
+        return None
+    try:
+        wait = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None  # absent, or an HTTP date: no promise worth waiting on
+    return wait if 0 <= wait <= MAX_RETRY_WAIT else None
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
