@@ -7,6 +7,7 @@ syncs their loops would run are called by hand, so each step is deterministic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from llmagentos.gateway.breaker import BreakerState, CircuitBreaker
 from llmagentos.gateway.runtime import ResilienceSettings
 from llmagentos.gateway.shared_breakers import SharedBreakers
 from llmagentos.gateway.shared_registry import SharedRegistry
-from llmagentos.gateway.shared_state import namespace_for, redis_client
+from llmagentos.gateway.shared_state import in_background, namespace_for, redis_client
 
 UP = "http://127.0.0.1:9101"
 
@@ -200,3 +201,21 @@ def test_the_namespace_follows_the_configured_services() -> None:
     assert namespace_for(_gateway()) == namespace_for(_gateway())
     other = Gateway(ServiceRegistry([{"name": "up", "replicas": ["http://127.0.0.1:9104"]}]))
     assert namespace_for(other) != namespace_for(_gateway())
+
+
+async def test_a_loop_that_swallows_its_cancellation_still_stops() -> None:
+    """What redis-py under Python 3.11 can do (a cancellation seen as a timeout): the
+    stop flag ends the loop, so the gateway's shutdown is not held."""
+    rounds = 0
+
+    async def stubborn(stopping: asyncio.Event) -> None:
+        nonlocal rounds
+        while not stopping.is_set():
+            rounds += 1
+            with contextlib.suppress(asyncio.CancelledError):  # as a loop that survives
+                await asyncio.sleep(0.01)  # Redis timeouts would swallow it
+
+    async with in_background(stubborn, "stubborn"):
+        while rounds < 3:
+            await asyncio.sleep(0.01)
+    assert [t for t in asyncio.all_tasks() if t.get_name() == "stubborn"] == []

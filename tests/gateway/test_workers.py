@@ -56,11 +56,21 @@ def _gateway(config: Path, workers: int = 2) -> Iterator[tuple[subprocess.Popen[
             yield process, url
         finally:
             try:
-                stop_processes(process, timeout=30)
+                stop_processes(process, timeout=30)  # a worker that hangs fails the test
             finally:
-                if process.poll() is None:
+                if process.poll() is None:  # and leaves no orphan behind
+                    for child in _children(process.pid):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(child, signal.SIGKILL)
                     process.kill()
                 sys.stderr.write(log.read_text())
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _until(check: Callable[[], Any], what: str) -> Any:
