@@ -17,6 +17,10 @@ testing``, a bare Starlette app) and the gateway in front of it.
 - the trust boundary: the same sequential requests through a second gateway with an
   API key (verified once, then remembered) and principal signing, against the open
   gateway (its added p50, target <= 0.5 ms);
+- worker processes: the same wrk load through ``llmagentos gateway --workers 2`` (its
+  state shared through a throwaway ``redis-server``) against the one-worker gateway,
+  interleaved with the rest; the ratio is printed for information, no target: on two
+  cores shared with wrk and the upstream a second worker has little left to use;
 - a bad-key flood: the time of 30 requests repeating one wrong secret for a real key
   id (one scrypt, then the failure memory) against 30 distinct wrong secrets for it (a
   scrypt each: the per-address and per-key limits opened wide for the measure);
@@ -25,6 +29,7 @@ testing``, a bare Starlette app) and the gateway in front of it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import statistics
@@ -37,6 +42,7 @@ import httpx
 from _common import BenchResult, Check
 from _http import Target, percentile, sequential_latencies
 from _http import p50 as median
+from _redis import have_redis, redis_server
 from _wrk import WrkResult, have_wrk, wrk
 from llmagentos._processes import start_server
 from llmagentos.gateway import ApiKeyStore
@@ -50,6 +56,7 @@ CONNECTIONS = 32
 TRUST_ADDED_MS_TARGET = 0.5
 FLOOD_RATIO_TARGET = 0.25
 FLOOD = 30
+WORKERS = 2
 
 
 def _flood_seconds(url: str, keys: list[str]) -> float:
@@ -132,6 +139,18 @@ def run(quick: bool) -> BenchResult:
             ["llmagentos", "gateway", str(secured), "--access-log", str(folder / "access.log")],
             env=env,
         )
+        shared = contextlib.ExitStack()
+        workers, workers_url = None, None
+        if have_redis():  # without redis-server the --workers row says so
+            redis_url = shared.enter_context(redis_server())
+            config = folder / "workers.toml"
+            config.write_text(
+                f'[gateway]\nredis_url = "{redis_url}"\n\n'
+                f'[[services]]\nname = "up"\nreplicas = ["{upstream_url}"]\n'
+            )
+            workers, workers_url = start_server(
+                ["llmagentos", "gateway", str(config), "--workers", str(WORKERS)]
+            )
         try:
             direct, via = f"{upstream_url}/echo", f"{gateway_url}/up/echo"
             auth = {"authorization": f"Bearer {key}"}
@@ -151,16 +170,19 @@ def run(quick: bool) -> BenchResult:
                 if cpu_before is None or cpu_after is None
                 else (cpu_after - cpu_before) / len(mine) * 1e6
             )
-            loads = _load(
-                {"bare": Target(direct), "gateway": Target(via), "full": signed}, seconds, repeats
-            )
+            targets = {"bare": Target(direct), "gateway": Target(via), "full": signed}
+            if workers_url is not None:
+                targets["workers"] = Target(f"{workers_url}/up/echo")
+            loads = _load(targets, seconds, repeats)
             url = f"{guarded_url}/up/echo"
             remembered = _flood_seconds(url, [_wrong_secret(key)] * FLOOD)
             distinct = _flood_seconds(url, [_wrong_secret(key) for _ in range(FLOOD)])
         finally:
-            for process in (gateway, guarded, upstream):
-                process.terminate()
-                process.wait(timeout=15)
+            for process in (gateway, guarded, workers, upstream):
+                if process is not None:
+                    process.terminate()
+                    process.wait(timeout=30)
+            shared.close()
     return _result(
         requests, seconds, repeats,
         {"bare": bare, "gateway": mine, "signed": trusted}, loads, cpu_us, remembered, distinct,
@@ -207,6 +229,8 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
         [f"{FLOOD} requests, one wrong secret (s)", f"{remembered:.3f}", "", "", "", ""],
         [f"{FLOOD} requests, distinct wrong secrets (s)", f"{distinct:.3f}", "", "", "", ""],
     ]  # fmt: skip
+    workers = _workers_rows(loads, rps, load_p50, load_p99)
+    rows[3:3] = workers  # after the plain gateway's rows
     checks = [
         Check(
             name="gateway_added_latency",
@@ -278,5 +302,24 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
             "wrk": {name: [vars(r) for r in runs] for name, runs in loads.items()},
             "gateway_cpu_us_per_request": cpu_us,
             "flood_seconds": {"one_bad_key": remembered, "distinct_bad_keys": distinct},
+            "workers": WORKERS,
+            "workers_ratio": _ratio(loads, "workers", "gateway") if "workers" in loads else None,
         },
     )
+
+
+def _workers_rows(
+    loads: dict[str, list[WrkResult]], rps: dict[str, float], p50: dict[str, float],
+    p99: dict[str, float],
+) -> list[list[str]]:  # fmt: skip
+    """The ``--workers 2`` rows: its load figures, and its ratio to one worker."""
+    label = f"through the gateway, --workers {WORKERS} (state shared in Redis)"
+    if "workers" not in loads:
+        return [[label, "", "", "- (no redis-server)", "", ""]]
+    ratio = _ratio(loads, "workers", "gateway")
+    return [
+        [label, "", "", f"{rps['workers']:,.0f}", f"{p50['workers']:.2f}",
+         f"{p99['workers']:.2f}"],
+        [f"--workers {WORKERS} against one worker (information)", "", "", f"{ratio:.2f}x",
+         "", ""],
+    ]  # fmt: skip

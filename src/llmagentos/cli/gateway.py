@@ -39,6 +39,15 @@ def gateway_command(
             "are dropped and counted in /metrics.",
         ),
     ] = 10_000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Worker processes serving the port; more than 1 needs [gateway] redis_url "
+            "(they share rate limits, circuit breakers and the run-time registry there).",
+        ),
+    ] = 1,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
 ) -> None:
@@ -46,38 +55,47 @@ def gateway_command(
 
     The config is checked before anything listens (with keys or JWTs, the principal
     secret too: LLMAGENTOS_PRINCIPAL_SECRET). Ctrl-C (or SIGTERM) lets in-flight
-    requests finish and refuses new ones.
+    requests finish and refuses new ones, in every worker.
     """
-    from llmagentos.gateway.access_log import configure_access_log
-    from llmagentos.gateway.app import gateway_app
-    from llmagentos.gateway.config import load_gateway_config
-    from llmagentos.gateway.openai_face import OpenAIFace
+    from llmagentos.gateway.workers import build_gateway, check_workers, run_workers
 
     try:
         tls = uvicorn_tls(tls_cert, tls_key)
-        loaded = load_gateway_config(config)
-        face = OpenAIFace(loaded.exposed) if loaded.exposed else None
-        app = gateway_app(loaded.registry, face=face, **loaded.options)
-        listener = configure_access_log(access_log, max_pending=access_log_buffer)
-        if listener is not None:
-            # Flushed when the app shuts down: uvicorn ends a SIGTERMed process itself.
-            app.state.gateway.closers.append(listener.close)
+        # With workers, this process only checks: each worker builds its own gateway.
+        log_here = access_log if workers == 1 else None
+        app, loaded = build_gateway(
+            config, access_log=log_here, access_log_buffer=access_log_buffer
+        )
+        check_workers(workers, loaded)
+        if workers > 1:
+            from llmagentos.gateway.access_log import configure_access_log
+
+            checked = configure_access_log(access_log, max_pending=access_log_buffer)
+            if checked is not None:  # it can be opened; the workers open their own
+                checked.close()
     except LLMAgentOSError as err:
         fail(err)
     import uvicorn
 
     from llmagentos.telemetry.setup import configure_from_env
 
+    names = ", ".join(loaded.registry.names()) or "no services yet"
+    scheme = "https" if tls else "http"
+    processes = f", {workers} workers" if workers > 1 else ""
+    typer.echo(f"gateway on {scheme}://{host}:{port} ({names}{processes})", err=True)
+    # uvicorn's own logging config would close every handler set up before it (the
+    # access log's included): plain stderr lines for its warnings instead.
+    logging.basicConfig(format="%(levelname)s: %(name)s: %(message)s", level=logging.WARNING)
+    if workers > 1:
+        run_workers(
+            config, workers, host=host, port=port, access_log=access_log,
+            access_log_buffer=access_log_buffer, tls=tls,
+        )  # fmt: skip
+        return
     try:  # LLMAGENTOS_TELEMETRY=otlp|console|file traces this process (docs/telemetry.md)
         configure_from_env("gateway")
     except LLMAgentOSError as err:
         fail(err)
-
-    names = ", ".join(loaded.registry.names()) or "no services yet"
-    typer.echo(f"gateway on {'https' if tls else 'http'}://{host}:{port} ({names})", err=True)
-    # uvicorn's own logging config would close every handler set up before it (the
-    # access log's included): plain stderr lines for its warnings instead.
-    logging.basicConfig(format="%(levelname)s: %(name)s: %(message)s", level=logging.WARNING)
     # The gateway is the edge: the client is the TCP peer, never what X-Forwarded-For
     # claims (per-address limits and the admin routes' loopback rule depend on it).
     uvicorn.run(

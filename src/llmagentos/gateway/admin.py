@@ -14,19 +14,25 @@ remove replicas. Who may call them:
   nothing;
 - a replica's URL must resolve inside ``[gateway] replica_networks``
   (:mod:`.networks`), so a registry call cannot send a service's traffic anywhere else.
+
+Changes go to this process's registry, or, with shared state, to Redis for every
+process (:mod:`.shared_registry`). ``GET /gateway/services`` names the process that
+answered (``worker.pid``) and whether its shared state reaches Redis.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmagentos.exceptions import ConfigError, GatewayError
 from llmagentos.gateway.admission import is_json_type
 from llmagentos.gateway.hop import problem
-from llmagentos.gateway.registry import check_replica_url
+from llmagentos.gateway.registry import ServiceEntry, ServiceRegistry, check_replica_url
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -34,7 +40,7 @@ if TYPE_CHECKING:
 
     from llmagentos.gateway.app import Gateway
 
-__all__ = ["AdminRoutes", "is_loopback"]
+__all__ = ["AdminRoutes", "LocalChanges", "RegistryChanges", "is_loopback"]
 
 _CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _MAX_BODY = 16_384
@@ -59,11 +65,34 @@ def _plain_json(content_type: str | None) -> bool:
     return media == "application/json"
 
 
+class RegistryChanges(Protocol):
+    """Where the admin routes' changes go."""
+
+    async def register(self, name: str, url: str) -> ServiceEntry: ...
+
+    async def deregister(self, name: str, url: str) -> bool: ...
+
+
+class LocalChanges:
+    """Changes to this process's registry alone."""
+
+    def __init__(self, registry: ServiceRegistry) -> None:
+        self.registry = registry
+
+    async def register(self, name: str, url: str) -> ServiceEntry:
+        return self.registry.register(name, url)
+
+    async def deregister(self, name: str, url: str) -> bool:
+        return self.registry.deregister(name, url)
+
+
 class AdminRoutes:
     """The admin handlers of one gateway."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.changes: RegistryChanges = LocalChanges(gateway.registry)
+        self.shared: Callable[[], dict[str, str]] | None = None  # Redis up or down, by user
 
     async def admit(self, request: Request, request_id: str) -> Response | None:
         """The refusal of an admin request, or ``None`` to go on."""
@@ -94,7 +123,8 @@ class AdminRoutes:
         for service in listed:  # what metrics label its routes with (see route_labels)
             service["route_templates"] = gateway.route_labels.templates(service["name"])
             service["state"] = self._live_state(service["name"])
-        return JSONResponse({"services": listed})
+        worker = {"pid": os.getpid(), "shared": None if self.shared is None else self.shared()}
+        return JSONResponse({"services": listed, "worker": worker})
 
     def _live_state(self, name: str) -> dict[str, Any]:
         """What the gateway has learned of a service: its breaker and each replica."""
@@ -108,6 +138,7 @@ class AdminRoutes:
                 "url": r.url, "available": r.available(now), "healthy": r.healthy,
                 "ejected_for_seconds": round(max(0.0, r.ejected_until - now), 1),
                 "in_flight": r.outstanding, "failures_in_a_row": r.consecutive_failures,
+                "calls": r.calls,
             }
             for r in runtime.pool(entry)
         ]  # fmt: skip
@@ -141,13 +172,17 @@ class AdminRoutes:
             try:
                 check_replica_url(url)  # its form first: no lookup for a URL refused anyway
                 await gateway.replica_networks.check_url_async(url)
-                entry = gateway.registry.register(name, url)
+                entry = await self.changes.register(name, url)
             except GatewayError as err:
-                return JSONResponse({"detail": str(err), "field": "url"}, status_code=err.status)
+                return _refused(err)
             except ConfigError as err:
                 return JSONResponse({"detail": str(err), "field": err.field}, status_code=422)
             return JSONResponse(entry.to_dict(), status_code=201)
-        if not gateway.registry.deregister(name, url):
+        try:
+            found = await self.changes.deregister(name, url)
+        except GatewayError as err:
+            return _refused(err)
+        if not found:
             return JSONResponse(
                 {"detail": f"{url!r} is not a replica of {name!r}", "field": "url"},
                 status_code=404,
@@ -155,3 +190,12 @@ class AdminRoutes:
         if gateway.registry.get(name) is None:  # its last replica: the service is gone
             gateway.forget(name)
         return JSONResponse({"removed": url})
+
+
+def _refused(err: GatewayError) -> Response:
+    """A registry change refused: its status, and ``Retry-After`` when Redis is down."""
+    from starlette.responses import JSONResponse
+
+    if err.status == 503:
+        return JSONResponse({"detail": str(err)}, status_code=503, headers={"retry-after": "1"})
+    return JSONResponse({"detail": str(err), "field": err.field or "url"}, status_code=err.status)

@@ -35,7 +35,7 @@ import secrets
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -243,6 +243,8 @@ class Gateway:
         self.upstream = upstream
         self.admin = AdminRoutes(self)
         self.closers: list[Callable[[], None]] = []  # run at shutdown, after the last request
+        # Entered once the app starts, left at shutdown (shared state: shared_state.py).
+        self.background: list[Callable[[], AbstractAsyncContextManager[None]]] = []
         self.meters = GatewayMetrics(lambda: self.guard, self.shedding)
         self.metrics = self.meters.registry
         self.route_labels = RouteLabels()
@@ -274,7 +276,7 @@ class Gateway:
         else:
             labels = (name, self.route_labels.label(name, route))
             self.route_learner.learn(entry)
-        self._observe(labels, upstream, reply.status_code, seconds)
+        self.meters.observe(labels, upstream, reply.status_code, seconds)
         log_access(
             request.method, request_id, service=name, route=route, upstream=upstream,
             status=reply.status_code, seconds=seconds, attempts=tried,
@@ -302,9 +304,6 @@ class Gateway:
             request, entry, route, body=body, data=data, request_id=request_id
         )
 
-    def _observe(self, labels: tuple[str, str], upstream: str, status: int, seconds: float) -> None:
-        self.meters.observe(labels, upstream, status, seconds)
-
     async def refuse_early(self, scope: Mapping[str, Any], send: Any, err: GatewayError) -> None:
         """Answer a request refused before routing (its target or headers), counted and
         logged like any other."""
@@ -320,7 +319,7 @@ class Gateway:
             ],
         })  # fmt: skip
         await send({"type": "http.response.body", "body": body})
-        self._observe(("(refused)", "-"), "-", err.status, 0.0)
+        self.meters.observe(("(refused)", "-"), "-", err.status, 0.0)
         log_access(
             scope.get("method", "-"), request_id, service="(refused)", route="-", upstream="-",
             status=err.status, seconds=0.0, attempts=0,
@@ -332,7 +331,7 @@ class Gateway:
         for name in self.registry.names():
             entry = self.registry.get(name)
             if entry is not None:
-                replicas += self._runtime(entry).pool(entry)
+                replicas += self.runtime_for(entry).pool(entry)
         return replicas
 
     def forget(self, name: str) -> None:
@@ -342,7 +341,7 @@ class Gateway:
         self.shedding.forget(name)
         self.meters.forget(name)
 
-    def _runtime(self, entry: ServiceEntry) -> ServiceRuntime:
+    def runtime_for(self, entry: ServiceEntry) -> ServiceRuntime:
         runtime = self.runtimes.get(entry.name)
         if runtime is None:
             runtime = self.runtimes[entry.name] = ServiceRuntime(
@@ -377,7 +376,7 @@ class Gateway:
         and only while the service's retry budget allows.
         """
 
-        runtime = self._runtime(entry)
+        runtime = self.runtime_for(entry)
         permit = runtime.breaker.acquire()
         if permit is None:
             return circuit_open(entry, runtime, request_id), "-", 0
@@ -517,7 +516,7 @@ class Gateway:
             reply = refused if refused is not None else await handler(request)
             reply.headers.setdefault("x-request-id", request_id)
             seconds = time.perf_counter() - started  # a stream: until its headers
-            self._observe((service, route), "-", reply.status_code, seconds)
+            self.meters.observe((service, route), "-", reply.status_code, seconds)
             log_access(
                 request.method, request_id, service=service, route=route, upstream="-",
                 status=reply.status_code, seconds=seconds, attempts=0,
@@ -542,11 +541,7 @@ class Gateway:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
         from starlette.responses import Response
 
-        now = time.monotonic()
-        for name, runtime in self.runtimes.items():
-            self.meters.breaker_open.labels(name).set(runtime.breaker.state.value != "closed")
-            for url, replica in runtime.replicas.items():
-                self.meters.replica_healthy.labels(name, url).set(replica.available(now))
+        self.meters.follow(self.runtimes)
         return Response(generate_latest(self.metrics), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(self, request: Request) -> Response:
@@ -574,7 +569,10 @@ class Gateway:
                 entry = self.registry.get(name)
                 if entry is not None:
                     self.route_learner.learn(entry)
-            yield
+            async with AsyncExitStack() as running:
+                for start in self.background:
+                    await running.enter_async_context(start())
+                yield
             if checker is not None:
                 await checker.stop()
             self.route_learner.cancel()

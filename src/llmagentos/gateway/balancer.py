@@ -49,6 +49,7 @@ class Replica:
     ejected_until: float = 0.0
     ejections: int = 0
     consecutive_failures: int = 0
+    calls: int = 0  # calls begun, ever (the admin view shows them)
     _last_ejection_end: float = field(default=0.0, repr=False)
 
     def available(self, now: float) -> bool:
@@ -61,6 +62,7 @@ class Replica:
     def begin(self) -> None:
         """A call to this replica started (least-outstanding counts these)."""
         self.outstanding += 1
+        self.calls += 1
 
     def end(self) -> None:
         self.outstanding = max(0, self.outstanding - 1)

@@ -10,6 +10,11 @@ Callers take a :class:`Permit` before a call and report its outcome on it. A per
 remembers the breaker's generation, so an outcome that arrives after the state moved
 on (a slow call started while closed, finishing after the breaker opened) is ignored
 instead of closing or re-opening the breaker by mistake.
+
+Several gateway workers share one breaker per service through Redis
+(:mod:`.shared_breakers`): each keeps this state machine, tells a
+:class:`BreakerListener` what it saw, and :meth:`CircuitBreaker.adopt` takes a state
+another worker decided.
 """
 
 from __future__ import annotations
@@ -18,17 +23,28 @@ import enum
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from llmagentos.exceptions import ConfigError
 from llmagentos.gateway.clock import Clock, monotonic
 
-__all__ = ["BreakerState", "CircuitBreaker", "Permit"]
+__all__ = ["BreakerListener", "BreakerState", "CircuitBreaker", "Permit"]
 
 
 class BreakerState(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+class BreakerListener(Protocol):
+    """Told, under the breaker's lock (so: quick, no locks of its own), what it saw."""
+
+    def outcome(self, success: bool) -> None:
+        """A call finished while the breaker was closed."""
+
+    def moved(self, state: BreakerState) -> None:
+        """The breaker moved to ``state`` by its own rules (never by :meth:`adopt`)."""
 
 
 @dataclass(slots=True)
@@ -124,6 +140,7 @@ class CircuitBreaker:
         self._trials_started = 0
         self._trial_successes = 0
         self.counters = _Counters()
+        self.listener: BreakerListener | None = None
 
     @property
     def state(self) -> BreakerState:
@@ -171,6 +188,16 @@ class CircuitBreaker:
                 "consecutive_failures": self._streak,
             }
 
+    def adopt(self, state: BreakerState, *, open_for: float = 0.0) -> None:
+        """Take ``state`` decided elsewhere (another worker), open for ``open_for`` more
+        seconds; calls admitted before count no more, and the listener is not told."""
+        with self._lock:
+            self._move(state, tell=False)
+            if state is BreakerState.OPEN:
+                left = min(max(open_for, 0.0), self.open_seconds)
+                self._opened_at = self._clock() - self.open_seconds + left
+                self._tick()
+
     # -- internals (called with the lock held, except _finish) --
 
     def _tick(self) -> None:
@@ -180,7 +207,7 @@ class CircuitBreaker:
         ):
             self._move(BreakerState.HALF_OPEN)
 
-    def _move(self, state: BreakerState) -> None:
+    def _move(self, state: BreakerState, *, tell: bool = True) -> None:
         self._state = state
         self._generation += 1  # outcomes of calls admitted before this are now stale
         self._trials_started = self._trial_successes = 0
@@ -190,6 +217,8 @@ class CircuitBreaker:
         elif state is BreakerState.CLOSED:
             self._recent.clear()
             self._streak = 0
+        if tell and self.listener is not None:
+            self.listener.moved(state)
 
     def _finish(self, generation: int, trial: bool, outcome: bool | None) -> None:
         with self._lock:
@@ -217,6 +246,8 @@ class CircuitBreaker:
                 self._move(BreakerState.CLOSED)
 
     def _finish_closed(self, success: bool) -> None:
+        if self.listener is not None:
+            self.listener.outcome(success)
         self._recent.append(not success)
         self._streak = 0 if success else self._streak + 1
         if self._streak >= self.failure_threshold:

@@ -18,7 +18,7 @@ Example (TOML)::
     keys = "keys.db"                # API keys (llmagentos keys create ...), admin keys too
     rate_per_second = 50            # per key (per client address without keys)
     burst = 100
-    redis_url = "redis://127.0.0.1:6379"   # share the limits across gateway replicas
+    redis_url = "redis://127.0.0.1:6379"   # share limits, breakers, registry (workers)
     rate_limit_failure = "open"     # Redis down: "open" lets requests through, "closed" 503s
     principal_secret_env = "LLMAGENTOS_PRINCIPAL_SECRET"  # signs principals for services
     replica_networks = ["127.0.0.0/8", "::1/128"]         # where replicas may be (default)
@@ -92,8 +92,9 @@ _GATEWAY_FIELDS = (
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     registry: ServiceRegistry
-    options: dict[str, Any]
+    options: dict[str, Any]  # Gateway's arguments
     exposed: list[Exposed]
+    redis_url: str | None = None  # with one: rate limits, breakers, registry shared
 
 
 def _agent_factory(run_config: RunConfig) -> Callable[[], Agent]:
@@ -139,8 +140,20 @@ def _exposed(data: dict[str, Any], base: Path) -> list[Exposed]:
     return exposed
 
 
-def _admission(options: dict[str, Any], base: Path, environ: Mapping[str, str]) -> None:
-    """Turn ``keys``, ``rate_per_second``/``burst`` and ``redis_url`` into objects."""
+def _redis_url(options: dict[str, Any]) -> str | None:
+    """``redis_url``: the rate limits' store, and the shared state's (shared_state.py)."""
+    url = options.pop("redis_url", None)
+    if url is not None and (
+        not isinstance(url, str) or not url.startswith(("redis://", "rediss://"))
+    ):
+        raise ConfigError("gateway.redis_url", f"expected redis://host:port (got {url!r})")
+    return url
+
+
+def _admission(
+    options: dict[str, Any], base: Path, environ: Mapping[str, str], redis_url: str | None
+) -> None:
+    """Turn ``keys``, ``rate_per_second``/``burst`` (in ``redis_url``) into objects."""
     keys = options.pop("keys", None)
     if keys is not None:
         if not isinstance(keys, str) or not keys:
@@ -161,10 +174,9 @@ def _admission(options: dict[str, Any], base: Path, environ: Mapping[str, str]) 
     if jwt is not None:
         options["jwt"] = _jwt_verifier(jwt, base, environ)
     rate, burst = options.pop("rate_per_second", None), options.pop("burst", None)
-    redis_url = options.pop("redis_url", None)
     if rate is None:
-        if burst is not None or redis_url is not None:
-            raise ConfigError("gateway.rate_per_second", "set it to use burst or redis_url")
+        if burst is not None:
+            raise ConfigError("gateway.rate_per_second", "set it to use burst")
         return
     for field, value in (
         ("rate_per_second", rate),
@@ -174,10 +186,6 @@ def _admission(options: dict[str, Any], base: Path, environ: Mapping[str, str]) 
             raise ConfigError(f"gateway.{field}", f"must be a number > 0 (got {value!r})")
     size = float(burst if burst is not None else rate)
     if redis_url is not None:
-        if not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://")):
-            raise ConfigError(
-                "gateway.redis_url", f"expected redis://host:port (got {redis_url!r})"
-            )
         options["limiter"] = RedisTokenBucket(redis_url, float(rate), size)
     else:
         options["limiter"] = TokenBucket(float(rate), size)
@@ -321,7 +329,8 @@ def load_gateway_config(
         value = options[key]
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"gateway.{key}", f"must be an integer (got {value!r})")
-    _admission(options, source.parent, environ)
+    redis_url = _redis_url(options)
+    _admission(options, source.parent, environ, redis_url)
     _trust(options, environ)
     _resilience(options)
     _shedding(options)
@@ -335,4 +344,4 @@ def load_gateway_config(
         for index, spec in enumerate(services)
         for position, url in enumerate(spec.get("replicas", []))
     ])  # fmt: skip
-    return GatewayConfig(registry, options, _exposed(data, Path.cwd()))
+    return GatewayConfig(registry, options, _exposed(data, Path.cwd()), redis_url)

@@ -3,13 +3,17 @@ counters its building blocks keep themselves (credential checks, access-log drop
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from llmagentos.exceptions import MissingExtraError
 from llmagentos.gateway.access_log import dropped_lines
 from llmagentos.gateway.guard import CredentialGuard
 from llmagentos.load_shedding import Shedding
+
+if TYPE_CHECKING:
+    from llmagentos.gateway.runtime import ServiceRuntime
 
 __all__ = ["GatewayMetrics"]
 
@@ -145,3 +149,11 @@ class GatewayMetrics:
         for cache in caches:
             for key in [k for k in cache if k[0] == service]:
                 del cache[key]
+
+    def follow(self, runtimes: Mapping[str, ServiceRuntime]) -> None:
+        """Set the breaker and replica gauges from the services' live state."""
+        now = time.monotonic()
+        for name, runtime in runtimes.items():
+            self.breaker_open.labels(name).set(runtime.breaker.state.value != "closed")
+            for url, replica in runtime.replicas.items():
+                self.replica_healthy.labels(name, url).set(replica.available(now))

@@ -174,6 +174,17 @@ class ServiceRegistry:
                 del self._services[name]
             return True
 
+    def follow(self, services: Mapping[str, list[str]]) -> list[str]:
+        """Take ``services``' replicas (from the shared registry): services missing are
+        removed, new ones made with the defaults; returns the names removed."""
+        with self._lock:
+            gone = [name for name in self._services if name not in services]
+            for name in gone:
+                del self._services[name]
+            for name, urls in services.items():
+                self._services.setdefault(name, ServiceEntry(name)).replicas = list(urls)
+            return gone
+
     def get(self, name: str) -> ServiceEntry | None:
         return self._services.get(name)
 
