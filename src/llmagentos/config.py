@@ -107,7 +107,10 @@ class OutputConfig(_Strict):
     """What the run writes, and where.
 
     ``durable = true`` journals every step to ``run.db`` in the output folder: a run
-    killed at any point continues with ``llmagentos runs resume DIR``.
+    killed at any point continues with ``llmagentos runs resume DIR``. ``durability``
+    is what the journal survives: ``"process"`` (the process being killed, SIGKILL
+    included) or ``"power_loss"`` (the machine going down; costs an ``fsync`` per group
+    of steps and per tool or model call). docs/durable.md says exactly what each keeps.
     """
 
     dir: Path | None = None
@@ -115,6 +118,7 @@ class OutputConfig(_Strict):
     trace_eval_episodes: int = Field(default=10, ge=0)
     plot: bool = True
     durable: bool = False
+    durability: Literal["process", "power_loss"] = "process"
 
 
 class BudgetConfig(_Strict):

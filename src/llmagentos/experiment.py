@@ -368,7 +368,10 @@ class Experiment:
         budget = None if config.budget is None else Budget(**config.budget.model_dump())
         # What is written and traced does not change what the run does.
         fingerprint = {k: v for k, v in data.items() if k not in ("output", "telemetry")}
-        runner = DurableRunner(path, agent=config.name, budget=budget, fingerprint=fingerprint)
+        runner = DurableRunner(
+            path, agent=config.name, budget=budget, fingerprint=fingerprint,
+            durability=config.output.durability,
+        )  # fmt: skip
         runner.journal.set_meta("config", data)
         return runner
 

@@ -7,6 +7,7 @@ really ran, so tests can see both the world's state and any repeated call.
 Run as a script, it is the worker the crash tests kill and restart::
 
     python ledger_agent.py JOURNAL LEDGER OUT.json SEED EPISODES [--slow SECONDS]
+        [--durability MODE]
 """
 
 from __future__ import annotations
@@ -109,9 +110,13 @@ def build(
 def main(argv: list[str]) -> int:
     journal, ledger, out = (Path(a) for a in argv[:3])
     seed, episodes = int(argv[3]), int(argv[4])
-    pause = float(argv[6]) if len(argv) > 6 and argv[5] == "--slow" else 0.0
+    options = dict(zip(argv[5::2], argv[6::2], strict=True))
+    pause = float(options.get("--slow", 0.0))
     agent, q = build(ledger, seed=seed, pause=pause)
-    result = run_durable(agent, journal, episodes, seed=seed, max_steps=60)
+    result = run_durable(
+        agent, journal, episodes, seed=seed, max_steps=60,
+        durability=options.get("--durability", "process"),
+    )  # fmt: skip
     data = {
         "state": result.state,
         "returns": [e.total_reward for e in result.run.episodes],

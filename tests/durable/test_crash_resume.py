@@ -4,6 +4,9 @@ Each worker is a real process running a seeded Q-learning agent on Taxi-v4 whose
 every step also calls a side-effecting tool (an external SQLite ledger). After the
 kills, every run must end with the same Q-table, returns and ledger as the twin that
 ran without faults, and no tool call that completed before a kill may run again.
+Both durability modes are run. A kill may not lose a step: when step k's tool call
+has reached the ledger, steps 0..k-1 must be in the journal, and the restart must
+replay exactly the steps the journal held after the kill.
 """
 
 from __future__ import annotations
@@ -53,9 +56,10 @@ def _twin(tmp: Path, seed: int) -> tuple[dict[str, Any], dict[str, str]]:
     return {"returns": returns, "q": q.to_dict()}, entries
 
 
-def _start(tmp: Path, seed: int, slow: float) -> subprocess.Popen[bytes]:
+def _start(tmp: Path, seed: int, slow: float, durability: str) -> subprocess.Popen[bytes]:
     args = [sys.executable, str(WORKER), str(tmp / "run.db"), str(tmp / "ledger.db"),
-            str(tmp / "out.json"), str(seed), str(EPISODES), "--slow", str(slow)]  # fmt: skip
+            str(tmp / "out.json"), str(seed), str(EPISODES), "--slow", str(slow),
+            "--durability", durability]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -67,10 +71,19 @@ def _journal_progress(path: Path) -> tuple[int, list[str]]:
         return journal.step_count(), journal.effect_keys("done")
 
 
+def _last_started_step(ledger: Path) -> int:
+    """The highest step position whose tool call reached the ledger (-1: none)."""
+    positions = [int(key.rsplit("/", 1)[1].split(".")[0]) for key in _ledger(ledger)[1]]
+    return max(positions, default=-1)
+
+
+@pytest.mark.parametrize("durability", ["process", "power_loss"])
 @pytest.mark.parametrize(
     ("seed", "slow"), [(seed, 0.004 if seed % 2 else 0.0) for seed in range(1, 11)]
 )
-def test_killed_runs_finish_like_their_fault_free_twin(tmp_path: Path, seed: int, slow: float):
+def test_killed_runs_finish_like_their_fault_free_twin(
+    tmp_path: Path, seed: int, slow: float, durability: str
+):
     (tmp_path / "twin").mkdir()
     expected, twin_entries = _twin(tmp_path / "twin", seed)
     rng = random.Random(seed)
@@ -79,7 +92,7 @@ def test_killed_runs_finish_like_their_fault_free_twin(tmp_path: Path, seed: int
     kills = 0
     progress = []
     for _attempt in range(12):
-        worker = _start(tmp_path, seed, slow)
+        worker = _start(tmp_path, seed, slow, durability)
         if kills < 3:
             # Wait until the run is under way (past its imports), then kill at a random point.
             deadline = time.monotonic() + 30
@@ -94,6 +107,8 @@ def test_killed_runs_finish_like_their_fault_free_twin(tmp_path: Path, seed: int
                 worker.wait(timeout=30)
                 kills += 1
                 steps, done = _journal_progress(tmp_path / "run.db")
+                # Step k's call ran, so step k-1 had finished: it must be in the journal.
+                assert steps >= _last_started_step(tmp_path / "ledger.db"), "a step was lost"
                 progress.append(steps)
                 snapshots.append((done, _ledger(tmp_path / "ledger.db")[1]))
                 continue
@@ -107,6 +122,7 @@ def test_killed_runs_finish_like_their_fault_free_twin(tmp_path: Path, seed: int
 
     final = json.loads((tmp_path / "out.json").read_text())
     assert final["state"] == "completed"
+    assert final["replayed"] == progress[-1]  # the restart found every step the kill left
     assert final["returns"] == expected["returns"]
     assert final["q"] == expected["q"]
     entries, counts = _ledger(tmp_path / "ledger.db")

@@ -16,7 +16,7 @@ import sqlite3
 from typing import Any
 
 from llmagentos import Agent
-from llmagentos.durable import DurableModel, DurableRunner
+from llmagentos.durable import DurableModel, DurableRunner, Journal
 from llmagentos.llm.testing import FunctionModel
 from llmagentos.llm.types import ModelRequest, ModelResponse, ToolCall
 from llmagentos.modules import ExecutionModule, PlanningModule
@@ -65,11 +65,8 @@ async def test_journal_writes_wait_for_the_lock_off_the_event_loop(tmp_path):
     async def heartbeat() -> None:
         for _ in range(5):
             await asyncio.sleep(0.01)
-        reader = sqlite3.connect(path)
-        seen["steps"], seen["effects"] = reader.execute(
-            "select (select count(*) from steps), (select count(*) from effects)"
-        ).fetchone()
-        reader.close()
+        with Journal(path, create=False) as reader:  # steps: the log's too
+            seen["steps"], seen["effects"] = reader.step_count(), len(reader.effect_keys("started"))
         locker.execute("rollback")
 
     beat = asyncio.create_task(heartbeat())

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from llmagentos.cli._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_STOPPED, fail, stdout
 from llmagentos.config import load_config
+from llmagentos.durable.steplog import check_durability
 from llmagentos.exceptions import JournalError, LLMAgentOSError
 from llmagentos.experiment import (
     FILE_NAMES,
@@ -176,6 +177,14 @@ def run_command(
             "--durable", help="Journal every step to run.db; resume with 'llmagentos runs resume'."
         ),
     ] = False,
+    durability: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODE",
+            help="What the journal survives (implies --durable): 'process' (a kill, SIGKILL "
+            "included) or 'power_loss' (syncs to disk; slower). Overrides output.durability.",
+        ),
+    ] = None,
     seeds: Annotated[
         int | None,
         typer.Option(
@@ -211,10 +220,13 @@ def run_command(
             seed=seed,
             resume=resume,
         )
-        if durable:
+        if durable or durability is not None:
             if seeds is not None or ray is not None:
                 fail("--durable: a run with --seeds or --ray is not journaled")
-            output = run_config.output.model_copy(update={"durable": True})
+            update: dict[str, object] = {"durable": True}
+            if durability is not None:
+                update["durability"] = check_durability(durability, "--durability")
+            output = run_config.output.model_copy(update=update)
             run_config = run_config.model_copy(update={"output": output})
         if seeds is not None or ray is not None:
             from llmagentos.cli.run_population import run_population_in_cli

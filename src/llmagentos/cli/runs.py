@@ -26,6 +26,7 @@ from llmagentos.cli.run import run_experiment_in_cli
 from llmagentos.config import parse_config
 from llmagentos.durable.journal import Approval, Journal
 from llmagentos.durable.operator import call_text, decide, visible
+from llmagentos.durable.steplog import check_durability
 from llmagentos.exceptions import LLMAgentOSError
 from llmagentos.experiment import FILE_NAMES, Experiment
 
@@ -209,12 +210,24 @@ def refuse(
 def resume(
     run: RunArgument,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    durability: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODE",
+            help="'process' or 'power_loss' from now on (default: the run's own setting).",
+        ),
+    ] = None,
 ) -> None:
     """Resume a run started by 'llmagentos run --durable' (after a crash, pause or Ctrl-C).
 
     The run is replayed from its journal: finished steps are recomputed and checked,
     completed tool and model calls are not made again; then it goes on live.
     """
+    if durability is not None:
+        try:
+            check_durability(durability, "--durability")
+        except LLMAgentOSError as err:
+            fail(err)
     path = _journal_path(run)
     with _open(run) as journal:
         journal.verify()  # a corrupt row stops the resume before anything is written
@@ -230,6 +243,8 @@ def resume(
         fail(f"{run} still waits for a decision on {keys}: 'llmagentos runs approve/refuse' first")
     try:
         data["output"]["dir"] = str(path.parent)
+        if durability is not None:
+            data["output"]["durability"] = durability
         experiment = Experiment(parse_config(data))
     except (LLMAgentOSError, TypeError, KeyError) as err:
         fail(f"{run}: the journal's config cannot be used: {err}")

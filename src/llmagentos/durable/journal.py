@@ -1,10 +1,13 @@
-"""The journal: one SQLite file per durable run, written step by step.
+"""The journal: one SQLite file per durable run, and the run's steps log beside it.
 
 It holds everything a run needs to survive a crash and everything an operator needs
 to see what happened:
 
-- ``steps``: every completed step's record (observation, features, action, reason,
-  reward, flags, info), committed before the next step begins;
+- steps: every completed step's record (observation, features, action, reason,
+  reward, flags, info), logged before the next step begins. They live in the steps
+  log (``run.db-steps``, :mod:`llmagentos.durable.steplog`): one ``write()`` per step
+  instead of a SQLite commit. Journals of format ``llmagentos.journal/2`` kept them in
+  the ``steps`` table; those rows are read as the run's first steps;
 - ``episodes``: every finished episode's result;
 - ``effects``: tool and model calls by idempotency key, each with the digest of what
   it is (:mod:`llmagentos.durable.digest`) and its result, so a resumed run never
@@ -14,8 +17,10 @@ to see what happened:
 - ``audit``: the trail of actions, tool calls, refusals, pauses and budget stops;
 - ``meta`` and ``status``: what the run is (its config, its run id) and where it stands.
 
-WAL mode with ``synchronous=NORMAL``: a commit survives the process being killed
-(SIGKILL included); only an operating-system crash can lose the last commits.
+Everything but steps is committed per change (WAL): ``synchronous=NORMAL`` in the
+``process`` durability mode (a commit survives the process being killed, SIGKILL
+included), ``FULL`` in ``power_loss`` mode, where the steps log is also synced before
+each of those commits (see :mod:`~llmagentos.durable.steplog`).
 
 Opening a file never changes one that is not a journal of this format (a text file,
 another program's database, a journal of an older format): it is refused with a
@@ -30,20 +35,17 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from llmagentos._json import jsonable
 from llmagentos.durable.digest import call_digest, canonical_json, model_digest
+from llmagentos.durable.entries import Approval, AuditEntry, Effect, RunStatus
+from llmagentos.durable.journal_steps import JOURNAL_FORMAT, JournalSteps
 from llmagentos.durable.scope import new_run_id
+from llmagentos.durable.steplog import StepLog, check_durability, log_path
 from llmagentos.exceptions import JournalError
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel
-
-M = TypeVar("M", bound="BaseModel")
 
 __all__ = [
     "JOURNAL_FORMAT",
@@ -55,7 +57,7 @@ __all__ = [
     "RunStatus",
 ]
 
-JOURNAL_FORMAT = "llmagentos.journal/2"
+_STEPS_IN_SQLITE = "llmagentos.journal/2"  # read and resumed; upgraded by the first step
 _OLD_FORMATS = ("llmagentos.journal/1",)
 RUN_STATES = ("new", "running", "paused", "completed", "failed", "budget_exceeded", "interrupted")
 _RUN_ID = re.compile(r"[A-Za-z0-9]{8,32}")
@@ -99,96 +101,36 @@ def _dumps(value: Any) -> str:
     return json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"))
 
 
-@dataclass(frozen=True, slots=True)
-class RunStatus:
-    """Where a run stands: its state, why, and the time it has been running."""
+class Journal(JournalSteps):
+    """A durable run's journal (safe to share between threads of one process).
 
-    state: str
-    detail: str | None
-    updated: float
-    active_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Approval:
-    """A request for a human decision on one sensitive tool call.
-
-    ``digest`` is the call's (:func:`~llmagentos.durable.digest.call_digest` of ``tool``
-    and ``arguments``): approving the request authorises that call and no other.
-    """
-
-    key: str
-    tool: str
-    arguments: Any
-    reason: str | None
-    status: str  # pending, approved, refused
-    requested: float
-    decided: float | None = None
-    decided_by: str | None = None
-    note: str | None = None
-    digest: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Effect:
-    """A recorded call: what it was (``kind``, ``name``, ``request``, ``digest``), and
-    its ``result`` once ``status`` is ``done`` (``started``: cut off mid-flight)."""
-
-    key: str
-    kind: str
-    name: str
-    request: Any
-    digest: str
-    status: str
-    result: Any
-
-    def result_as(self, model: type[M], *, journal: Path | str, what: str) -> M:
-        """The recorded ``result`` read as the pydantic ``model`` it was written from.
-
-        Raises:
-            JournalError: the row does not read as one (was the journal edited?).
-        """
-        from pydantic import ValidationError
-
-        try:
-            return model.model_validate(self.result)
-        except ValidationError as err:
-            raise JournalError(
-                f"{journal}: the recorded {what} of {self.key!r} is corrupt "
-                f"({err.error_count()} errors); was the journal edited?"
-            ) from err
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One line of the audit trail."""
-
-    seq: int
-    at: float
-    n: int | None
-    kind: str
-    subject: str | None
-    reason: str | None
-    detail: Any
-
-
-class Journal:
-    """A durable run's SQLite journal (safe to share between threads of one process).
+    Opening one only reads it: the steps log is created, or its torn tail cut off, by
+    the first step appended, so a reader never changes a running journal.
 
     Args:
         path: the database file; created with its folder when missing.
         create: ``False`` refuses a missing file (for commands that inspect a run).
+        durability: ``process`` (survives SIGKILL) or ``power_loss`` (syncs to disk;
+            see :mod:`llmagentos.durable.steplog`). Readers may pass either.
 
     Raises:
         JournalError: the file cannot be opened or is not a journal of this format
             (nothing in it was changed).
+        ConfigError: ``durability`` is not a mode.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, *, create: bool = True, durability: str = "process"
+    ) -> None:
         self.path = Path(path)
+        self.durability = check_durability(durability)
         self._lock = threading.RLock()
+        memory = str(path) == ":memory:"
+        self._log = StepLog(None if memory else log_path(self.path), durability=durability)
         if not create and not self.path.is_file():
             raise JournalError(f"no journal at {self.path}")
+        if not memory and not self.path.exists() and self._log.exists():
+            raise self._orphan_log()
         try:
             if create and str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +140,10 @@ class Journal:
         try:
             self._db.execute("pragma busy_timeout=10000")
             self._open(create)
-            self._db.execute("pragma synchronous=normal")
+            sync = "full" if durability == "power_loss" else "normal"
+            self._db.execute(f"pragma synchronous={sync}")
+            (rows,) = self._db.execute("select count(*) from steps").fetchone()
+            self._rows = int(rows)  # steps a journal/2 kept in SQLite; no one adds to them
         except sqlite3.DatabaseError as err:
             self._db.close()
             raise JournalError(f"cannot open journal {self.path}: {err}") from err
@@ -215,6 +160,8 @@ class Journal:
         if not self._tables():
             if not create:
                 raise JournalError(f"{self.path} is an empty file, not a journal")
+            if self._log.exists():
+                raise self._orphan_log()
             self._db.execute("pragma journal_mode=wal")
             self._db.execute("begin immediate")
             try:
@@ -249,7 +196,7 @@ class Journal:
                 "they are, so it cannot be resumed safely. Finish it with the version that "
                 "wrote it, or start the run again in a new folder"
             )
-        if found != JOURNAL_FORMAT:
+        if found not in (JOURNAL_FORMAT, _STEPS_IN_SQLITE):
             what = "no format mark" if found is None else f"format {found!r}"
             raise JournalError(
                 f"{self.path} is not a journal of this llmagentos ({what}, expected "
@@ -260,8 +207,19 @@ class Journal:
             raise JournalError(f"{self.path}: the journal's run id {run_id!r} is corrupt")
         self.run_id: str = run_id
 
+    def _orphan_log(self) -> JournalError:
+        return JournalError(
+            f"{self._log.path} is a steps log without its journal {self.path.name} (another "
+            "run's?); move it away to start a new run here"
+        )
+
     def close(self) -> None:
-        self._db.close()
+        """Close the journal (in ``power_loss`` mode, syncing the last steps first)."""
+        with self._lock:
+            try:
+                self._log.close()
+            finally:
+                self._db.close()
 
     def __enter__(self) -> Journal:
         return self
@@ -291,6 +249,7 @@ class Journal:
 
     def set_meta(self, key: str, value: Any) -> None:
         with self._lock:
+            self._log.sync()
             self._db.execute(
                 "insert into meta values (?, ?) "
                 "on conflict(key) do update set value = excluded.value",
@@ -333,6 +292,7 @@ class Journal:
         if state not in RUN_STATES:
             raise ValueError(f"unknown run state {state!r}; one of {RUN_STATES}")
         with self._lock:
+            self._log.sync()
             self._db.execute(
                 "update status set state = ?, detail = ?, updated = ? where one = 1",
                 (state, detail, time.time()),
@@ -340,53 +300,16 @@ class Journal:
 
     def add_active_seconds(self, seconds: float) -> None:
         with self._lock:
+            self._log.sync()
             self._db.execute(
                 "update status set active_seconds = active_seconds + ? where one = 1", (seconds,)
             )
 
     # -- steps and episodes ---------------------------------------------------------------
 
-    def step_count(self) -> int:
-        with self._lock:
-            row = self._db.execute("select count(*) from steps").fetchone()
-        return int(row[0])
-
-    def append_step(self, n: int, segment: str, episode: int, step: int, record: Any) -> None:
-        """Commit step ``n`` (global index); ``record`` is JSON-able data."""
-        self.append_step_text(n, segment, episode, step, _dumps(record))
-
-    def append_step_text(self, n: int, segment: str, episode: int, step: int, text: str) -> None:
-        """Commit step ``n`` given as JSON text already."""
-        with self._lock:
-            self._db.execute(
-                "insert into steps values (?, ?, ?, ?, ?)", (n, segment, episode, step, text)
-            )
-
-    def steps(self, start: int = 0) -> Iterator[dict[str, Any]]:
-        """The recorded steps from global index ``start`` on, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "select n, record from steps where n >= ? order by n", (start,)
-            ).fetchall()
-        for n, text in rows:
-            yield self._record(n, text)
-
-    def step(self, n: int) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute("select record from steps where n = ?", (n,)).fetchone()
-        return None if row is None else self._record(n, row[0])
-
-    def _record(self, n: int, text: str) -> dict[str, Any]:
-        try:
-            record = json.loads(text)
-        except ValueError as err:
-            raise self._corrupt(f"step {n}", err) from err
-        if not isinstance(record, dict):
-            raise self._corrupt(f"step {n}", "not a record")
-        return record
-
     def append_episode(self, segment: str, index: int, result: Any) -> None:
         with self._lock:
+            self._log.sync()
             self._db.execute(
                 "insert or ignore into episodes values (?, ?, ?)",
                 (segment, index, _dumps(result)),
@@ -443,6 +366,7 @@ class Journal:
         its record; one for another digest is never overwritten.
         """
         with self._lock:
+            self._log.sync()
             self._db.execute(
                 "insert into effects values (?, ?, ?, ?, ?, 'started', null, ?, null) "
                 "on conflict(key) do update set started = excluded.started "
@@ -455,6 +379,7 @@ class Journal:
     ) -> None:
         """Record a call's result (and its audit line, in the same transaction)."""
         with self._lock:
+            self._log.sync()  # power_loss: no commit may reach the disk before its steps
             self._db.execute("begin")
             try:
                 self._db.execute(
@@ -475,10 +400,11 @@ class Journal:
             return [str(key) for (key,) in rows.fetchall()]
 
     def verify(self) -> None:
-        """Check every recorded call and approval request against its digest.
+        """Check every recorded call and approval request against its digest, and the
+        steps log's frames (a resume decodes every step before it writes anything).
 
         Raises:
-            JournalError: the first corrupt row, named.
+            JournalError: the first corrupt row or frame, named.
         """
         with self._lock:
             effects = self._db.execute(
@@ -489,6 +415,7 @@ class Journal:
             self._effect(row)
         for row in approvals:
             self._approval(row)
+        self.step_count()
 
     # -- approvals ------------------------------------------------------------------------
 
@@ -500,6 +427,7 @@ class Journal:
         ``digest``), and its audit line in the same transaction. A request already
         recorded for the key is kept as it is."""
         with self._lock:
+            self._log.sync()  # power_loss: no commit may reach the disk before its steps
             self._db.execute("begin")
             try:
                 self._db.execute(
@@ -578,6 +506,7 @@ class Journal:
             if found.status != "pending":
                 raise JournalError(f"request {key!r} was already {found.status}")
             status = "approved" if approve else "refused"
+            self._log.sync()  # power_loss: no commit may reach the disk before its steps
             self._db.execute("begin")
             try:
                 self._db.execute(
@@ -611,6 +540,7 @@ class Journal:
         detail: Any = None,
     ) -> None:  # fmt: skip
         with self._lock:
+            self._log.sync()
             self._insert_audit(n, kind, subject, reason, detail)
 
     def audit_trail(self, kinds: tuple[str, ...] = ()) -> list[AuditEntry]:

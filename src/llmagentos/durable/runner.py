@@ -1,4 +1,4 @@
-"""Durable runs: every step committed to the journal before the next; crash, then resume.
+"""Durable runs: every step logged to the journal before the next; crash, then resume.
 
 Resuming replays the run from its start: the agent is rebuilt with the same seeds and
 recomputes its steps, while every side effect (tool call, model call) that completed
@@ -6,7 +6,7 @@ before the crash returns its recorded result instead of running again. Each repl
 step is checked against the journal, so a non-deterministic agent fails loudly
 (:class:`~llmagentos.exceptions.ResumeMismatch`) instead of drifting. When the replay
 reaches the last recorded step, the run goes on live. This is the event-sourcing
-design of durable-execution engines, scaled down to one SQLite file.
+design of durable-execution engines, scaled down to one SQLite file and a steps log.
 
 Pure computation (a Gymnasium environment's ``step``, a Q-table update) is simply
 redone; anything that touches the world should go through a tool (a
@@ -22,7 +22,6 @@ before the run writes anything.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -36,7 +35,9 @@ from llmagentos._json import jsonable
 from llmagentos.agent import Agent
 from llmagentos.durable.digest import value_digest
 from llmagentos.durable.journal import Approval, Journal
+from llmagentos.durable.records import pack_step
 from llmagentos.durable.scope import StepScope, scope_active
+from llmagentos.durable.steplog import check_durability
 from llmagentos.exceptions import (
     ApprovalPending,
     BudgetExceeded,
@@ -45,7 +46,7 @@ from llmagentos.exceptions import (
     ResumeMismatch,
 )
 from llmagentos.safety.budget import Budget, BudgetMeter
-from llmagentos.types import EpisodeResult, RunResult, StepRecord
+from llmagentos.types import EpisodeResult, RunResult
 
 __all__ = ["DurableResult", "DurableRunner", "run_durable"]
 
@@ -53,32 +54,6 @@ _perf = time.perf_counter
 # What a replayed step must reproduce exactly; anything else may differ (timings).
 _CHECKED = ("episode", "step", "action", "reward", "terminated", "truncated")
 _ACTIVE_FLUSH_SECONDS = 2.0
-
-
-def encode(record: StepRecord) -> str:
-    """A step record as one line of JSON.
-
-    The C encoder walks the record; only what it cannot encode (NumPy values, pydantic
-    models, dataclasses) goes through :func:`jsonable`: a third of the cost of
-    converting everything first.
-    """
-    data = {
-        "episode": record.episode, "step": record.step,
-        "observation": record.observation, "features": record.features,
-        "action": record.action, "reason": record.reason, "scores": record.scores,
-        "reward": record.reward, "next_observation": record.next_observation,
-        "terminated": record.terminated, "truncated": record.truncated,
-        "info": record.info, "learning": record.learning, "training": record.training,
-    }  # fmt: skip
-    if record.details is not None:  # journals of planners without details stay as they were
-        data["details"] = record.details
-    try:
-        return _ENCODER.encode(data)
-    except TypeError:  # e.g. tuple dict keys, which only the full conversion handles
-        return _ENCODER.encode(jsonable(data))
-
-
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=jsonable)
 
 
 def _check_run_args(episodes: int, max_steps: int | None) -> None:
@@ -141,10 +116,15 @@ class DurableRunner:
         budget: the run's limits (steps, tool calls, tokens, wall time).
         fingerprint: what identifies the run (config, seeds); a journal holding another
             run is refused with :class:`~llmagentos.exceptions.JournalError`.
+        durability: ``process`` (the default: a step is logged with one ``write()``, it
+            survives SIGKILL) or ``power_loss`` (the log is synced to disk in groups and
+            before every tool or model call; see :mod:`llmagentos.durable.steplog`).
+            Not a part of the run: a resume may choose another.
 
     Raises:
         JournalError: the journal is not one, holds another run, or has a row that does
             not match its digest (nothing is written then).
+        ConfigError: ``durability`` is not a mode, or not the given journal's.
     """
 
     def __init__(
@@ -154,11 +134,18 @@ class DurableRunner:
         agent: str = "agent",
         budget: Budget | None = None,
         fingerprint: dict[str, Any] | None = None,
+        durability: str | None = None,
     ) -> None:
+        if durability is not None:
+            check_durability(durability)
         if isinstance(journal, Journal):
+            if durability not in (None, journal.durability):
+                raise ConfigError(
+                    "durability", f"the journal was opened with {journal.durability!r}"
+                )
             self.journal, owned = journal, False
         else:
-            self.journal, owned = Journal(journal), True
+            self.journal, owned = Journal(journal, durability=durability or "process"), True
         fingerprint = fingerprint or {"agent": agent}
         try:
             self.journal.verify()
@@ -179,7 +166,7 @@ class DurableRunner:
             seed_base=value_digest(fingerprint),
         )  # fmt: skip
         self.n = 0
-        self.live_steps = 0
+        self._append: Callable[[int, bytes], None] | None = None  # the log's, once live
         self._active_since = time.monotonic()
         self._flushed_at = self._active_since
         what = f"resumed, replaying {len(self._recorded)} steps" if self.resumed else "started"
@@ -193,6 +180,11 @@ class DurableRunner:
     @property
     def recorded_steps(self) -> int:
         return len(self._recorded)
+
+    @property
+    def live_steps(self) -> int:
+        """Steps run and logged on this start (the replayed ones come first)."""
+        return max(0, self.n - len(self._recorded))
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -222,11 +214,7 @@ class DurableRunner:
                 episode_seed = seed if index == 0 else None
                 self.scope.move_to(self.n)
                 observation = agent.reset(seed=episode_seed)
-                while self._may_step(agent, max_steps):
-                    action = agent.act(observation)
-                    self._note_reason(agent)
-                    observation, _ = agent.step(action)
-                    self._commit(agent, segment)
+                self._episode_steps(agent, observation, max_steps, segment)
                 self._finish_episode(
                     agent, result, episode_seed, started, segment=segment, on_episode=on_episode
                 )
@@ -298,6 +286,46 @@ class DurableRunner:
             if train is not None:
                 agent.train(previous)
 
+    def _episode_steps(
+        self, agent: Agent, observation: Any, max_steps: int | None, segment: str
+    ) -> None:
+        """Step until the episode ends: :meth:`_may_step`, ``act``, :meth:`_note_reason`,
+        ``step`` and :meth:`_commit`, written out. On Taxi-v4 every call made per step
+        is a measurable part of the step, so the loop makes as few as it can."""
+        scope, act, step, monotonic = self.scope, agent.act, agent.step, time.monotonic
+        meter = scope.meter
+        replayed = len(self._recorded)
+        append = self._append
+        while not agent._blocked:
+            if agent.step_index == max_steps:
+                agent._cut()
+                return
+            n = self.n
+            if n != scope.n:  # scope.move_to(n), inline
+                scope.n = n
+                if scope._seq:
+                    scope._seq.clear()
+            scope.reason = None
+            if meter is not None:
+                meter.charge("steps")
+                meter.check_time()
+            action = act(observation)
+            acted = agent._acted
+            decision = None if acted is None else acted[3]
+            scope.reason = None if decision is None else decision.reason
+            observation, _ = step(action)
+            self.n = n + 1
+            if n < replayed:
+                self._check_replay(n, agent)
+                continue
+            body = pack_step(n, segment, agent)
+            if append is None:
+                append = self._append = self.journal.step_appender()
+            append(n, body)
+            now = monotonic()
+            if now - self._flushed_at > _ACTIVE_FLUSH_SECONDS:
+                self._flush_active(now)
+
     def _may_step(self, agent: Agent, max_steps: int | None) -> bool:
         """Whether the episode goes on; enters the next step (position, budget) if so."""
         if agent._blocked:
@@ -338,25 +366,26 @@ class DurableRunner:
             self.journal.append_episode(segment, index, episode.to_dict())
 
     def _commit(self, agent: Agent, segment: str) -> None:
-        record = agent.last_record
-        assert record is not None  # a step just finished
         n = self.n
         self.n = n + 1
-        checked = {
-            "episode": record.episode, "step": record.step, "action": jsonable(record.action),
-            "reward": record.reward, "terminated": record.terminated,
-            "truncated": record.truncated,
-        }  # fmt: skip
         if n < len(self._recorded):
-            self._check_replay(n, checked)
+            self._check_replay(n, agent)
             return
-        self.journal.append_step_text(n, segment, record.episode, record.step, encode(record))
-        self.live_steps += 1
+        if self._append is None:
+            self._append = self.journal.step_appender()
+        self._append(n, pack_step(n, segment, agent))
         now = time.monotonic()
         if now - self._flushed_at > _ACTIVE_FLUSH_SECONDS:
             self._flush_active(now)
 
-    def _check_replay(self, n: int, replayed: dict[str, Any]) -> None:
+    def _check_replay(self, n: int, agent: Agent) -> None:
+        record = agent.last_record
+        assert record is not None  # a step just finished
+        replayed = {
+            "episode": record.episode, "step": record.step, "action": jsonable(record.action),
+            "reward": record.reward, "terminated": record.terminated,
+            "truncated": record.truncated,
+        }  # fmt: skip
         recorded = self._recorded[n]
         for key in _CHECKED:
             mine = replayed[key]
@@ -401,11 +430,13 @@ def run_durable(
     train: bool | None = None,
     budget: Budget | None = None,
     on_episode: Callable[[EpisodeResult], None] | None = None,
+    durability: str | None = None,
 ) -> DurableResult:
     """Run ``agent`` for ``episodes`` episodes with every step journaled.
 
     Call it again with the same arguments after a crash (or after an approval) and
-    the run resumes where it stopped. A paused run or a spent budget is a result, not
+    the run resumes where it stopped. ``durability`` is what the journal survives
+    (:class:`DurableRunner`). A paused run or a spent budget is a result, not
     an exception; other errors mark the run ``failed`` and propagate.
 
     Example::
@@ -418,7 +449,9 @@ def run_durable(
         "agent": agent.name, "episodes": episodes, "seed": seed, "max_steps": max_steps,
         "train": train,
     }  # fmt: skip
-    runner = DurableRunner(journal, agent=agent.name, budget=budget, fingerprint=fingerprint)
+    runner = DurableRunner(
+        journal, agent=agent.name, budget=budget, fingerprint=fingerprint, durability=durability
+    )
     try:
         outcome = DurableResult("running")
         try:
