@@ -80,8 +80,8 @@ class BatchEngine:
         params.n_ctx = n_ctx * n_seq  # split evenly: each stream holds n_ctx cells
         params.n_batch = params.n_ubatch = N_BATCH
         params.n_seq_max = n_seq
-        params.n_threads = n_threads
-        params.n_threads_batch = n_threads_batch or n_threads
+        self.threads = (n_threads, n_threads_batch or n_threads)
+        params.n_threads, params.n_threads_batch = self.threads
         # As the one-call path (llama-cpp-python's default), so replies match it.
         params.flash_attn_type = b.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.kv_unified = False
@@ -135,6 +135,7 @@ class BatchEngine:
             "steps": self.steps,
             "tokens_decoded": self.tokens_decoded,
             "decode_ms_by_batch": per_step,
+            "threads": list(self.threads),
             **self.prefix.stats(),
         }
 
