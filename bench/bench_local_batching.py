@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import sys
 from pathlib import Path
@@ -113,13 +114,14 @@ def agents_case(
             tokens += reply.usage.completion_tokens
         return tokens
 
+    async def together(base: int) -> list[int]:
+        return await asyncio.gather(*(agent(h, base + i * calls) for i, h in enumerate(handles)))
+
     def case() -> tuple[int, int]:
         base = offset[0]
         offset[0] += agents * calls  # fresh observations each time: no full-prompt reuse
         start = clock()
-        counts = runner.run(
-            asyncio.gather(*(agent(h, base + i * calls) for i, h in enumerate(handles)))
-        )
+        counts = runner.run(together(base))
         return clock() - start, sum(counts)
 
     return case
@@ -143,7 +145,33 @@ def ttft_case(runner: asyncio.Runner, handle: Any, requests: list[Any], offset: 
     return case
 
 
-def save_plot(path: Path, curve: dict[str, dict[int, float]], decode: dict[int, float]) -> bool:
+def decode_curve(runner: asyncio.Runner, threads_batch: int, sizes: tuple[int, ...],
+                 steps: int) -> dict[int, float]:  # fmt: skip
+    """ms per generation step by sequences in it, on an engine of its own: N copies of a
+    prompt that never ends early, decoded together. Stops growing N once a step takes
+    more than a second (a contended core: more would only take long)."""
+    from llmagentos.llm import Message, ModelRequest, ModelSettings
+    from llmagentos.llm.local import LocalModel
+
+    model = LocalModel(n_ctx=512, n_threads_batch=threads_batch, max_batch=max(sizes),
+                       prefix_cache=0)  # fmt: skip
+    request = ModelRequest(
+        messages=(Message.user("Write a haiku about rain."),),  # repeats itself: no EOG
+        settings=ModelSettings(temperature=0.0, max_tokens=steps),
+    )
+    curve: dict[int, float] = {}
+    for n in sizes:
+        runner.run(model.abatch([request] * n))
+        stats = model.engine_stats() or {}
+        curve[n] = float(stats["decode_ms_by_batch"].get(n, float("nan")))
+        if curve[n] > 1000:
+            break
+    return curve
+
+
+def save_plot(
+    path: Path, curve: dict[str, dict[int, float]], decode: dict[str, dict[int, float]]
+) -> bool:
     """Aggregate tokens/s by agents, and ms per token of a decode step by batch size."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -155,18 +183,27 @@ def save_plot(path: Path, curve: dict[str, dict[int, float]], decode: dict[int, 
     left, right = figure.subplots(1, 2)
     for workload, points in curve.items():
         xs = sorted(points)
-        left.plot(xs, [points[x] for x in xs], marker="o", label=workload)
-        left.plot(xs, [points[xs[0]] * x for x in xs], ls=":", lw=0.8, color="grey")
+        line = left.plot(xs, [points[x] for x in xs], marker="o", label=workload)[0]
+        left.axhline(points[xs[0]] * TARGET_SPEEDUP, ls=":", lw=0.9, color=line.get_color())
     left.set_xscale("log", base=2)
-    left.set_xlabel("concurrent agents (dotted: linear scaling)")
+    left.set_xticks(
+        sorted(next(iter(curve.values()))), [str(x) for x in sorted(next(iter(curve.values())))]
+    )
+    left.set_ylim(bottom=0)
+    left.set_xlabel(f"concurrent agents (dotted: {TARGET_SPEEDUP:g}x one agent)")
     left.set_ylabel("aggregate completion tokens/s")
     left.set_title("through the kernel, one SmolLM2-135M")
     left.legend()
     left.grid(alpha=0.3)
-    sizes = sorted(decode)
-    right.plot(sizes, [decode[n] / n for n in sizes], marker="o", label="ms per token")
-    right.plot(sizes, [decode[n] for n in sizes], marker="s", label="ms per decode step")
+    for threads, points in decode.items():
+        sizes = sorted(points)
+        right.plot(sizes, [points[n] / n for n in sizes], marker="o", label=threads)
+    right.set_xscale("log", base=2)
+    ticks = sorted({n for points in decode.values() for n in points})
+    right.set_xticks(ticks, [str(n) for n in ticks])
+    right.set_ylim(bottom=0)
     right.set_xlabel("sequences in the decode step")
+    right.set_ylabel("ms per token")
     right.set_title("the reason: a decode step's cost by batch size")
     right.legend()
     right.grid(alpha=0.3)
@@ -209,7 +246,13 @@ def measure(quick: bool) -> dict[str, Any]:
             seen["ratios"][workload] = {int(k): stats["1"].ratio_to(s) for k, s in stats.items()}
             seen["samples"][workload] = {k: s.to_dict() for k, s in stats.items()}
         seen["engine"] = engine = model.engine_stats() or {}
-        seen["decode"] = {int(k): v for k, v in engine["decode_ms_by_batch"].items()}
+        # The reason for the curve: a decode step's cost by batch size, on the engine's
+        # threads and on every core.
+        one, every = int(engine["threads"][0]), os.cpu_count() or 1
+        sizes = (1, 8) if quick else AGENTS
+        steps = 12 if quick else 24
+        seen["decode"] = {f"{t} thread{'s' * (t > 1)}": decode_curve(runner, t, sizes, steps)
+                          for t in dict.fromkeys((one, every))}  # fmt: skip
         # Time to first token: the warm prefix cache against an engine without one.
         cold = LocalModel(max_batch=model.max_batch, prefix_cache=0)
         scheduler.add_backend("no-prefix", cold, max_in_flight=slots)
@@ -236,11 +279,12 @@ def report(seen: dict[str, Any], plot_dir: Path | None) -> tuple[list[list[str]]
         for workload in rates
         for n in seen["counts"]
     ]  # fmt: skip
-    one = decode.get(1)
-    for n, ms in sorted(decode.items()):
-        speed = None if one is None else (n / ms) / (1 / one)
-        rows.append(["decode step", str(n), f"{n / ms * 1000:.1f}", ratio_text(speed),
-                     f"{ms:.1f} ms"])  # fmt: skip
+    for threads, curve in decode.items():
+        one = curve.get(1)
+        for n, ms in sorted(curve.items()):
+            speed = None if one is None else (n / ms) * one
+            rows.append([f"decode step, {threads}", str(n), f"{n / ms * 1000:.1f}",
+                         ratio_text(speed), f"{ms:.1f} ms"])  # fmt: skip
     rows.append([
         "TTFT", "1", f"{ttft['prefix'].median / 1e6:.0f} ms prefix cached",
         ratio_text(ttft["prefix"].ratio_to(ttft["no_prefix"])),
@@ -249,18 +293,20 @@ def report(seen: dict[str, Any], plot_dir: Path | None) -> tuple[list[list[str]]
     notes = [
         "rows 'text'/'planner': aggregate completion tokens/s; ratio: / 1 agent (median of"
         " per-repeat ratios); per agent: ratio / N (1.00 = linear scaling)",
-        "rows 'decode step': generation-only llama_decode steps by sequences in the step:"
-        " tokens/s of the step alone, its ratio to a one-sequence step, ms per step",
+        "rows 'decode step': llama_decode steps of N sequences generating together (an engine"
+        " of their own): tokens/s of the steps alone, ratio to one sequence, ms per step",
         f"engine: max_batch {seen['model'].max_batch}, kernel slots {seen['slots']}, threads"
         f" (one token, batch) {engine.get('threads')}; prefix hits {engine.get('prefix_hits')},"
         f" misses {engine.get('prefix_misses')},"
         f" reused tokens {engine.get('prefix_reused_tokens')}",
     ]
-    if one is not None:
-        best = max(decode, key=lambda n: n / decode[n])
+    default = next(iter(decode.values()))
+    if 1 in default:
+        best = max(default, key=lambda n: n / default[n])
         notes.append(
-            f"the ceiling of batching here: the best decode step ({best} sequences) gives"
-            f" {(best / decode[best]) * one:.2f}x the tokens/s of a one-sequence step"
+            f"the ceiling of batching on the engine's threads: its best decode step ({best}"
+            f" sequences) gives {(best / default[best]) * default[1]:.2f}x the tokens/s of"
+            " a one-sequence step"
         )
     if plot_dir is not None and save_plot(plot_dir / f"{NAME}.png", rates, decode):
         where = plot_dir / f"{NAME}.png"
@@ -315,7 +361,7 @@ def run(quick: bool, *, plot_dir: Path | None = ROOT / "bench" / "results") -> B
             "tokens_per_s": rates,
             "ratio_to_one_agent": ratios,
             "samples": seen["samples"],
-            "decode_ms_by_batch": seen["decode"],
+            "decode_ms_by_batch": seen["decode"],  # by threads, then sequences
             "engine": seen["engine"],
             "ttft": {k: v.to_dict() for k, v in ttft.items()},
         },

@@ -75,7 +75,7 @@ def smollm2_path() -> Path:
 _Key = tuple[str, int, int]
 _loaded: dict[_Key, tuple[Any, threading.Lock]] = {}
 _workers: dict[_Key, ThreadPoolExecutor] = {}
-_engines: dict[tuple[_Key, int, int], BatchEngine] = {}
+_engines: dict[tuple[_Key, int, int, int | None], BatchEngine] = {}
 _loading = threading.Lock()
 
 
@@ -152,25 +152,31 @@ def batch_engine(
     *,
     n_ctx: int = 2048,
     n_threads: int | None = None,
+    n_threads_batch: int | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     prefix_slots: int = DEFAULT_PREFIX_SLOTS,
 ) -> BatchEngine:
-    """The process-wide batch engine for this file and settings (loading the model)."""
+    """The process-wide batch engine for this file and settings (loading the model).
+
+    Threads: ``n_threads`` (all cores but one, at most 4: a core stays free for the
+    agents' loop) for one-token steps; for larger ones ``n_threads_batch``, else the
+    engine measures which is faster, ``n_threads`` or twice as many (at most every
+    core): more help an idle machine, but on a busy one llama.cpp's threads wait for
+    each other at every barrier (see :mod:`~llmagentos.llm.local_threads`).
+    """
     llama, _lock = load_llama(path, n_ctx=n_ctx, n_threads=n_threads)
-    key = (_key(path, n_ctx, n_threads), max_batch, prefix_slots)
+    key = (_key(path, n_ctx, n_threads), max_batch, prefix_slots, n_threads_batch)
     with _loading:
         engine = _engines.get(key)
         if engine is None:
-            # The Llama's own thread counts: one-token steps leave a core to the agents'
-            # loop, larger batches (as prompts there) take every core.
-            params = llama.context_params
+            threads = int(llama.context_params.n_threads)
             engine = _engines[key] = BatchEngine(
                 llama,
                 n_ctx=n_ctx,
                 max_batch=max_batch,
                 prefix_slots=prefix_slots,
-                n_threads=int(params.n_threads),
-                n_threads_batch=int(params.n_threads_batch),
+                n_threads=threads,
+                n_threads_batch=n_threads_batch,
             )
         return engine
 
@@ -182,6 +188,8 @@ class LocalModel(Model):
         model: ``"smollm2"`` (the embedded default) or a path to a ``.gguf`` file.
         n_ctx: context length of a request in tokens.
         n_threads: CPU threads for llama.cpp (default: all cores but one, at most 4).
+        n_threads_batch: threads for a decode step of several tokens (a prompt, or a
+            batch of sequences); default: measured (see :func:`batch_engine`).
         batching: decode concurrent calls together (continuous batching); ``False``
             runs them one at a time.
         max_batch: calls decoded together; later ones wait for a free sequence.
@@ -199,6 +207,7 @@ class LocalModel(Model):
         *,
         n_ctx: int = 2048,
         n_threads: int | None = None,
+        n_threads_batch: int | None = None,
         batching: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
         prefix_cache: int = DEFAULT_PREFIX_SLOTS,
@@ -214,6 +223,7 @@ class LocalModel(Model):
         self.model_id = f"local:{model}"
         self.n_ctx = n_ctx
         self.n_threads = n_threads
+        self.n_threads_batch = n_threads_batch
         self.batching = batching
         self.max_batch = max_batch if batching else 1
         self.prefix_cache = prefix_cache
@@ -280,6 +290,7 @@ class LocalModel(Model):
             self.path,
             n_ctx=self.n_ctx,
             n_threads=self.n_threads,
+            n_threads_batch=self.n_threads_batch,
             max_batch=self.max_batch,
             prefix_slots=self.prefix_cache,
         )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import os
 import threading
 import time
 from collections import deque
@@ -35,6 +36,7 @@ from typing import Any
 from llmagentos.exceptions import ModelError
 from llmagentos.llm.local_prefix import PrefixCache, PrefixMatch
 from llmagentos.llm.local_sequence import Emit, GenerationSpec, Sequence
+from llmagentos.llm.local_threads import ThreadChooser
 
 __all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_PREFIX_SLOTS", "BatchEngine"]
 
@@ -55,7 +57,10 @@ class BatchEngine:
         n_ctx: context length of each request, in tokens.
         max_batch: requests decoded together; more wait for a free sequence.
         prefix_slots: evaluated prompt prefixes kept for reuse (0: no prefix cache).
-        n_threads: llama.cpp threads for one-token steps; ``n_threads_batch`` for larger.
+        n_threads: llama.cpp threads for one-token steps.
+        n_threads_batch: threads for larger steps; ``None`` chooses between
+            ``n_threads`` and up to twice as many (at most every core) by measuring
+            (:mod:`~llmagentos.llm.local_threads`).
     """
 
     def __init__(
@@ -80,8 +85,11 @@ class BatchEngine:
         params.n_ctx = n_ctx * n_seq  # split evenly: each stream holds n_ctx cells
         params.n_batch = params.n_ubatch = N_BATCH
         params.n_seq_max = n_seq
-        self.threads = (n_threads, n_threads_batch or n_threads)
-        params.n_threads, params.n_threads_batch = self.threads
+        more = min(os.cpu_count() or 1, 2 * n_threads)
+        self.threads = ThreadChooser((n_threads_batch,) if n_threads_batch else (n_threads, more))
+        self._n_threads = n_threads
+        self._batch_threads = self.threads.options[0]
+        params.n_threads, params.n_threads_batch = n_threads, self._batch_threads
         # As the one-call path (llama-cpp-python's default), so replies match it.
         params.flash_attn_type = b.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.kv_unified = False
@@ -135,7 +143,7 @@ class BatchEngine:
             "steps": self.steps,
             "tokens_decoded": self.tokens_decoded,
             "decode_ms_by_batch": per_step,
-            "threads": list(self.threads),
+            "threads": [self._n_threads, self.threads.snapshot()],
             **self.prefix.stats(),
         }
 
@@ -254,9 +262,16 @@ class BatchEngine:
                 rows.append((sequence, n - 1))
             fed.append((sequence, len(take)))
         batch.n_tokens = n
+        kind = "prompt" if prompting else "generate"
+        threads = self._n_threads if n == 1 else self.threads.pick(kind)
+        if n > 1 and threads != self._batch_threads:
+            b.llama_set_n_threads(self._ctx, self._n_threads, threads)
+            self._batch_threads = threads
         started = time.perf_counter()
         status = b.llama_decode(self._ctx, batch)
         elapsed = time.perf_counter() - started
+        if n > 1:
+            self.threads.record(kind, threads, elapsed, n)
         if status != 0:
             self._fail_batch(fed, status)
             return
