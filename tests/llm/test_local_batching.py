@@ -188,3 +188,17 @@ async def test_prefix_reuse_gives_the_same_replies(solo: dict[int, ModelResponse
     assert stats is not None and stats["prefix_hits"] >= 5 and stats["prefix_reused_tokens"] > 0
     plain = uncached.engine_stats()
     assert plain is not None and plain["prefix_hits"] == 0
+
+
+async def test_a_cold_start_evaluates_a_shared_prefix_once(solo: dict[int, ModelResponse]) -> None:
+    fresh = LocalModel(max_batch=4, prefix_cache=1)  # an engine of its own: nothing cached
+    planner = [PROMPTS[3], PROMPTS[4], PROMPTS[3]]
+    assert await asyncio.gather(*(fresh.arequest(r) for r in planner)) == [
+        solo[3],
+        solo[4],
+        solo[3],
+    ]
+    stats = fresh.engine_stats()
+    # The first prompt is evaluated whole; the others waited for it, then reused it.
+    assert stats is not None
+    assert (stats["prefix_misses"], stats["prefix_hits"]) == (1, 2)

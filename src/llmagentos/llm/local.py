@@ -265,12 +265,16 @@ class LocalModel(Model):
 
     async def _batch_engine(self) -> BatchEngine | None:
         """The engine for this model (made on first use), or None for the one-call path."""
+        if self._engine is not None and not self._engine.alive:  # closed, or a forked child
+            self._engine = self._llama = self._lock = None
         if self._engine is not None or self._unbatchable:
             return self._engine
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker(), self._make_engine)
 
     def _make_engine(self) -> BatchEngine | None:
+        if self._engine is not None or self._unbatchable:  # a call before us made it
+            return self._engine
         llama, _lock = self._model()
         template = llama.metadata.get("tokenizer.chat_template")
         if llama.chat_format != "chat_template.default" or not template:

@@ -169,18 +169,36 @@ class BatchEngine:
                     self._cond.wait()
                 if self._closed:
                     break
-            self._drop_cancelled()
-            self._admit()
-            if self._active:
-                self._step()
-        error = ModelError("the local model was closed", model="local")
+            try:
+                self._drop_cancelled()
+                self._admit()
+                if self._active:
+                    self._step()
+            except Exception as err:  # a bug of ours: fail what runs, keep serving
+                self._reset(ModelError(f"the batch engine failed: {err!r}", model="local"))
+        self._fail_all(ModelError("the local model was closed", model="local"))
+
+    def _fail_all(self, error: ModelError) -> None:
         with self._cond:
             left = [*self._waiting, *self._active]
             self._waiting.clear()
         for sequence in left:
-            if sequence in self._active:
-                self._release(sequence)
+            self._release(sequence)
             sequence.emit("error", error)
+
+    def _reset(self, error: ModelError) -> None:
+        """Fail every request and start again from an empty KV cache."""
+        for sequence in list(self._active):
+            self._release(sequence)
+            sequence.emit("error", error)
+        self._b.llama_memory_clear(self._mem, True)
+        self.prefix.clear()
+        self._free = list(range(self.max_batch))
+
+    @property
+    def alive(self) -> bool:
+        """Whether its thread runs (not after ``close``, nor in a forked child)."""
+        return self._thread.is_alive() and not self._closed
 
     def _drop_cancelled(self) -> None:
         for sequence in [s for s in self._active if s.cancelled]:
