@@ -113,6 +113,7 @@ class BatchEngine:
         # steps of generation only, by sequences in the step: [count, seconds]
         self.decode_times: dict[int, list[float]] = {}
         self.steps = self.tokens_decoded = self.requests = 0
+        self.decode_seconds = 0.0  # inside llama_decode, every step
         self._thread = threading.Thread(
             target=self._run, name="llmagentos-llama-batch", daemon=True
         )
@@ -142,6 +143,7 @@ class BatchEngine:
             "requests": self.requests,
             "steps": self.steps,
             "tokens_decoded": self.tokens_decoded,
+            "decode_seconds": round(self.decode_seconds, 3),
             "decode_ms_by_batch": per_step,
             "threads": [self._n_threads, self.threads.snapshot()],
             **self.prefix.stats(),
@@ -280,16 +282,16 @@ class BatchEngine:
                 rows.append((sequence, n - 1))
             fed.append((sequence, len(take)))
         batch.n_tokens = n
-        kind = "prompt" if prompting else "generate"
-        threads = self._n_threads if n == 1 else self.threads.pick(kind)
+        threads = self._n_threads if n == 1 else self.threads.pick(n)
         if n > 1 and threads != self._batch_threads:
             b.llama_set_n_threads(self._ctx, self._n_threads, threads)
             self._batch_threads = threads
         started = time.perf_counter()
         status = b.llama_decode(self._ctx, batch)
         elapsed = time.perf_counter() - started
+        self.decode_seconds += elapsed
         if n > 1:
-            self.threads.record(kind, threads, elapsed, n)
+            self.threads.record(threads, elapsed, n)
         if status != 0:
             self._fail_batch(fed, status)
             return
