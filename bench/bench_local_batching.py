@@ -10,15 +10,18 @@ cache is left out, so no repeat is a cache hit. Cases are interleaved (their ord
 rotates each repeat); a ratio is the median of per-repeat ratios against one agent.
 
 Time to first token (a stream through the kernel, one agent, a new observation each
-repeat) is measured with the prefix cache warm against an engine without one.
+repeat) is measured with the prefix cache warm against an engine without one, and
+greedy replies of both workloads batched (8 at a time) against the same requests one at
+a time (they must be byte-identical).
 
-Why the curve is what it is, measured in the same run: the engine's time per decode
-step by the number of sequences in it (generation steps only). On a CPU the matrix
-products of a Q4_1 model cost the same per token at any batch size (llama.cpp has no
-batched kernel for Q4_1 on x86: each token is its own dot products), so batching adds
-throughput only where a single sequence leaves the machine idle: the second core (a
-one-token step runs on ``n_threads``, a batch on ``n_threads_batch``), the Python work
-between steps, and the prompts shared through the prefix cache.
+Why the curve is what it is, measured in the same run: the time of a decode step of N
+sequences generating together, on one thread and on every core (an engine of its own
+each). On a CPU the matrix products of a Q4_1 model cost about the same per token at any
+batch size (llama.cpp has no batched kernel for Q4_1 on x86: each token is its own dot
+products), and a prompt token costs what a generated one does, so batching adds
+throughput only where one sequence leaves the machine idle: a core that one-token steps
+leave to the agents' loop (batches may take it, if it is measured faster), the fixed
+cost of a step, and the prompts shared through the prefix cache.
 
 JSON: ``bench/results/local_batching.json``; plot: ``bench/results/local_batching.png``.
 """
@@ -263,6 +266,12 @@ def measure(quick: bool) -> dict[str, Any]:
             for name, backend in (("prefix", "local"), ("no_prefix", "no-prefix"))
         }
         seen["ttft"] = interleave(ttft_cases, repeats=2 if quick else 5, warmups=1)
+        # Greedy replies batched against the same requests one at a time.
+        size = 8 if quick else 32
+        sample = [r for pair in zip(*workloads.values(), strict=True) for r in pair][:size]
+        together = runner.run(model.abatch(sample))
+        alone = [runner.run(model.arequest(r)) for r in sample]
+        seen["identical"] = (sum(a == b for a, b in zip(together, alone, strict=True)), size)
     finally:
         runner.run(scheduler.aclose())
         runner.close()
@@ -290,6 +299,9 @@ def report(seen: dict[str, Any], plot_dir: Path | None) -> tuple[list[list[str]]
         ratio_text(ttft["prefix"].ratio_to(ttft["no_prefix"])),
         f"{ttft['no_prefix'].median / 1e6:.0f} ms without",
     ])  # fmt: skip
+    same, size = seen["identical"]
+    rows.append(["identical replies", str(size), f"{same}/{size}", ratio_text(same / size),
+                 "batched / alone"])  # fmt: skip
     notes = [
         "rows 'text'/'planner': aggregate completion tokens/s; ratio: / 1 agent (median of"
         " per-repeat ratios); per agent: ratio / N (1.00 = linear scaling)",
@@ -340,6 +352,17 @@ def run(quick: bool, *, plot_dir: Path | None = ROOT / "bench" / "results") -> B
             direction="<=",
         )
     )
+    same, size = seen["identical"]
+    checks.append(
+        Check(
+            name=f"{NAME}_identical",
+            measured=f"{same}/{size} greedy replies batched equal alone",
+            baseline=f"{size} requests one at a time",
+            ratio=same / size,
+            target=1.0,
+            direction=">=",
+        )
+    )
     calls, repeats = seen["calls"], seen["repeats"]
     return BenchResult(
         name=NAME,
@@ -364,6 +387,7 @@ def run(quick: bool, *, plot_dir: Path | None = ROOT / "bench" / "results") -> B
             "decode_ms_by_batch": seen["decode"],  # by threads, then sequences
             "engine": seen["engine"],
             "ttft": {k: v.to_dict() for k, v in ttft.items()},
+            "identical_replies": {"same": seen["identical"][0], "of": seen["identical"][1]},
         },
         notes=notes,
         label_columns=2,
