@@ -202,3 +202,13 @@ async def test_a_cold_start_evaluates_a_shared_prefix_once(solo: dict[int, Model
     # The first prompt is evaluated whole; the others waited for it, then reused it.
     assert stats is not None
     assert (stats["prefix_misses"], stats["prefix_hits"]) == (1, 2)
+
+
+async def test_seeded_sampling_matches_the_one_call_path(model: LocalModel) -> None:
+    legacy = LocalModel(batching=False)
+    requests = [
+        ask("Tell me a story about a cat.", temperature=0.8, seed=s, max_tokens=16) for s in (7, 11)
+    ]
+    batched = await asyncio.gather(*(model.arequest(r) for r in requests))
+    assert batched == [await legacy.arequest(r) for r in requests]
+    assert batched[0].text != batched[1].text  # the seed matters

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmagentos.llm.local_batch import prompt_chunk
 from llmagentos.llm.local_prefix import MIN_PREFIX, PrefixCache, common_prefix
 from llmagentos.llm.local_sequence import GenerationSpec, Sequence, utf8_complete
 
@@ -27,8 +28,9 @@ def test_a_prompt_with_no_match_is_stored_then_served() -> None:
     slot = cache.victim()
     cache.stored(slot, first)
     again = cache.match([*SYSTEM, 1, 2, 3])
-    # The whole prompt is cached, but its last token is evaluated again for its logits.
-    assert again.slot is slot and again.length == len(first) - 1 and not again.store
+    # The whole prompt is cached, but two tokens are evaluated again (for the logits,
+    # and because llama.cpp rounds a lone token's attention differently).
+    assert again.slot is slot and again.length == len(first) - 2 and not again.store
 
 
 def test_a_slot_is_cut_to_what_its_users_share() -> None:
@@ -53,6 +55,7 @@ def test_short_matches_do_not_count_and_lru_slots_go_first() -> None:
     assert cache.victim() is b
     short = cache.match([*SYSTEM[: MIN_PREFIX - 1], 0, 0])
     assert short.slot is None and short.store
+    assert not cache.match([1] * MIN_PREFIX).store  # too short to be worth a slot
 
 
 def test_a_request_waits_for_a_prompt_about_to_be_stored() -> None:
@@ -95,3 +98,14 @@ def test_max_tokens_and_eog_finish_a_sequence() -> None:
     other.max_tokens = 5
     assert other.advance(3, b"", eog=True) == "stop"
     assert other.completion("stop").completion_tokens == 0
+
+
+def test_a_prompt_is_never_decoded_one_token_alone() -> None:
+    assert prompt_chunk(38, 512) == 38
+    assert prompt_chunk(600, 512) == 512
+    assert prompt_chunk(513, 512) == 511  # not 512 and then 1
+    assert prompt_chunk(40, 1) == 0  # no room this step
+    for remaining in range(2, 40):
+        for budget in range(0, 40):
+            take = prompt_chunk(remaining, budget)
+            assert take != 1 and remaining - take != 1 and take <= budget

@@ -260,27 +260,37 @@ class BatchEngine:
         self.requests += 1
 
     def _step(self) -> None:
-        b, batch = self._b, self._batch
+        """One round: a decode of every generating sequence's token, then prompt chunks."""
         generating = [s for s in self._active if s.n_past >= len(s.tokens)]
         prompting = [s for s in self._active if s.n_past < len(s.tokens)]
-        n = 0
-        fed: list[tuple[Sequence, int]] = []
-        rows: list[tuple[Sequence, int]] = []
-        for sequence in generating + prompting:
-            take = sequence.pending[: N_BATCH - n]
-            if not take:
+        if generating:
+            self._decode([(s, 1) for s in generating], generation=True)
+        budget = N_BATCH
+        for sequence in prompting:
+            take = prompt_chunk(len(sequence.pending), budget)
+            if take == 0:
                 break
-            for offset, token in enumerate(take):
+            # A decode of its own: a prompt token never shares a ubatch of llama.cpp's
+            # with one token alone of its sequence (see prompt_chunk).
+            self._decode([(sequence, take)], generation=False)
+            budget -= take
+
+    def _decode(self, fed: list[tuple[Sequence, int]], *, generation: bool) -> None:
+        """Decode ``count`` pending tokens of each sequence; sample those left with none."""
+        b, batch = self._b, self._batch
+        n = 0
+        rows: list[tuple[Sequence, int]] = []
+        for sequence, count in fed:
+            for offset, token in enumerate(sequence.pending[:count]):
                 batch.token[n] = token
                 batch.pos[n] = sequence.n_past + offset
                 batch.n_seq_id[n] = 1
                 batch.seq_id[n][0] = sequence.seq
                 batch.logits[n] = 0
                 n += 1
-            if len(take) == len(sequence.pending):
+            if count == len(sequence.pending):
                 batch.logits[n - 1] = 1
                 rows.append((sequence, n - 1))
-            fed.append((sequence, len(take)))
         batch.n_tokens = n
         threads = self._n_threads if n == 1 else self.threads.pick(n)
         if n > 1 and threads != self._batch_threads:
@@ -297,7 +307,7 @@ class BatchEngine:
             return
         self.steps += 1
         self.tokens_decoded += n
-        if not prompting:
+        if generation:
             entry = self.decode_times.setdefault(n, [0, 0.0])
             entry[0] += 1
             entry[1] += elapsed
@@ -364,3 +374,17 @@ class BatchEngine:
 
 
 _NO_MATCH = PrefixMatch(None, 0, False)
+
+
+def prompt_chunk(remaining: int, budget: int) -> int:
+    """How many of a prompt's ``remaining`` tokens to decode now, within ``budget``.
+
+    Never one token alone (nor one left for later): llama.cpp's attention takes another
+    kernel for a single token of a sequence in a ubatch, and its rounding differs
+    enough to change a reply (logits up to 0.9 apart, measured on planner prompts).
+    Generated tokens always go one at a time, alone and batched alike.
+    """
+    if remaining <= budget:
+        return remaining
+    take = budget if remaining - budget >= 2 else budget - 1
+    return take if take >= 2 else 0

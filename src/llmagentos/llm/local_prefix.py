@@ -10,10 +10,12 @@ This module is the bookkeeping only (no llama.cpp): what to copy from, when to k
 prompt as a new slot, when to cut a slot down to the part its users share. The engine
 does the copying. The rules:
 
-* a match counts from :data:`MIN_PREFIX` tokens; it never covers the whole prompt (the
-  last prompt token is evaluated again, for its logits);
+* a match counts from :data:`MIN_PREFIX` tokens; it leaves two prompt tokens at least to
+  evaluate (the last for its logits; and llama.cpp rounds a lone token's attention
+  differently, see :func:`~llmagentos.llm.local_batch.prompt_chunk`);
 * a prompt that matched nothing (or less than half of itself) becomes a slot once it is
-  evaluated, in a free slot or in place of the least recently used one;
+  evaluated, in a free slot or in place of the least recently used one (unless it is
+  too short to be worth matching);
 * a slot matched on more than half of its length, but not all, is cut to the shared
   part: two agents' prompts leave the few-shot prefix they share, not one agent's
   observation;
@@ -85,7 +87,7 @@ class PrefixCache:
         return bool(self.slots)
 
     def match(self, tokens: Sequence[int]) -> PrefixMatch:
-        """The best slot for a prompt (at most ``len(tokens) - 1`` tokens of it)."""
+        """The best slot for a prompt (at most ``len(tokens) - 2`` tokens of it)."""
         best: Slot | None = None
         length = 0
         for slot in self.slots:
@@ -94,10 +96,10 @@ class PrefixCache:
             shared = common_prefix(slot.tokens, tokens)
             if shared > length:
                 best, length = slot, shared
-        length = min(length, len(tokens) - 1)
+        length = min(length, len(tokens) - 2)  # two at least to evaluate: see local_batch
         if length < MIN_PREFIX:
             best, length = None, 0
-        store = self.enabled and 2 * length < len(tokens)
+        store = self.enabled and len(tokens) > MIN_PREFIX and 2 * length < len(tokens)
         return PrefixMatch(best, length, store)
 
     def should_wait(self, tokens: Sequence[int], match: PrefixMatch) -> bool:
