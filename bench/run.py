@@ -29,6 +29,7 @@ import bench_instantiation
 import bench_lee
 import bench_llm_cache
 import bench_llm_stack
+import bench_local_batching
 import bench_local_model
 import bench_memory
 import bench_memory_backends
@@ -58,6 +59,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_qlearning_throughput.NAME: bench_qlearning_throughput.run,
     bench_import.NAME: bench_import.run,
     bench_local_model.NAME: bench_local_model.run,
+    bench_local_batching.NAME: bench_local_batching.run,
     bench_llm_cache.NAME: bench_llm_cache.run,
     bench_llm_stack.NAME: bench_llm_stack.run,
     bench_scheduler.NAME: bench_scheduler.run,

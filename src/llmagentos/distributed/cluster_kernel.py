@@ -46,6 +46,7 @@ from llmagentos.kernel.handle import ScheduledModel
 from llmagentos.kernel.scheduler import Scheduler
 from llmagentos.llm.base import Model
 from llmagentos.llm.cache import CachedModel
+from llmagentos.llm.local_batch import DEFAULT_MAX_BATCH
 from llmagentos.llm.models import make_model
 from llmagentos.llm.types import ModelRequest, ModelResponse
 
@@ -113,8 +114,9 @@ class KernelActor:
     @staticmethod
     def _default_for(name: str) -> tuple[Callable[[], Model], bool, int]:
         if name.startswith("local:"):
-            # The embedded model: loaded on each calling node; one call at a time there.
-            return functools.partial(make_model, name), True, 1
+            # The embedded model: loaded on each calling node, whose batch engine decodes
+            # up to DEFAULT_MAX_BATCH calls together.
+            return functools.partial(make_model, name), True, DEFAULT_MAX_BATCH
         # A network provider, built once here (an unknown id fails here, naming the
         # forms that work) and called from the kernel actor.
         model, in_flight = backend_stack(name)

@@ -7,8 +7,10 @@ response cache and one concurrency limit. The backend stack is::
     CachedModel(RetryModel(provider))   # network providers
     CachedModel(provider)               # the embedded model: nothing to retry
 
-The embedded model runs one call at a time (llama.cpp serializes a loaded model), so
-its backend admits one request in flight; network backends admit four.
+The embedded model decodes up to ``max_batch`` calls together (continuous batching in
+:mod:`llmagentos.llm.local_batch`: 8 by default), so its backend admits that many calls
+in flight, each its own sequence, and the scheduler's queue decides who gets the next
+free one; with ``batching=False`` it admits one. Network backends admit four.
 
 Each handle is a :class:`~llmagentos.durable.model.DurableModel` around the agent's
 :class:`~llmagentos.kernel.handle.ScheduledModel`: inside a durable run its calls are
@@ -100,7 +102,9 @@ def backend_stack(model_id: str, **model_kwargs: Any) -> tuple[Model, int]:
     """The wrapped backend model for ``model_id`` and how many calls it runs at once."""
     provider = make_model(model_id, **model_kwargs)
     if model_id.startswith("local:"):
-        return CachedModel(provider), 1
+        # Not abatch-grouped (supports_batching is False): the engine batches whatever
+        # calls run at once, and each keeps its own cancellation and deadline.
+        return CachedModel(provider), max(1, int(getattr(provider, "max_batch", 1)))
     return CachedModel(RetryModel(provider)), 4
 
 

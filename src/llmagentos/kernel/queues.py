@@ -244,7 +244,8 @@ class BackendRecord(_Outcomes):
 
     def snapshot(self) -> dict[str, Any]:
         stats = getattr(getattr(self.model, "cache", None), "stats", None)  # a CachedModel's
-        return {
+        found = {"engine": engine} if (engine := _engine_stats(self.model)) is not None else {}
+        return found | {
             "model": self.model.model_id,
             "cache_hits": getattr(stats, "hits", None),
             "cache_misses": getattr(stats, "misses", None),
@@ -258,6 +259,20 @@ class BackendRecord(_Outcomes):
             "batching": self.batching,
             "batches": self.batches,
         }
+
+
+def _engine_stats(model: Model) -> dict[str, Any] | None:
+    """The batch engine's counters of the embedded model inside a backend stack, if any."""
+    for _ in range(16):  # a stack of wrappers, each with ``inner``
+        engine_stats = getattr(model, "engine_stats", None)
+        if callable(engine_stats):
+            found = engine_stats()
+            return found if isinstance(found, dict) else None
+        inner = getattr(model, "inner", None)
+        if not isinstance(inner, Model):
+            return None
+        model = inner
+    return None
 
 
 class Ticket:
