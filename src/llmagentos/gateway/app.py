@@ -34,8 +34,8 @@ import math
 import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -50,15 +50,13 @@ from llmagentos.exceptions import (
 from llmagentos.gateway.admin import AdminRoutes
 from llmagentos.gateway.admission import (
     AdmissionLimits,
-    AdmissionMiddleware,
     BodyTooLarge,
     read_body,
     read_json_body,
 )
 from llmagentos.gateway.affinity import session_key
 from llmagentos.gateway.auth import ApiKeyStore
-from llmagentos.gateway.balancer import HealthChecker, Replica
-from llmagentos.gateway.dispatch import PROXY_METHODS, ProxyDispatch
+from llmagentos.gateway.balancer import Replica
 from llmagentos.gateway.guard import CredentialGuard
 from llmagentos.gateway.hop import (
     CREDENTIAL_HEADERS,
@@ -73,14 +71,12 @@ from llmagentos.gateway.jwt_auth import Credentials, JwtVerifier
 from llmagentos.gateway.metrics import GatewayMetrics
 from llmagentos.gateway.networks import ReplicaNetworks
 from llmagentos.gateway.openai_face import OpenAIFace
-from llmagentos.gateway.openapi import gateway_openapi
 from llmagentos.gateway.ratelimit import RateLimiter
 from llmagentos.gateway.registry import RESERVED_NAMES, ServiceEntry, ServiceRegistry
 from llmagentos.gateway.replies import (
     circuit_open,
     failed,
     log_access,
-    not_found,
     own_path_refused,
 )
 from llmagentos.gateway.route_labels import RouteLabels, RouteLearner
@@ -93,9 +89,8 @@ from llmagentos.gateway.upstream import (
     UpstreamRefused,
     tls_context,
 )
-from llmagentos.load_shedding import Shedding, SheddingLimits, shed_first
+from llmagentos.load_shedding import Shedding, SheddingLimits
 from llmagentos.principal import Principal, PrincipalSigner
-from llmagentos.telemetry.asgi import TracingMiddleware
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -525,100 +520,12 @@ class Gateway:
 
         return guarded
 
-    # -- the gateway's own routes ---------------------------------------------------------
-
-    async def healthz(self, request: Request) -> Response:
-        from starlette.responses import JSONResponse
-
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(self, request: Request) -> Response:
-        from starlette.responses import JSONResponse
-
-        return JSONResponse({"status": "ready", "services": self.registry.names()})
-
-    async def metrics_text(self, request: Request) -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-        from starlette.responses import Response
-
-        self.meters.follow(self.runtimes)
-        return Response(generate_latest(self.metrics), media_type=CONTENT_TYPE_LATEST)
-
-    async def openapi(self, request: Request) -> Response:
-        from starlette.responses import JSONResponse
-
-        return JSONResponse(gateway_openapi(face=self.face is not None))
-
     def app(self) -> Starlette:
-        """The ASGI app."""
-        from starlette.applications import Starlette
-        from starlette.middleware import Middleware
-        from starlette.routing import Route
+        """The ASGI app: the gateway's routes, middleware and lifespan
+        (:mod:`llmagentos.gateway.starlette_app`)."""
+        from llmagentos.gateway.starlette_app import starlette_app
 
-        @asynccontextmanager
-        async def lifespan(app: Starlette) -> AsyncIterator[None]:
-            checker = None
-            if self.resilience.health_interval > 0:
-                checker = HealthChecker(
-                    self.all_replicas,
-                    interval=self.resilience.health_interval,
-                    verify=self._upstream_tls,
-                )
-                checker.start()
-            for name in self.registry.names():  # learn route templates early
-                entry = self.registry.get(name)
-                if entry is not None:
-                    self.route_learner.learn(entry)
-            async with AsyncExitStack() as running:
-                for start in self.background:
-                    await running.enter_async_context(start())
-                yield
-            if checker is not None:
-                await checker.stop()
-            self.route_learner.cancel()
-            await self.upstream.aclose()
-            for close in self.closers:
-                close()
-
-        methods = sorted(PROXY_METHODS)
-        face = [] if self.face is None else [
-            Route("/v1/models", self._guard("v1", "/models", self.face.models)),
-            Route("/v1/chat/completions",
-                  self._guard("v1", "/chat/completions", self.face.chat_completions),
-                  methods=["POST"]),
-            Route("/v1/embeddings", self._guard("v1", "/embeddings", self.face.embeddings),
-                  methods=["POST"]),
-        ]  # fmt: skip
-        app = Starlette(
-            routes=[
-                *face,
-                Route("/healthz", self.healthz),
-                Route("/readyz", self.readyz),
-                Route("/metrics", self.metrics_text),
-                Route("/openapi.json", self.openapi),
-                Route(
-                    "/gateway/services",
-                    self._guard("gateway", "/services", self.admin.services, admin=True),
-                ),
-                Route(
-                    "/gateway/services/{name}/replicas",
-                    self._guard("gateway", "/replicas", self.admin.replicas, admin=True),
-                    methods=["POST", "DELETE"],
-                ),
-                Route("/{service}/{path:path}", self.proxy, methods=methods),
-                Route("/{service}", self.proxy, methods=methods),  # not a redirect to /{service}/
-            ],
-            middleware=[
-                Middleware(TracingMiddleware, service="gateway", name_by_route=False),
-                Middleware(AdmissionMiddleware, limits=self.admission, refuse=self.refuse_early),
-                Middleware(ProxyDispatch, registry=self.registry, proxy=self.proxy),
-            ],
-            lifespan=lifespan,
-            exception_handlers={404: not_found, 405: not_found},
-        )
-        app.state.gateway = self
-        shed_first(app, self.shedding)
-        return app
+        return starlette_app(self)
 
     def _service_limit(self, name: str) -> int | None:
         entry = self.registry.get(name)
