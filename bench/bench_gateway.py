@@ -84,8 +84,12 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _load(targets: dict[str, Target], seconds: float, repeats: int) -> dict[str, list[WrkResult]]:
-    """wrk against each target in turn, the order rotating each repeat."""
+def _load(
+    targets: dict[str, Target], seconds: float, repeats: int,
+    serving: dict[str, list[int]], cpu: dict[str, list[float]],
+) -> dict[str, list[WrkResult]]:  # fmt: skip
+    """wrk against each target in turn, the order rotating each repeat; ``cpu`` gets,
+    per target, the CPU microseconds per request of its ``serving`` processes."""
     names = list(targets)
     runs: dict[str, list[WrkResult]] = {name: [] for name in names}
     for name in names:  # warm each server's connections and caches first
@@ -94,9 +98,15 @@ def _load(targets: dict[str, Target], seconds: float, repeats: int) -> dict[str,
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
             target = targets[name]
+            before = [_cpu_seconds(pid) for pid in serving.get(name, ())]
             result = wrk(
                 target.url, connections=CONNECTIONS, seconds=seconds, headers=target.headers
             )
+            after = [_cpu_seconds(pid) for pid in serving.get(name, ())]
+            pairs = [(b, a) for b, a in zip(before, after, strict=True) if None not in (b, a)]
+            if pairs and len(pairs) == len(before) and result.requests:
+                used = sum(a - b for b, a in pairs if a is not None and b is not None)
+                cpu.setdefault(name, []).append(used / result.requests * 1e6)
             if result.count(200, 300) != result.requests or result.socket_errors:
                 raise RuntimeError(f"{name}: failures under load: {result}")
             runs[name].append(result)
@@ -133,6 +143,8 @@ def run(quick: bool) -> BenchResult:
         config = folder / "gateway.toml"
         config.write_text(f'[[services]]\nname = "up"\nreplicas = ["{upstream_url}"]\n')
         gateway, gateway_url = start_server(["llmagentos", "gateway", str(config)])
+        floor_env = {**os.environ, "UPSTREAM": upstream_url, "PYTHONPATH": str(ROOT / "bench")}
+        minimal, minimal_url = start_server(["_minimal_proxy"], port_flag=None, env=floor_env)
         secured, key = _secured_config(folder, upstream_url)
         env = {**os.environ, "LLMAGENTOS_PRINCIPAL_SECRET": secrets.token_urlsafe(32)}
         guarded, guarded_url = start_server(
@@ -170,15 +182,22 @@ def run(quick: bool) -> BenchResult:
                 if cpu_before is None or cpu_after is None
                 else (cpu_after - cpu_before) / len(mine) * 1e6
             )
-            targets = {"bare": Target(direct), "gateway": Target(via), "full": signed}
+            targets = {
+                "bare": Target(direct), "minimal": Target(f"{minimal_url}/up/echo"),
+                "gateway": Target(via), "full": signed,
+            }  # fmt: skip
+            serving = {
+                "bare": [upstream.pid], "minimal": [minimal.pid], "gateway": [gateway.pid],
+            }  # fmt: skip
             if workers_url is not None:
                 targets["workers"] = Target(f"{workers_url}/up/echo")
-            loads = _load(targets, seconds, repeats)
+            cpu: dict[str, list[float]] = {}
+            loads = _load(targets, seconds, repeats, serving, cpu)
             url = f"{guarded_url}/up/echo"
             remembered = _flood_seconds(url, [_wrong_secret(key)] * FLOOD)
             distinct = _flood_seconds(url, [_wrong_secret(key) for _ in range(FLOOD)])
         finally:
-            for process in (gateway, guarded, workers, upstream):
+            for process in (gateway, minimal, guarded, workers, upstream):
                 if process is not None:
                     process.terminate()
                     process.wait(timeout=30)
@@ -186,6 +205,7 @@ def run(quick: bool) -> BenchResult:
     return _result(
         requests, seconds, repeats,
         {"bare": bare, "gateway": mine, "signed": trusted}, loads, cpu_us, remembered, distinct,
+        {name: statistics.median(values) for name, values in cpu.items()},
     )  # fmt: skip
 
 
@@ -202,6 +222,7 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
     cpu_us: float | None,
     remembered: float,
     distinct: float,
+    cpu_load: dict[str, float],
 ) -> BenchResult:
     p50 = {name: median(values) for name, values in times.items()}
     p99 = {name: percentile(values, 0.99) for name, values in times.items()}
@@ -231,6 +252,13 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
     ]  # fmt: skip
     workers = _workers_rows(loads, rps, load_p50, load_p99)
     rows[3:3] = workers  # after the plain gateway's rows
+    floor_ratio = _ratio(loads, "minimal", "bare")
+    rows[2:2] = [
+        ["through a minimal proxy (raw ASGI + aiohttp, nothing else: the floor)", "", "",
+         f"{rps['minimal']:,.0f}", f"{load_p50['minimal']:.2f}", f"{load_p99['minimal']:.2f}"],
+        ["minimal proxy against the bare app", "", "", f"{floor_ratio:.2f}x", "", ""],
+    ]  # fmt: skip
+    rows.extend(_cpu_rows(cpu_load))
     checks = [
         Check(
             name="gateway_added_latency",
@@ -248,7 +276,10 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
             ratio=ratio,
             target=THROUGHPUT_TARGET,
             direction=">=",
-            note=f"everything on: {rps['full']:,.0f} req/s, {full_ratio:.2f}x",
+            note=(
+                f"everything on: {rps['full']:,.0f} req/s, {full_ratio:.2f}x; a minimal "
+                f"proxy on the same stack: {floor_ratio:.2f}x"
+            ),
         ),
         Check(
             name="gateway_added_p99_under_load",
@@ -301,11 +332,33 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
             "load_p99_ms": load_p99,
             "wrk": {name: [vars(r) for r in runs] for name, runs in loads.items()},
             "gateway_cpu_us_per_request": cpu_us,
+            "cpu_us_per_request_under_load": cpu_load,
+            "minimal_proxy_ratio": floor_ratio,
             "flood_seconds": {"one_bad_key": remembered, "distinct_bad_keys": distinct},
             "workers": WORKERS,
             "workers_ratio": _ratio(loads, "workers", "gateway") if "workers" in loads else None,
         },
     )
+
+
+def _cpu_rows(cpu: dict[str, float]) -> list[list[str]]:
+    """CPU per request under load, and the throughput it allows a proxy at most.
+
+    Each server here is one process, so one core at most (the GIL): the bare app's
+    requests/s is about 1 / its CPU per request, and a proxy in front of it can pass on
+    no more than 1 / its own, whatever else the other core does. So a one-process proxy
+    serves at most app / proxy of the bare app's requests/s.
+    """
+    if "bare" not in cpu:
+        return []
+    app = cpu["bare"]
+    rows = [["bare app CPU per request under load (us)", f"{app:.0f}", "", "", "", ""]]
+    for name, label in (("minimal", "minimal proxy"), ("gateway", "gateway")):
+        if name in cpu:
+            proxy = cpu[name]
+            rows.append([f"{label} CPU per request under load (us), and the ceiling it sets",
+                         f"{proxy:.0f}", "", f"<= {app / proxy:.2f}x", "", ""])  # fmt: skip
+    return rows
 
 
 def _workers_rows(
