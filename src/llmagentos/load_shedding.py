@@ -44,9 +44,11 @@ class SheddingLimits:
             quickly once they run can keep the count low while each waits long to
             run. The lag is the delay of a 10 ms timer, measured continuously; only a
             lag that lasts (two wake-ups in a row) counts, so one pause (a garbage
-            collection, a model loading) sheds nothing, and a request that arrives
-            while no other is in flight is never shed on lag: it cannot be what
-            overloads the server (a busy machine, not its clients, makes it late).
+            collection, a model loading) sheds nothing. A request that comes alone,
+            the only one to start in its turn of the loop while no other is in
+            flight, is never shed on lag: one client calling in turn (an agent's
+            remote modules) cannot be what overloads the server (a busy machine, not
+            its clients, makes it late).
         late_admissions: requests still admitted per wake-up of the lag timer (about
             each 10 ms of the loop's own pace) however late the loop runs, so an
             overloaded server keeps serving some (a count of those in flight would not
@@ -189,6 +191,7 @@ class Shedding:
         self.loop_lag = LoopLag()
         self.shed_on_lag = 0
         self._late_tick, self._late_admitted = -1, 0
+        self._this_turn = 0  # requests started in this turn of the loop, while late
         self.headers = [
             (b"content-type", b"application/json"),
             (b"retry-after", str(limits.retry_after).encode()),
@@ -216,8 +219,17 @@ class Shedding:
             return False
         watch = self.loop_lag
         watch.ensure_running()
-        if watch.lasting <= limits.max_loop_lag or not self.overall.in_flight:
+        if watch.lasting <= limits.max_loop_lag:
             return False
+        # Requests that start in the same turn of the loop came at the same time: a
+        # flood. A count of those in flight alone cannot see it, since a quick request
+        # finishes within its turn, before the next one is read.
+        started = self._this_turn
+        if not started:
+            asyncio.get_running_loop().call_soon(self._next_turn)  # runs in the next turn
+        self._this_turn = started + 1
+        if not started and not self.overall.in_flight:
+            return False  # alone: one client calling in turn
         if watch.ticks != self._late_tick:
             self._late_tick, self._late_admitted = watch.ticks, 0
         if self._late_admitted < limits.late_admissions:
@@ -225,6 +237,9 @@ class Shedding:
             return False
         self.shed_on_lag += 1
         return True
+
+    def _next_turn(self) -> None:
+        self._this_turn = 0
 
     def forget(self, name: str) -> None:
         """Drop a key's gate (its limit changed, or it is gone); requests in flight

@@ -216,12 +216,35 @@ async def test_one_pause_of_the_loop_sheds_nothing() -> None:
 
 async def test_a_lone_request_is_never_shed_however_late_the_loop() -> None:
     # One client calling in turn (an agent's remote planner) cannot overload a server;
-    # a loop late because the machine is busy must not refuse it.
+    # a loop late because the machine is busy must not refuse it. Its calls come on
+    # turns of their own (a reply reaches the client before it sends the next).
     late = _LateLoop(LATE, blocks=3, block=0.09, hold=0.0)
     await late.call()
     for _ in range(4):
         await late.call("/slow")  # each leaves the loop late for the next
+        await asyncio.sleep(0)
         await late.call()
+        await asyncio.sleep(0)
         await late.call()
     assert late.statuses == [200] * 13 and late.shedding.loop_lag.lasting > 0.05
     assert late.shedding.shed_on_lag == 0
+
+
+async def test_quick_requests_that_come_together_are_shed_while_the_loop_is_late() -> None:
+    # A CPU-bound server: each request finishes within its turn, so none is ever in
+    # flight when the next one starts; the flood shows as requests starting together.
+    late = _LateLoop(LATE, blocks=0, block=0.0, hold=0.0)
+    await late.call()  # starts the lag watch
+
+    async def hog() -> None:  # the server's own work, keeping its loop late
+        for _ in range(4):
+            time.sleep(0.09)
+            await asyncio.sleep(0.001)
+
+    busy = asyncio.ensure_future(hog())
+    await asyncio.sleep(0.2)  # the watch has woken late twice in a row meanwhile
+    assert late.shedding.loop_lag.lasting > 0.05 and late.shedding.overall.in_flight == 0
+    await asyncio.gather(late.call(), late.call(), late.call())  # one turn
+    await busy
+    # The first of the turn, then late_admissions (1) more; the third is shed.
+    assert late.statuses == [200, 200, 200, 503] and late.shedding.shed_on_lag == 1

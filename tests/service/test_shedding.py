@@ -32,6 +32,18 @@ def slow_planner(env: Any = None) -> SlowPlanner:
     return SlowPlanner()
 
 
+class HoggingPlanner(PlanningModule):
+    """Decides in 10 ms of CPU on the event loop: each request ends within its turn."""
+
+    async def adecide(self, features: Any) -> Decision:
+        time.sleep(0.01)
+        return Decision(0, "hog")
+
+
+def hogging_planner(env: Any = None) -> HoggingPlanner:
+    return HoggingPlanner()
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("fastapi", reason="needs llmagentos[serve]")
@@ -138,3 +150,46 @@ def test_a_sync_client_retries_only_a_short_promised_wait(
         with pytest.raises(ModuleError, match="503 overloaded"):
             client.post("planning", "/v1/planning/decide", features=0)
     assert len(keys) == tries and len(set(keys)) == 1
+
+
+def test_a_cpu_bound_service_sheds_a_flood_on_lag_but_never_a_lone_client(
+    tmp_path: Path,
+) -> None:
+    # No request is in flight when the next starts (each holds the loop to its end),
+    # so only the loop's lag shows the flood: 24 clients at once, in a closed loop.
+    config = tmp_path / "hog.toml"
+    config.write_text(
+        '[env]\nid = "Taxi-v4"\n\n[agent.planning]\n'
+        'type = "tests.service.test_shedding:hogging_planner"\n'
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
+    process, url = start_server(["llmagentos", "serve", str(config)], env=env)
+    body = {"session": "s", "features": 0}
+    try:
+        with httpx.Client(timeout=30) as lone:  # alone, calling in turn: never shed
+            alone = [lone.post(f"{url}/v1/planning/decide", json=body) for _ in range(20)]
+        assert [r.status_code for r in alone] == [200] * 20
+
+        async def flood() -> list[httpx.Response]:
+            limits = httpx.Limits(max_connections=24)
+            async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+                until = time.monotonic() + 2.0
+
+                async def closed_loop(index: int) -> list[httpx.Response]:
+                    replies = []
+                    while time.monotonic() < until:
+                        sent = {"session": f"f{index}", "features": 0}
+                        replies.append(await client.post(f"{url}/v1/planning/decide", json=sent))
+                    return replies
+
+                loops = await asyncio.gather(*(closed_loop(i) for i in range(24)))
+                return [reply for replies in loops for reply in replies]
+
+        replies = asyncio.run(flood())
+    finally:
+        stop_processes(process)
+    statuses = {reply.status_code for reply in replies}
+    shed = [reply for reply in replies if reply.status_code == 503]
+    assert statuses <= {200, 503} and shed and len(shed) < len(replies), statuses
+    assert all(r.headers["retry-after"] == "1" for r in shed)
+    assert all("event loop" in r.json()["detail"] for r in shed)
