@@ -1,6 +1,6 @@
 """The least a Python reverse proxy costs here: the gateway's floor in bench_gateway.
 
-A raw ASGI app on uvicorn (its defaults, as the gateway: httptools, uvloop) that
+A raw ASGI app on uvicorn (httptools, and the gateway's event loop) that
 sends each request on to ``UPSTREAM`` with aiohttp (the gateway's client, one pooled
 session) and hands the reply back: no routing table, no checks, no metrics, no
 logging, no retries. What it costs per request is what any proxy built on this stack
@@ -17,6 +17,8 @@ from typing import Any
 
 import aiohttp
 import uvicorn
+
+from llmagentos.load_shedding import EVENT_LOOP
 
 UPSTREAM = os.environ.get("UPSTREAM", "")
 _HOP = frozenset({b"host", b"content-length", b"connection"})
@@ -56,5 +58,5 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 if __name__ == "__main__":
     uvicorn.run(
         app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
-        lifespan="off",
+        lifespan="off", loop=EVENT_LOOP,
     )  # fmt: skip

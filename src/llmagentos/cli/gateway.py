@@ -77,6 +77,7 @@ def gateway_command(
         fail(err)
     import uvicorn
 
+    from llmagentos.load_shedding import EVENT_LOOP
     from llmagentos.telemetry.setup import configure_from_env
 
     names = ", ".join(loaded.registry.names()) or "no services yet"
@@ -100,5 +101,5 @@ def gateway_command(
     # claims (per-address limits and the admin routes' loopback rule depend on it).
     uvicorn.run(
         app, host=host, port=port, log_level="warning", log_config=None,
-        timeout_graceful_shutdown=10, proxy_headers=False, **tls,
+        timeout_graceful_shutdown=10, proxy_headers=False, loop=EVENT_LOOP, **tls,
     )  # fmt: skip

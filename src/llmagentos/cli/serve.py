@@ -11,7 +11,7 @@ from llmagentos.cli._common import fail
 from llmagentos.cli._tls import TlsCert, TlsKey, uvicorn_tls
 from llmagentos.config import load_config
 from llmagentos.exceptions import LLMAgentOSError
-from llmagentos.load_shedding import SHEDDING_DEFAULTS, SheddingLimits
+from llmagentos.load_shedding import EVENT_LOOP, SHEDDING_DEFAULTS, SheddingLimits
 
 __all__ = ["serve_command"]
 
@@ -187,4 +187,7 @@ def serve_command(
     scheme = "https" if tls else "http"
     where = f"{scheme}://{host}:{port}"
     typer.echo(f"serving {', '.join(kinds)} of {run_config.name} on {where}", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10, **tls)
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10,
+        loop=EVENT_LOOP, **tls,
+    )  # fmt: skip

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from llmagentos.exceptions import ConfigError
+from llmagentos.load_shedding import EVENT_LOOP
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -119,6 +120,7 @@ def run_workers(
     # The gateway is the edge: the client is the TCP peer, never X-Forwarded-For.
     settings = uvicorn.Config(
         _FACTORY, factory=True, workers=workers, host=host, port=port, log_level="warning",
-        log_config=None, timeout_graceful_shutdown=10, proxy_headers=False, **tls,
+        log_config=None, timeout_graceful_shutdown=10, proxy_headers=False, loop=EVENT_LOOP,
+        **tls,
     )  # fmt: skip
     _Supervisor(settings, sockets=[settings.bind_socket()]).run()
