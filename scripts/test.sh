@@ -18,4 +18,6 @@ bash scripts/install-mcp-test-servers.sh
 bash scripts/install-redis.sh
 bash scripts/install-chromium.sh
 echo "== pytest"
-python -m pytest "$@"
+# Two workers: most tests wait on a server or a subprocess, so one core sits idle
+# with one worker; PYTEST_WORKERS=0 runs them in this process.
+python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@"

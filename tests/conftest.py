@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -10,6 +11,10 @@ from llmagentos import Agent, ExecutionModule, LearningModule, PerceptionModule,
 from llmagentos.llm.testing import block_network_models
 from llmagentos.modules import DiscreteExtractor
 from llmagentos.rl import EpsilonGreedySelector, QLearning, QTable
+
+# The CLIs' tables are as wide as the terminal; the suite's workers have none, and a
+# summary cut to 80 columns would hide what the tests read.
+os.environ.setdefault("COLUMNS", "200")
 
 pytest_plugins = ["tests.redis_server"]  # the redis_url fixture
 
@@ -72,3 +77,32 @@ def seed_agent() -> Agent:
         execution_module=CorridorExecution(),
         learning_module=RecordingLearning(),
     )
+
+
+# The suite runs on pytest-xdist workers (scripts/test.sh, ``--dist loadgroup``). Each
+# file's tests stay on one worker, so its module-scoped servers and models start once.
+# Some sandbox tests count every sandboxed process or run cgroup on the machine, so
+# the files that start sandboxes form one group, run on one worker one at a time.
+SANDBOX_USERS = (
+    "tests/sandbox/",
+    "tests/codegen/",
+    "tests/acceptance/test_codegen_smollm2.py",
+    "tests/tools/test_executor.py",
+    "tests/telemetry/test_memory_and_sandbox_spans.py",
+)
+# Files whose tests are long and share nothing: each test may go to any worker.
+SPREAD = ("tests/distributed/test_ray_suite.py",)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = config.rootpath
+    for item in items:
+        where = item.path.relative_to(root).as_posix()
+        if where.startswith(SANDBOX_USERS):
+            group = "sandbox"
+        elif where in SPREAD:
+            group = item.nodeid
+        else:
+            group = where
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -11,6 +11,7 @@ import asyncio
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -59,7 +60,14 @@ async def test_a_cancelled_waiter_passes_its_slot_on() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("max_in_flight", -1), ("max_queue", 1.5), ("queue_timeout", "soon"), ("retry_after", True)],
+    [
+        ("max_in_flight", -1),
+        ("max_queue", 1.5),
+        ("queue_timeout", "soon"),
+        ("retry_after", True),
+        ("late_admissions", -5),
+        ("late_admissions", 2.5),
+    ],
 )
 def test_bad_limits_name_their_field(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=field):
@@ -218,9 +226,11 @@ async def test_a_lone_request_is_never_shed_however_late_the_loop() -> None:
     # One client calling in turn (an agent's remote planner) cannot overload a server;
     # a loop late because the machine is busy must not refuse it. Its calls come on
     # turns of their own (a reply reaches the client before it sends the next).
-    late = _LateLoop(LATE, blocks=3, block=0.09, hold=0.0)
+    # No late admissions at all: being alone is what spares them.
+    late = _LateLoop(replace(LATE, late_admissions=0), blocks=3, block=0.09, hold=0.0)
     await late.call()
     for _ in range(4):
+        await asyncio.sleep(0)
         await late.call("/slow")  # each leaves the loop late for the next
         await asyncio.sleep(0)
         await late.call()

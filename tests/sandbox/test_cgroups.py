@@ -21,6 +21,7 @@ import pytest
 
 from llmagentos.exceptions import ConfinementUnavailable, SandboxUnavailable
 from llmagentos.sandbox import Sandbox, SandboxLimits, cgroups
+from tests.sandbox.processes import nobody_pids
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
@@ -39,18 +40,6 @@ def _make(backend: str, limits: SandboxLimits = LIMITS) -> Sandbox:
 @pytest.fixture(scope="module", params=["bwrap", "unshare"])
 def sandbox(request: pytest.FixtureRequest) -> Sandbox:
     return _make(request.param)
-
-
-def _nobody_pids() -> set[int]:
-    found = set()
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            text = status.read_text()
-        except OSError:
-            continue
-        if "\nUid:\t65534\t" in text:
-            found.add(int(status.parent.name))
-    return found
 
 
 def test_results_name_the_confinement(sandbox: Sandbox) -> None:
@@ -105,10 +94,10 @@ async def _wait_for(predicate: object, seconds: float) -> bool:
 async def test_a_busy_sandbox_does_not_eat_another_ones_processes(sandbox: Sandbox) -> None:
     """Sandbox A holds 14 processes of the 16 allowed; B still forks its 10 (per uid,
     RLIMIT_NPROC would have let B fork only 2), and B's own limit still stops B."""
-    before = _nobody_pids()
+    before = nobody_pids(os.getpid())
     holder = asyncio.create_task(sandbox.arun_python(HOLD, limits=replace(LIMITS, wall_seconds=30)))
     try:
-        held = await _wait_for(lambda: len(_nobody_pids() - before) >= 14, 15)
+        held = await _wait_for(lambda: len(nobody_pids(os.getpid()) - before) >= 14, 15)
         assert held, "the holding sandbox never started its processes"
         other = await sandbox.arun_python(FORK_TEN)
         assert other.stdout == "10\n", other.summary()
@@ -120,7 +109,7 @@ async def test_a_busy_sandbox_does_not_eat_another_ones_processes(sandbox: Sandb
         holder.cancel()
         with pytest.raises(asyncio.CancelledError):
             await holder
-    assert await _wait_for(lambda: not (_nobody_pids() - before), 5)
+    assert await _wait_for(lambda: not (nobody_pids(os.getpid()) - before), 5)
 
 
 # Each hoard holds 480 MiB in pieces of 12 MiB (under RLIMIT_FSIZE, which caps one
@@ -183,14 +172,15 @@ def test_cpu_time_is_counted_over_all_processes(sandbox: Sandbox) -> None:
 
 
 def test_the_cgroup_is_emptied_and_removed_after_a_timeout(sandbox: Sandbox) -> None:
-    before = set(cgroups.run_dirs())
+    mine = f"{os.getpid()}-"  # other workers' sandboxes may come and go meanwhile
+    before = {name for name in cgroups.run_dirs() if name.startswith(mine)}
     code = (
         "import os, time\nfor _ in range(5):\n    if os.fork() == 0:\n        os.setsid()\n"
         "        time.sleep(1000)\ntime.sleep(1000)\n"
     )
     result = sandbox.run_python(code, limits=replace(LIMITS, wall_seconds=1.5))
     assert result.killed_by == "wall_timeout"
-    assert set(cgroups.run_dirs()) <= before
+    assert {name for name in cgroups.run_dirs() if name.startswith(mine)} <= before
 
 
 CRASHING_PARENT = textwrap.dedent(
@@ -205,29 +195,30 @@ CRASHING_PARENT = textwrap.dedent(
 
 
 def test_a_crashed_parent_leaves_no_process_and_its_cgroup_is_cleaned(sandbox: Sandbox) -> None:
-    before_pids, before_dirs = _nobody_pids(), set(cgroups.run_dirs())
+    before_dirs = set(cgroups.run_dirs())
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     parent = subprocess.Popen(
         [sys.executable, "-c", CRASHING_PARENT, sandbox.backend],
         stdout=subprocess.PIPE,
         env=env,
     )
+    before_pids = nobody_pids(parent.pid)  # none yet: only its runs count
     try:
         assert parent.stdout is not None
         assert parent.stdout.readline().strip() == b"ready"
         deadline = time.monotonic() + 20
-        while len(_nobody_pids() - before_pids) < 4 and time.monotonic() < deadline:
+        while len(nobody_pids(parent.pid) - before_pids) < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(_nobody_pids() - before_pids) >= 4, "the sandbox never started"
-        leftover = set(cgroups.run_dirs()) - before_dirs
+        assert len(nobody_pids(parent.pid) - before_pids) >= 4, "the sandbox never started"
+        leftover = {n for n in cgroups.run_dirs() if n.startswith(f"{parent.pid}-")} - before_dirs
         assert leftover, "the run had no cgroup"
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
     deadline = time.monotonic() + 10
-    while _nobody_pids() - before_pids and time.monotonic() < deadline:
+    while nobody_pids(parent.pid) - before_pids and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not (_nobody_pids() - before_pids), "sandboxed processes outlived their parent"
+    assert not (nobody_pids(parent.pid) - before_pids), "sandboxed processes outlived their parent"
     cgroups.clean_stale()
     assert not (set(cgroups.run_dirs()) & leftover)
 

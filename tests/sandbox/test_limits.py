@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from llmagentos.exceptions import ConfigError, SandboxUnavailable
 from llmagentos.sandbox import Sandbox, SandboxLimits
+from tests.sandbox.processes import nobody_pids
 
 BASE = SandboxLimits(
     cpu_seconds=1, wall_seconds=3, memory_mb=128, processes=16, open_files=32,
@@ -23,18 +24,6 @@ def sandbox(request: pytest.FixtureRequest) -> Sandbox:
         return Sandbox(BASE, backend=request.param)
     except SandboxUnavailable as err:
         pytest.skip(f"{request.param} backend unavailable here: {err}")
-
-
-def _nobody_processes() -> int:
-    count = 0
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            text = status.read_text()
-        except OSError:
-            continue
-        if "\nUid:\t65534\t" in text:
-            count += 1
-    return count
 
 
 # name -> (code, the limit in seconds it must be stopped within, accepted killed_by).
@@ -101,14 +90,14 @@ def test_cpu_limit_alone_stops_a_loop(sandbox: Sandbox) -> None:
 
 
 def test_no_process_survives_a_fork_bomb(sandbox: Sandbox) -> None:
-    before = _nobody_processes()
+    before = nobody_pids(os.getpid())
     result = sandbox.run_python(
         "import os, time\nfor _ in range(10):\n    if os.fork() == 0:\n        time.sleep(1000)\n"
         "time.sleep(1000)"
     )
     assert result.timed_out
     assert result.exit_code is None
-    assert _nobody_processes() <= before
+    assert nobody_pids(os.getpid()) <= before
 
 
 def test_partial_output_survives_a_timeout(sandbox: Sandbox) -> None:

@@ -133,6 +133,7 @@ def test_pdf_without_metadata_title_uses_file_name(tmp_path: Path) -> None:
         ("image.html", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10, "binary content"),
         ("archive.zip", b"PK\x03\x04", "unsupported type '.zip'"),
     ],
+    ids=lambda value: value if isinstance(value, str) else "data",  # PDFs hold random ids
 )
 def test_unreadable_files_raise_document_error_naming_the_path(
     tmp_path: Path, name: str, data: bytes, reason: str

@@ -107,11 +107,12 @@ class Once:
 def test_evaluation_survives_a_dead_worker(ray_cluster: Any) -> None:
     kill = kill_a_task_process
     agent = build_agent(TAXI).agent  # untrained: long episodes, so the kill lands mid-run
-    calm = agent.run(300, seed=5, train=False, reseed="each")
-    agent.episode -= 300
+    # Enough episodes that the kill lands mid-run even on a busy machine.
+    calm = agent.run(800, seed=5, train=False, reseed="each")
+    agent.episode -= 800
     seen: list[EpisodeResult] = []
     action = Once(kill, ray_cluster, seen)
-    hit = agent.run(300, seed=5, train=False, backend="ray", workers=2, on_episode=action)
+    hit = agent.run(800, seed=5, train=False, backend="ray", workers=2, on_episode=action)
     action.done()
     assert hit.workers_replaced == 1
     assert same(hit) == same(calm)
