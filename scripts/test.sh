@@ -19,5 +19,6 @@ bash scripts/install-redis.sh
 bash scripts/install-chromium.sh
 echo "== pytest"
 # Two workers: most tests wait on a server or a subprocess, so one core sits idle
-# with one worker; PYTEST_WORKERS=0 runs them in this process.
-python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@"
+# with one worker; PYTEST_WORKERS=0 runs them in this process. The order the
+# groups are handed out in is tests/conftest.py's (LONGEST_FIRST), not xdist's.
+python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup --no-loadscope-reorder "$@"

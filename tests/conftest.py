@@ -92,6 +92,32 @@ SANDBOX_USERS = (
 )
 # Files whose tests are long and share nothing: each test may go to any worker.
 SPREAD = ("tests/distributed/test_ray_suite.py",)
+# The longest groups, longest first (about 40-200 s each on two workers): handed out
+# before the many short files so that no long one starts near the end and runs alone.
+# scripts/test.sh passes --no-loadscope-reorder so xdist keeps this order.
+LONGEST_FIRST = (
+    *SANDBOX_USERS,
+    *SPREAD,
+    "tests/test_docs.py",
+    "tests/durable/test_crash_resume.py",
+    "tests/test_learning_targets.py",
+    "tests/acceptance/test_main_job.py",
+    "tests/llm/test_local_batching.py",
+    "tests/durable/test_model_journal.py",
+    "tests/test_cli.py",
+    "tests/dashboard/test_dashboard_browser.py",
+    "tests/service/test_module_service.py",
+    "tests/gateway/test_failover.py",
+    "tests/gateway/test_workers.py",
+    "tests/telemetry/test_phoenix.py",
+)
+
+
+def _rank(where: str) -> int:
+    return next(
+        (i for i, prefix in enumerate(LONGEST_FIRST) if where.startswith(prefix)),
+        len(LONGEST_FIRST),
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
@@ -106,3 +132,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         else:
             group = where
         item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: _rank(item.path.relative_to(root).as_posix()))  # stable

@@ -518,7 +518,8 @@ def test_batches_gather_calls_from_several_threads() -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert sum(model.batch_sizes) == 20
+    # A call that finds no company runs alone, through arequest.
+    assert sum(model.batch_sizes) + model.single_calls == 20
     assert max(model.batch_sizes) > 1  # members from different threads' loops
 
 

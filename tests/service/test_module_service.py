@@ -23,7 +23,7 @@ pytest.importorskip("fastapi", reason="needs llmagentos[serve]")
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "examples" / "configs" / "taxi.toml"
-EPISODES = 12
+EPISODES = 5
 
 
 @pytest.fixture(scope="module")

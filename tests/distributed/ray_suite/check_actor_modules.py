@@ -15,7 +15,7 @@ from llmagentos.distributed.actor_modules import actor_modules
 from llmagentos.exceptions import ConfigError, ModuleError
 
 CONFIG = Path("examples/configs/taxi.toml")
-EPISODES = 12
+EPISODES = 4
 
 
 def local_run() -> tuple[list[float], dict[str, Any]]:

@@ -23,10 +23,12 @@ from llmagentos._processes import free_port
 # Ray 2.60 turns token authentication on for a head it starts: the head and every
 # process that joins it share one token.
 TOKEN = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-# A dead node is noticed after ~3 missed health checks of 0.5 s (Ray's default: 15 s).
-HEALTH = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
-          "RAY_health_check_failure_threshold": "3"}  # fmt: skip
-ARGS = ["examples/configs/taxi.toml", "--seeds", "2", "--train-episodes", "150",
+# A dead node is noticed after 5 missed health checks a second apart, within about
+# 15 s (Ray's default: 30 s or more). Tighter (3 checks of 0.5 s) marked the head's
+# own busy raylet dead on a loaded machine, which ended the head.
+HEALTH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "2000",
+          "RAY_health_check_failure_threshold": "5"}  # fmt: skip
+ARGS = ["examples/configs/taxi.toml", "--seeds", "2", "--train-episodes", "60",
         "--eval-episodes", "20", "--quiet"]  # fmt: skip
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ARGS = ["examples/configs/taxi.toml", "--seeds", "2", "--train-episodes", "200",
+ARGS = ["examples/configs/taxi.toml", "--seeds", "2", "--train-episodes", "60",
         "--eval-episodes", "30", "--quiet"]  # fmt: skip
 
 

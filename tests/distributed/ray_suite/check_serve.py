@@ -18,7 +18,7 @@ from llmagentos.exceptions import ConfigError
 from llmagentos.service import remote_modules
 
 CONFIG = Path("examples/configs/taxi.toml")
-EPISODES = 12
+EPISODES = 4
 
 
 @pytest.fixture(scope="module")
