@@ -72,6 +72,19 @@ def _spans(phoenix: str, trace_id: str, expected: int) -> list[dict[str, Any]]:
     return found
 
 
+def _root(phoenix: str, name: str) -> dict[str, Any]:
+    """The span called ``name``, once Phoenix has ingested it (asynchronously)."""
+    deadline = time.monotonic() + 30
+    while True:
+        reply = httpx.get(f"{phoenix}/v1/projects/default/spans", params={"limit": 1000})
+        reply.raise_for_status()
+        found = [s for s in reply.json()["data"] if s["name"] == name]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, f"Phoenix holds no span {name!r} after 30 s"
+        time.sleep(0.5)
+
+
 def test_phoenix_holds_one_trace_across_the_agent_the_gateway_and_the_service(
     phoenix: str, tmp_path: Path
 ) -> None:
@@ -104,8 +117,7 @@ def test_phoenix_holds_one_trace_across_the_agent_the_gateway_and_the_service(
             process.terminate()  # flushes their exporters on the way out
             process.wait(timeout=20)
 
-    roots = httpx.get(f"{phoenix}/v1/projects/default/spans", params={"limit": 1000}).json()
-    episode = next(s for s in roots["data"] if s["name"] == "invoke_agent taxi")
+    episode = _root(phoenix, "invoke_agent taxi")
     trace_id = episode["context"]["trace_id"]
     # Per step: step, 4 phases, 2 client hops (plan, learn), 2 gateway and 2 service spans.
     spans = _spans(phoenix, trace_id, 2 + STEPS * 11)
