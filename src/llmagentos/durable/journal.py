@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from llmagentos._json import jsonable
+from llmagentos._sqlite import use_wal
 from llmagentos.durable.digest import call_digest, canonical_json, model_digest
 from llmagentos.durable.entries import Approval, AuditEntry, Effect, RunStatus
 from llmagentos.durable.journal_steps import JOURNAL_FORMAT, JournalSteps
@@ -60,6 +61,7 @@ __all__ = [
 _STEPS_IN_SQLITE = "llmagentos.journal/2"  # read and resumed; upgraded by the first step
 _OLD_FORMATS = ("llmagentos.journal/1",)
 RUN_STATES = ("new", "running", "paused", "completed", "failed", "budget_exceeded", "interrupted")
+_BUSY_TIMEOUT_S = 10.0
 _RUN_ID = re.compile(r"[A-Za-z0-9]{8,32}")
 _MIN_DIGEST_PREFIX = 8
 
@@ -138,7 +140,7 @@ class Journal(JournalSteps):
         except (sqlite3.Error, OSError) as err:
             raise JournalError(f"cannot open journal {self.path}: {err}") from err
         try:
-            self._db.execute("pragma busy_timeout=10000")
+            self._db.execute(f"pragma busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
             self._open(create)
             sync = "full" if durability == "power_loss" else "normal"
             self._db.execute(f"pragma synchronous={sync}")
@@ -162,7 +164,7 @@ class Journal(JournalSteps):
                 raise JournalError(f"{self.path} is an empty file, not a journal")
             if self._log.exists():
                 raise self._orphan_log()
-            self._db.execute("pragma journal_mode=wal")
+            use_wal(self._db, timeout_s=_BUSY_TIMEOUT_S)
             self._db.execute("begin immediate")
             try:
                 if not self._tables():  # nobody created it while we waited for the lock
@@ -180,7 +182,7 @@ class Journal(JournalSteps):
                 self._db.execute("rollback")
                 raise
         self._check_format()
-        self._db.execute("pragma journal_mode=wal")
+        use_wal(self._db, timeout_s=_BUSY_TIMEOUT_S)
 
     def _check_format(self) -> None:
         if "meta" not in self._tables():

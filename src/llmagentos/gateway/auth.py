@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmagentos._sqlite import use_wal
 from llmagentos.exceptions import AuthError, ConfigError
 from llmagentos.principal import Principal
 
@@ -94,7 +95,7 @@ class ApiKeyStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout = 5000")
         if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
+            use_wal(self._db)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS api_keys (key_id TEXT PRIMARY KEY, tenant TEXT NOT NULL,"
             " scopes TEXT NOT NULL, salt BLOB NOT NULL, hash BLOB NOT NULL,"

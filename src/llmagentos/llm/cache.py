@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from llmagentos._blocking import run_blocking
+from llmagentos._sqlite import use_wal
 from llmagentos.exceptions import ConfigError
 from llmagentos.llm.base import Model, WrapperModel, collect_stream
 from llmagentos.llm.types import ModelRequest, ModelResponse, StreamEvent
@@ -196,7 +197,7 @@ class SQLiteCache(ResponseCache):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Two connections so a reader never queues behind a writer waiting on a lock.
         self._writer = self._connect(busy_timeout)
-        self._writer.execute("PRAGMA journal_mode=WAL")
+        use_wal(self._writer)
         for statement in _SCHEMA:
             self._writer.execute(statement)
         self._reader = self._connect(busy_timeout)

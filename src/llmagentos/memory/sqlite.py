@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from llmagentos._sqlite import use_wal
 from llmagentos.embeddings import Vectors
 from llmagentos.exceptions import MemoryBackendError
 from llmagentos.memory.backend import NamespaceInfo, Row
@@ -156,7 +157,7 @@ class SQLiteBackend:
                 connection = sqlite3.connect(
                     self.path, timeout=30.0, isolation_level=None, check_same_thread=False
                 )
-                connection.execute("PRAGMA journal_mode=WAL")
+                use_wal(connection)
                 connection.execute("PRAGMA synchronous=NORMAL")
                 connection.execute("PRAGMA foreign_keys=ON")
                 connection.executescript(QUERY_TERMS_SCHEMA)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmagentos._sqlite import use_wal
 from llmagentos.exceptions import ConfigError
 from llmagentos.search.documents import Document, find_documents, source_of
 
@@ -128,7 +129,7 @@ class Manifest:
         file = Path(path)
         file.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(file)
-        connection.execute("PRAGMA journal_mode=WAL")
+        use_wal(connection)
         connection.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process
         return cls(connection)
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from llmagentos._secrets import secret_bytes
+from llmagentos._sqlite import use_wal
 from llmagentos.exceptions import (
     ConfigError,
     MissingExtraError,
@@ -228,7 +229,7 @@ class SqliteSessionStore:
         self.signed = self._seal.signed
         target = ":memory:" if private else str(self.path)
         self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
-        self._db.execute("pragma journal_mode=wal")
+        use_wal(self._db)
         self._db.execute("pragma synchronous=normal")
         self._db.execute("pragma busy_timeout=10000")
         self._db.executescript(_SCHEMA)
