@@ -25,11 +25,16 @@ testing``, a bare Starlette app) and the gateway in front of it.
   id (one scrypt, then the failure memory) against 30 distinct wrong secrets for it (a
   scrypt each: the per-address and per-key limits opened wide for the measure);
   target <= 0.25x. (Made-up key ids cost no scrypt at all: no such row.)
+- a faster server stack, where ``granian`` is installed (the ``bench`` extra): the
+  minimal proxy on granian's Rust HTTP server through RSGI, on the gateway's asyncio
+  loop and on uvloop, in the same interleaved load (information: what another server
+  would give any Python proxy here).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import secrets
 import statistics
@@ -57,6 +62,7 @@ TRUST_ADDED_MS_TARGET = 0.5
 FLOOD_RATIO_TARGET = 0.25
 FLOOD = 30
 WORKERS = 2
+GRANIAN_LOOPS = ("asyncio", "uvloop")
 
 
 def _flood_seconds(url: str, keys: list[str]) -> float:
@@ -73,6 +79,15 @@ def _flood_seconds(url: str, keys: list[str]) -> float:
 def _wrong_secret(key: str) -> str:
     """``key``'s id with another secret: what a guesser sends."""
     return f"lak_{key.split('_')[1]}_{secrets.token_urlsafe(32)}"
+
+
+def _children(pid: int) -> list[int]:
+    """A process's children (granian serves from a worker process of its own)."""
+    try:
+        listed = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(child) for child in listed]
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -145,6 +160,12 @@ def run(quick: bool) -> BenchResult:
         gateway, gateway_url = start_server(["llmagentos", "gateway", str(config)])
         floor_env = {**os.environ, "UPSTREAM": upstream_url, "PYTHONPATH": str(ROOT / "bench")}
         minimal, minimal_url = start_server(["_minimal_proxy"], port_flag=None, env=floor_env)
+        granian = {
+            loop: start_server(
+                ["_minimal_rsgi_proxy"], port_flag=None, env={**floor_env, "LOOP": loop}
+            )
+            for loop in (GRANIAN_LOOPS if importlib.util.find_spec("granian") else ())
+        }
         secured, key = _secured_config(folder, upstream_url)
         env = {**os.environ, "LLMAGENTOS_PRINCIPAL_SECRET": secrets.token_urlsafe(32)}
         guarded, guarded_url = start_server(
@@ -191,13 +212,17 @@ def run(quick: bool) -> BenchResult:
             }  # fmt: skip
             if workers_url is not None:
                 targets["workers"] = Target(f"{workers_url}/up/echo")
+            for loop, (process, url) in granian.items():
+                targets[f"granian_{loop}"] = Target(f"{url}/up/echo")
+                serving[f"granian_{loop}"] = [process.pid, *_children(process.pid)]
             cpu: dict[str, list[float]] = {}
             loads = _load(targets, seconds, repeats, serving, cpu)
             url = f"{guarded_url}/up/echo"
             remembered = _flood_seconds(url, [_wrong_secret(key)] * FLOOD)
             distinct = _flood_seconds(url, [_wrong_secret(key) for _ in range(FLOOD)])
         finally:
-            for process in (gateway, minimal, guarded, workers, upstream):
+            others = [process for process, _ in granian.values()]
+            for process in (gateway, minimal, *others, guarded, workers, upstream):
                 if process is not None:
                     process.terminate()
                     process.wait(timeout=30)
@@ -257,6 +282,7 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
         ["through a minimal proxy (raw ASGI + aiohttp, nothing else: the floor)", "", "",
          f"{rps['minimal']:,.0f}", f"{load_p50['minimal']:.2f}", f"{load_p99['minimal']:.2f}"],
         ["minimal proxy against the bare app", "", "", f"{floor_ratio:.2f}x", "", ""],
+        *_granian_rows(loads, rps, load_p50, load_p99),
     ]  # fmt: skip
     rows.extend(_cpu_rows(cpu_load))
     checks = [
@@ -278,7 +304,7 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
             direction=">=",
             note=(
                 f"everything on: {rps['full']:,.0f} req/s, {full_ratio:.2f}x; a minimal "
-                f"proxy on the same stack: {floor_ratio:.2f}x"
+                f"proxy on the same stack: {floor_ratio:.2f}x{_granian_note(loads)}"
             ),
         ),
         Check(
@@ -353,7 +379,9 @@ def _cpu_rows(cpu: dict[str, float]) -> list[list[str]]:
         return []
     app = cpu["bare"]
     rows = [["bare app CPU per request under load (us)", f"{app:.0f}", "", "", "", ""]]
-    for name, label in (("minimal", "minimal proxy"), ("gateway", "gateway")):
+    names = [("minimal", "minimal proxy"), ("gateway", "gateway")]
+    names[1:1] = [(f"granian_{lp}", f"minimal proxy on granian, {lp}") for lp in GRANIAN_LOOPS]
+    for name, label in names:
         if name in cpu:
             proxy = cpu[name]
             rows.append([f"{label} CPU per request under load (us), and the ceiling it sets",
@@ -376,3 +404,32 @@ def _workers_rows(
         [f"--workers {WORKERS} against one worker (information)", "", "", f"{ratio:.2f}x",
          "", ""],
     ]  # fmt: skip
+
+
+def _granian_rows(
+    loads: dict[str, list[WrkResult]], rps: dict[str, float], p50: dict[str, float],
+    p99: dict[str, float],
+) -> list[list[str]]:  # fmt: skip
+    """The minimal proxy on granian (RSGI) per event loop, and its ratio to the bare app."""
+    rows = []
+    for loop in GRANIAN_LOOPS:
+        name = f"granian_{loop}"
+        label = f"the minimal proxy on granian (Rust HTTP server, RSGI), {loop} loop"
+        if name not in loads:
+            rows.append([label, "", "", "- (granian not installed: the bench extra)", "", ""])
+            continue
+        rows += [
+            [label, "", "", f"{rps[name]:,.0f}", f"{p50[name]:.2f}", f"{p99[name]:.2f}"],
+            [f"granian ({loop}) minimal proxy against the bare app", "", "",
+             f"{_ratio(loads, name, 'bare'):.2f}x", "", ""],
+        ]  # fmt: skip
+    return rows
+
+
+def _granian_note(loads: dict[str, list[WrkResult]]) -> str:
+    found = [
+        f"{_ratio(loads, f'granian_{loop}', 'bare'):.2f}x ({loop})"
+        for loop in GRANIAN_LOOPS
+        if f"granian_{loop}" in loads
+    ]
+    return f"; on granian: {', '.join(found)}" if found else ""

@@ -177,6 +177,7 @@ def serve_command(
         fail(err)
     import uvicorn
 
+    from llmagentos._heap import freeze_startup_heap
     from llmagentos.telemetry.setup import configure_from_env
 
     try:  # LLMAGENTOS_TELEMETRY=otlp|console|file traces this process (docs/telemetry.md)
@@ -187,6 +188,7 @@ def serve_command(
     scheme = "https" if tls else "http"
     where = f"{scheme}://{host}:{port}"
     typer.echo(f"serving {', '.join(kinds)} of {run_config.name} on {where}", err=True)
+    freeze_startup_heap()
     uvicorn.run(
         app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10,
         loop=EVENT_LOOP, **tls,
