@@ -77,7 +77,7 @@ def gateway_command(
         fail(err)
     import uvicorn
 
-    from llmagentos._heap import freeze_startup_heap
+    from llmagentos._heap import prepare_gc_for_serving
     from llmagentos.load_shedding import EVENT_LOOP
     from llmagentos.telemetry.setup import configure_from_env
 
@@ -98,7 +98,7 @@ def gateway_command(
         configure_from_env("gateway")
     except LLMAgentOSError as err:
         fail(err)
-    freeze_startup_heap()
+    prepare_gc_for_serving()
     # The gateway is the edge: the client is the TCP peer, never what X-Forwarded-For
     # claims (per-address limits and the admin routes' loopback rule depend on it).
     uvicorn.run(

@@ -177,7 +177,7 @@ def serve_command(
         fail(err)
     import uvicorn
 
-    from llmagentos._heap import freeze_startup_heap
+    from llmagentos._heap import prepare_gc_for_serving
     from llmagentos.telemetry.setup import configure_from_env
 
     try:  # LLMAGENTOS_TELEMETRY=otlp|console|file traces this process (docs/telemetry.md)
@@ -188,7 +188,7 @@ def serve_command(
     scheme = "https" if tls else "http"
     where = f"{scheme}://{host}:{port}"
     typer.echo(f"serving {', '.join(kinds)} of {run_config.name} on {where}", err=True)
-    freeze_startup_heap()
+    prepare_gc_for_serving()
     uvicorn.run(
         app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10,
         loop=EVENT_LOOP, **tls,

@@ -84,7 +84,7 @@ def build_gateway(
 
 def worker_app() -> Starlette:
     """One worker's app (uvicorn's factory, in each worker process)."""
-    from llmagentos._heap import freeze_startup_heap
+    from llmagentos._heap import prepare_gc_for_serving
     from llmagentos.telemetry.setup import configure_from_env
 
     # uvicorn's own logging config would close the access log's handlers: plain lines.
@@ -95,7 +95,7 @@ def worker_app() -> Starlette:
         access_log_buffer=int(os.environ.get(ENV_ACCESS_LOG_BUFFER, "10000")),
     )
     configure_from_env("gateway")
-    freeze_startup_heap()
+    prepare_gc_for_serving()
     return app
 
 
