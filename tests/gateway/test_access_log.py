@@ -4,15 +4,19 @@ event loop and flushed at shutdown (real gateway and upstream processes)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from llmagentos._processes import free_port, start_server
+from llmagentos.gateway.access_log import ACCESS_LOGGER, configure_access_log, plain_sink
+from llmagentos.gateway.replies import log_access
 
 pytest.importorskip("starlette", reason="needs llmagentos[gateway]")
 
@@ -64,3 +68,65 @@ def test_an_unwritable_access_log_fails_before_listening(tmp_path: Path) -> None
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )  # fmt: skip
     assert done.returncode == 2 and "access_log" in done.stderr
+
+
+@pytest.fixture
+def access_logger() -> Iterator[logging.Logger]:
+    logger = logging.getLogger(ACCESS_LOGGER)
+    saved = (list(logger.handlers), list(logger.filters), logger.level, logger.propagate)
+    yield logger
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        if handler not in saved[0]:
+            handler.close()
+    logger.handlers[:], logger.filters[:] = saved[0], saved[1]
+    logger.setLevel(saved[2])
+    logger.propagate = saved[3]
+
+
+def _log_one(request_id: str) -> None:
+    log_access("GET", request_id, service="up", route="/echo", upstream="-", status=200,
+               seconds=0.0012, attempts=1)  # fmt: skip
+
+
+def test_the_sink_takes_lines_without_log_records_and_others_still_get_records(
+    tmp_path: Path, access_logger: logging.Logger
+) -> None:
+    sink = configure_access_log(str(tmp_path / "access.jsonl"))
+    assert sink is not None and plain_sink(access_logger) is sink
+    made: list[logging.LogRecord] = []
+    factory = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(lambda *a, **k: made.append(factory(*a, **k)) or made[-1])
+    try:
+        _log_one("fast")
+        assert made == []  # no record: the line went straight to the sink
+        seen: list[str] = []
+        other = logging.Handler()
+        other.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+        access_logger.addHandler(other)  # someone else reads the log too: records again
+        assert plain_sink(access_logger) is None
+        _log_one("both")
+        access_logger.removeHandler(other)
+        access_logger.addFilter(lambda record: "hidden" not in record.getMessage())
+        assert plain_sink(access_logger) is None  # a filter needs records
+        _log_one("hidden")
+    finally:
+        logging.setLogRecordFactory(factory)
+    sink.close()
+    lines = [json.loads(line) for line in (tmp_path / "access.jsonl").read_text().splitlines()]
+    assert [line["request_id"] for line in lines] == ["fast", "both"]
+    assert lines[0] == {"request_id": "fast", "method": "GET", "service": "up", "route": "/echo",
+                        "upstream": "-", "status": 200, "ms": 1.2, "attempts": 1}  # fmt: skip
+    assert [json.loads(text)["request_id"] for text in seen] == ["both"]
+
+
+def test_a_sink_given_another_format_gets_records(
+    tmp_path: Path, access_logger: logging.Logger
+) -> None:
+    sink = configure_access_log(str(tmp_path / "access.jsonl"))
+    assert sink is not None
+    sink.setFormatter(logging.Formatter("access %(message)s"))
+    assert plain_sink(access_logger) is None
+    _log_one("formatted")
+    sink.close()
+    assert (tmp_path / "access.jsonl").read_text().startswith('access {"request_id": "formatted"')

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -201,3 +202,21 @@ async def test_a_streamed_reply_through_either_client(client: Upstream, upstream
             await go_ahead()
     await client.aclose()
     assert received == b"data: 0\n\ndata: 1\n\ndata: [DONE]\n\n"
+
+
+async def test_a_stalled_stream_is_cut_after_the_route_timeout(
+    client: Upstream, upstream_url: str
+) -> None:
+    # The replica sends its first event, then waits for a /sse/next that never comes.
+    reply = await client.request(
+        "GET", f"{upstream_url}/sse?n=2", body=b"", headers={}, timeout=0.5
+    )
+    assert reply.stream is not None
+    started = time.monotonic()
+    received = b""
+    async with asyncio.timeout(10):  # a hang fails here, not the whole run
+        async for piece in reply.stream:
+            received += piece
+    assert received == b"data: 0\n\n"
+    assert 0.4 < time.monotonic() - started < 5  # cut once the route's timeout passed
+    await client.aclose()

@@ -9,7 +9,7 @@ import math
 import secrets
 from typing import TYPE_CHECKING
 
-from llmagentos.gateway.access_log import ACCESS_LOGGER
+from llmagentos.gateway.access_log import ACCESS_LOGGER, plain_sink
 from llmagentos.gateway.hop import problem
 from llmagentos.gateway.registry import ServiceEntry
 from llmagentos.gateway.runtime import ServiceRuntime
@@ -29,11 +29,16 @@ def log_access(
     status: int, seconds: float, attempts: int,
 ) -> None:  # fmt: skip
     if access_log.isEnabledFor(logging.INFO):  # build the line only if someone reads it
-        access_log.info(json.dumps({
+        line = json.dumps({
             "request_id": request_id, "method": method, "service": service,
             "route": route, "upstream": upstream, "status": status,
             "ms": round(seconds * 1000, 2), "attempts": attempts,
-        }))  # fmt: skip
+        })  # fmt: skip
+        sink = plain_sink(access_log)
+        if sink is not None:
+            sink.add_line(line)
+        else:
+            access_log.info(line)
 
 
 def failed(err: UpstreamError, entry: ServiceEntry, route: str, request_id: str) -> Response:

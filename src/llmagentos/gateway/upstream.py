@@ -145,6 +145,7 @@ class AiohttpUpstream:
         # https replicas are verified against the system's CAs, or this file's.
         self._tls: ssl.SSLContext | bool = tls_context(ca_file) if ca_file else True
         self._session: aiohttp.ClientSession | None = None
+        self._limits: dict[float, aiohttp.ClientTimeout] = {}  # by route timeout
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -168,9 +169,14 @@ class AiohttpUpstream:
         aiohttp = self._aiohttp
         from yarl import URL
 
-        # The route's timeout bounds the answer (headers and body); a streamed body's
-        # pieces each get that long again (sock_read).
-        limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        # The route's timeout bounds the answer (headers and body: asyncio.timeout); a
+        # streamed body's pieces each get that long again (_pieces). Not aiohttp's
+        # sock_read as well: it re-arms a timer on every read of every reply.
+        limits = self._limits.get(timeout)
+        if limits is None:
+            limits = self._limits[timeout] = aiohttp.ClientTimeout(
+                total=None, sock_connect=timeout, sock_read=None
+            )
         try:
             async with asyncio.timeout(timeout):
                 answer = await self._client().request(
@@ -183,7 +189,7 @@ class AiohttpUpstream:
                 )
                 pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.raw_headers]
                 if _is_streamed(answer.status, answer.headers.get("content-type", "")):
-                    return UpstreamReply(answer.status, pairs, b"", self._pieces(answer))
+                    return UpstreamReply(answer.status, pairs, b"", self._pieces(answer, timeout))
                 try:
                     content = await answer.read()
                 finally:
@@ -196,9 +202,15 @@ class AiohttpUpstream:
         except aiohttp.ClientError as err:
             raise UpstreamFailed(type(err).__name__) from err
 
-    async def _pieces(self, answer: Any) -> AsyncGenerator[bytes, None]:
+    async def _pieces(self, answer: Any, timeout: float) -> AsyncGenerator[bytes, None]:
+        pieces = answer.content.iter_any()
         try:
-            async for piece in answer.content.iter_any():
+            while True:
+                try:
+                    async with asyncio.timeout(timeout):
+                        piece = await anext(pieces)
+                except StopAsyncIteration:
+                    break
                 yield piece
         except (self._aiohttp.ClientError, TimeoutError) as err:
             # Headers are gone already: all a proxy can do is end the stream early.
