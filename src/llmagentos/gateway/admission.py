@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from llmagentos.exceptions import ConfigError, GatewayError
+from llmagentos.gateway.request_fields import header
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -291,7 +292,7 @@ async def read_body(request: Request, limit: int) -> bytes:
         BodyTooLarge: past ``limit``.
         starlette.requests.ClientDisconnect: the client went away mid-body.
     """
-    declared = request.headers.get("content-length")
+    declared = header(request, "content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     from starlette.requests import ClientDisconnect

@@ -79,6 +79,7 @@ from llmagentos.gateway.replies import (
     log_access,
     own_path_refused,
 )
+from llmagentos.gateway.request_fields import client_host, header, new_id
 from llmagentos.gateway.route_labels import RouteLabels, RouteLearner
 from llmagentos.gateway.runtime import ResilienceSettings, ServiceRuntime
 from llmagentos.gateway.upstream import (
@@ -104,14 +105,9 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RATE_LIMIT_FAILURE = ("open", "closed")
 
 
-def _is_idempotent(
-    method: str, route: str, entry: ServiceEntry, headers: Mapping[str, str]
-) -> bool:
-    return (
-        method in IDEMPOTENT_METHODS
-        or route in entry.idempotent_routes
-        or "idempotency-key" in headers
-    )
+def _is_idempotent(method: str, route: str, entry: ServiceEntry, keyed: bool) -> bool:
+    """Safe to send again: an idempotent method or route, or an ``Idempotency-Key``."""
+    return method in IDEMPOTENT_METHODS or route in entry.idempotent_routes or keyed
 
 
 class Gateway:
@@ -251,7 +247,7 @@ class Gateway:
         started = time.perf_counter()
         name = request.path_params["service"]
         route = "/" + request.path_params.get("path", "")
-        request_id = request.headers.get("x-request-id") or secrets.token_hex(12)
+        request_id = header(request, "x-request-id") or new_id(96)
         entry = self.registry.get(name)
         upstream, tried = "-", 0
         refused = await self._admit(request, name, route, request_id)
@@ -289,8 +285,8 @@ class Gateway:
         try:
             data = read_json_body(
                 body,
-                content_type=request.headers.get("content-type"),
-                content_encoding=request.headers.get("content-encoding"),
+                content_type=header(request, "content-type"),
+                content_encoding=header(request, "content-encoding"),
                 limits=self.admission,
             )
         except GatewayError as err:
@@ -377,7 +373,9 @@ class Gateway:
             return circuit_open(entry, runtime, request_id), "-", 0
         runtime.budget.record_request()
         headers = upstream_headers(request, request_id, credential_headers=self.credential_headers)
-        idempotent = _is_idempotent(request.method, route, entry, request.headers)
+        idempotent = _is_idempotent(
+            request.method, route, entry, header(request, "idempotency-key") is not None
+        )
         session, target, principal = self._plan(request, runtime, route, data)
         tried: set[str] = set()
         attempts = 0
@@ -439,7 +437,7 @@ class Gateway:
         presented = [
             (name, value)
             for name in ("authorization", *self.key_headers)
-            if (value := request.headers.get(name)) is not None
+            if (value := header(request, name)) is not None
         ]
         if len(presented) > 1:
             names = ", ".join(name for name, _ in presented)
@@ -460,7 +458,7 @@ class Gateway:
         self, request: Request, service: str, route: str, request_id: str
     ) -> Response | None:
         """Authenticate, authorise and rate-limit; the refusal, or ``None`` to go on."""
-        client = request.client.host if request.client is not None else "-"
+        client = client_host(request) or "-"
         principal = None
         if self.guard is not None:
             try:

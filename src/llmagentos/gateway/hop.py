@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import functools
 import json
-import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from llmagentos.gateway.request_fields import client_host, new_id
 from llmagentos.gateway.upstream import UpstreamReply
 from llmagentos.principal import PRINCIPAL_HEADER, Principal, PrincipalSigner
 from llmagentos.telemetry.propagation import TRACE_HEADERS, inject
@@ -81,9 +81,9 @@ def trace_headers(incoming: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
             out = [("traceparent", carrier["traceparent"])]
             return [*out, ("tracestate", state)] if state else out
     parent, state = clean_trace_headers(incoming)
-    span = secrets.token_hex(8)
+    span = new_id(64)
     if parent is None:
-        return [("traceparent", f"00-{secrets.token_hex(16)}-{span}-01")]
+        return [("traceparent", f"00-{new_id(128)}-{span}-01")]
     out = [("traceparent", parent.header(span))]
     return [*out, ("tracestate", state)] if state else out
 
@@ -109,8 +109,9 @@ def upstream_headers(
         headers.append((name, value))
     headers.append(("x-request-id", request_id))
     headers += trace_headers(pairs)
-    if request.client is not None:
-        chain = f"{chain}, {request.client.host}" if chain else request.client.host
+    host = client_host(request)
+    if host is not None:
+        chain = f"{chain}, {host}" if chain else host
     if chain:
         headers.append(("x-forwarded-for", chain))
     return headers
