@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import math
@@ -17,8 +18,9 @@ def jsonable(value: Any) -> Any:
     """Return ``value`` as plain JSON data (dict, list, str, int, float, bool, None).
 
     NumPy scalars and arrays become Python numbers and lists, tuples become lists,
-    dataclasses and pydantic models become dicts. Non-finite floats become strings
-    (``"nan"``, ``"inf"``) so the result is strict JSON.
+    dataclasses and pydantic models become dicts, bytes (and bytearrays, memoryviews)
+    their base64 text. Non-finite floats become strings (``"nan"``, ``"inf"``) so the
+    result is strict JSON.
 
     Raises:
         TypeError: the value has no JSON form; the message names its type.
@@ -33,6 +35,8 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if isinstance(value, set | frozenset):
         return sorted(jsonable(v) for v in value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, enum.Enum):
         return jsonable(value.value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

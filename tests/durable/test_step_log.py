@@ -1,6 +1,6 @@
 """The steps log: records read back as their JSON rows did, torn tails, damage, modes.
 
-A step's record is logged as marshal data (one store per step into a mapped file);
+A step's record is logged as msgpack data (one store per step into a mapped file);
 what a reader gets must be exactly what the JSON rows of ``llmagentos.journal/2``
 gave. A tail cut short by a kill is dropped and zeroed by the next writer; damage
 before intact steps, another run's log, a log without its journal and a wrong mode
@@ -9,9 +9,11 @@ name are refused with typed errors naming what is wrong.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import json
+import marshal
 import math
 import shutil
 import sqlite3
@@ -19,6 +21,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import numpy as np
 import pytest
 from pydantic import BaseModel
@@ -27,7 +30,7 @@ from llmagentos import Agent
 from llmagentos._json import jsonable
 from llmagentos.cli.main import main
 from llmagentos.config import parse_config
-from llmagentos.durable import DurableRunner, Journal, current_scope, run_durable
+from llmagentos.durable import DurableRunner, Journal, current_scope, records, run_durable, steplog
 from llmagentos.durable.records import pack_data, pack_record, pack_step, unpack
 from llmagentos.durable.steplog import SYNC_STEPS, StepLog, log_path
 from llmagentos.exceptions import ConfigError, JournalError
@@ -83,6 +86,21 @@ class Reply(BaseModel):
     score: float
 
 
+class _Items(list[Any]):
+    pass
+
+
+class _Table(dict[Any, Any]):
+    pass
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = [1]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def _record(**changes: Any) -> StepRecord:
     base: dict[str, Any] = {
         "episode": 3, "step": 7, "observation": 12, "features": 12, "action": 2,
@@ -121,6 +139,23 @@ CASES = {
     "tuple-keys": _record(info={(1, 2): "pair", "x": math.nan}),  # the JSON path's fallback
     "unicode": _record(reason="é ✓ \u202e 𝄞", info={"ключ": "значение"}),
     "nested": _record(observation={"grid": [[1, 2], [3, 4]], "pos": {"x": 1, "y": [0.5]}}),
+    # What msgpack holds that JSON has no word for, or cannot hold itself.
+    "bytes": _record(
+        observation=b"\x00obs\xff",
+        info={"raw": b"\x01", "array": bytearray(b"ab"), "view": memoryview(b"xyz")},
+    ),
+    "bytes-keys": _record(info={b"k": 1, "x": math.nan, True: 2, 3: (4,)}),  # the fallback
+    "numpy-keys": _record(info={np.int64(3): "i", np.bool_(True): "b", "x": 1}),  # fallback
+    "float-subclass-keys": _record(info={np.float64(0.5): "f", Colour.RED: "e", 2: 1.5}),
+    "big-ints": _record(observation=2**70, info={"neg": -(2**64), "ok": 2**63 - 1}),
+    "containers": _record(
+        info={"od": collections.OrderedDict(b=1, a=2), "ul": _Items([1, (2, 3)])},
+        learning=_Table({4: 0.5, "s": np.float32(2.0)}),
+    ),
+    "surrogates": _record(reason="lone \ud800", info={"\udfff": "key", "ok": "\U0001d11e"}),
+    "deep": _record(observation=_nested(200)),
+    "float-arrays": _record(scores=np.array([0.5, -1.0]), info={"m": np.array([[np.inf]])}),
+    "msgpack-types": _record(info={"ext": msgpack.ExtType(5, b"x")}),
 }
 
 
@@ -178,12 +213,44 @@ def test_the_fast_path_reads_a_real_agent_as_its_record_does():
             observation = agent.reset()
 
 
-def test_a_record_json_refuses_is_refused_as_before():
-    record = _record(info={"raw": b"bytes"})
-    with pytest.raises(TypeError, match="bytes"):
+@pytest.mark.parametrize("value", [object(), {1, object()}, (1, object())])
+def test_a_record_json_refuses_is_refused_as_before(value):
+    record = _record(info={"x": value})
+    with pytest.raises(TypeError, match="JSON"):
         json_row(record)
-    with pytest.raises(TypeError, match="bytes"):
+    with pytest.raises(TypeError, match="JSON"):
         pack_record(0, "run", record)
+    with pytest.raises(TypeError, match="JSON"):
+        pack_step(0, "run", _Stepped(record))  # type: ignore[arg-type]
+
+
+def test_a_record_that_contains_itself_is_refused():
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular"):
+        pack_step(0, "run", _Stepped(_record(info={"loop": loop})))  # type: ignore[arg-type]
+
+
+def test_a_taxi_step_is_packed_by_msgpack_alone(monkeypatch):
+    """The runner's fast path: a Taxi record never goes the general (Python) way."""
+
+    def general(*args: object) -> bytes:
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(records, "pack_fields", general)
+    body = records.step_packer()(9, "run", _Stepped(CASES["taxi"]))  # type: ignore[arg-type]
+    assert body[0] == 0xDC  # a msgpack array (16 items)
+    assert unpack(body)[2]["info"]["action_mask"] == [1, 1, 0, 0, 1, 0]
+
+
+def test_a_steps_1_frame_reads_back_as_before():
+    """Logs written before msgpack hold marshal frames: read, and appended to."""
+    record = CASES["taxi"]
+    values = json.loads(json_row(record))
+    body = marshal.dumps((4, "run", *values.values()), 2)
+    assert unpack(body) == (4, "run", values)
+    with pytest.raises(ValueError, match="a value of type set"):
+        unpack(marshal.dumps((4, "run", *[{1}] * 14), 2))
 
 
 def test_any_json_able_data_reads_back_as_json_gives_it():
@@ -467,6 +534,30 @@ def test_a_journal_2_keeps_its_steps_and_goes_on_in_the_log(tmp_path):
         assert journal.step_count() == len(steps) + again.live
         assert journal.step(len(steps) - 1) == steps[-1]
         assert journal.step(len(steps)) is not None and journal.step(10**6) is None
+
+
+def test_a_steps_1_log_keeps_its_marshal_steps_and_goes_on_in_msgpack(tmp_path):
+    path = tmp_path / "run.db"
+    assert _run(path, 2).live
+    with Journal(path) as journal:
+        steps, run_id = list(journal.steps()), journal.run_id
+    # Rewrite the log as steps/1 wrote it: that header, a marshal body per step.
+    header = json.dumps({"format": "llmagentos.steps/1", "run_id": run_id, "base": 0})
+    frames = [steplog._frame(header.encode(), checked=True)]
+    for n, record in enumerate(steps):
+        frames.append(steplog._frame(marshal.dumps((n, "run", *record.values()), 2), checked=False))
+    log_path(path).write_bytes(b"".join(word + rest for word, rest in frames))
+    with Journal(path, create=False) as journal:
+        assert list(journal.steps()) == steps
+    again = _run(path, 4)
+    assert again.replayed == len(steps) and again.live > 0
+    data = log_path(path).read_bytes()
+    bodies = steplog.parse(data, log_path(path), run_id=run_id, base=0).bodies
+    assert {body[:1] for body in bodies[: len(steps)]} == {b"("}  # marshal
+    assert {body[0] for body in bodies[len(steps) :]} == {0xDC}  # msgpack
+    with Journal(path, create=False) as journal:
+        assert list(journal.steps())[: len(steps)] == steps
+        assert journal.step_count() == len(steps) + again.live
 
 
 def test_the_cli_runs_and_resumes_in_the_mode_it_is_given(tmp_path, capsys):

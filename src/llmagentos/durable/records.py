@@ -1,13 +1,22 @@
-"""Step records as the steps log stores them: marshal bytes of plain data.
+"""Step records as the steps log stores them: MessagePack of plain data.
 
 A step's record must leave the process before the next step begins, and encoding it
 is most of what that costs: the C JSON encoder spends ~10 us on a Taxi-v4 record
-(every float through ``repr``), :mod:`marshal` ~1.5 us (floats as 8 bytes). So the
-log holds marshal data, converted first into exactly what the journal's JSON
-encoder would have written and ``json.loads`` given back (:func:`plain`): tuples
-become lists, dict keys strings as JSON spells them, NumPy values Python numbers,
-subclasses their base types. A reader gets the same dicts as from the JSON rows of
-``llmagentos.journal/2``; only JSON's types come out (:func:`unpack` checks).
+(every float through ``repr``), and checking every value's type in Python before a
+binary encoder ~2 us more. So the runner's records go to :mod:`msgpack` as they are,
+with ``strict_types``: its C code packs the values that are exactly JSON's types and
+hands every other one to a hook (:func:`_fast_default`) that converts what converts
+the same wherever it stands (a NumPy array, a float subclass) and sends the rest the
+general way: :func:`plain` first, which converts into exactly what the journal's JSON
+encoder would have written and ``json.loads`` given back (tuples become lists, dict
+keys strings as JSON spells them, NumPy values Python numbers, subclasses their base
+types). What msgpack keeps that JSON has no word for (non-string keys, bytes) the
+reader converts as :func:`plain` would have: a reader gets the same dicts as from the
+JSON rows of ``llmagentos.journal/2``; only JSON's types come out.
+
+Frames written before (``llmagentos.steps/1``), and records msgpack cannot hold (ints
+past 64 bits, nesting past its limit), are :mod:`marshal` data of plain values; the
+first byte tells them apart (marshal's tuple is ``(``, never a msgpack array).
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+
 from llmagentos._json import jsonable
 
 if TYPE_CHECKING:
@@ -26,10 +37,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FIELDS", "pack_data", "pack_fields", "pack_record", "pack_step", "plain", "step_fields",
-    "unpack",
+    "step_packer", "unpack",
 ]  # fmt: skip
 
 _MARSHAL_VERSION = 2  # binary floats, no back-references (faster to write); stable since 2.5
+_MARSHAL_TUPLE = b"("  # the first byte of marshal's tuple: msgpack's arrays start 0x9_ or 0xdc
+# A str with a lone surrogate (JSON writes it as an escape and reads it back).
+_UNICODE_ERRORS = "surrogatepass"
 # The record's keys, in the order the JSON rows of journal/2 had them.
 FIELDS = (
     "episode", "step", "observation", "features", "action", "reason", "scores", "reward",
@@ -126,7 +140,7 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     if isinstance(value, dict):
-        return _dict(value)
+        return _new_dict(value)  # an exact dict (marshal takes no subclass)
     if getattr(value, "dtype", None) is not None and cls.__module__ == "numpy":
         _BY_TYPE[cls] = _numpy
         return _numpy(value)
@@ -159,58 +173,84 @@ def step_fields(agent: Agent) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def pack_step(n: int, segment: str, agent: Agent) -> bytes:
-    """The agent's last step as step ``n`` of ``segment``: :func:`pack_fields` of
-    :func:`step_fields`, written out for the common record (scalars, flat lists and
-    dicts, an env's info with NumPy values), since it runs once per step and on Taxi-v4
-    every call it makes is a measurable part of a step. Anything else (a planner's
-    details, nested data, odd keys) goes the general way.
+class _NotPlain(Exception):
+    """A value the runner's fast path leaves to the general one."""
+
+
+def _fast_default(value: Any) -> Any:
+    """msgpack's hook in :func:`step_packer`, for a value not exactly of JSON's types.
+
+    It converts only what converts the same as a dict key and as a value (what the
+    JSON encoder takes by ``isinstance``, and NumPy arrays, which are never keys);
+    anything else (a tuple, a set, a NumPy integer, an object) goes the general way,
+    where a key JSON refuses turns the whole record into :func:`jsonable`'s form.
+    (msgpack's own ``ExtType`` and ``Timestamp`` objects it packs as they are: an
+    ExtType reads back as :func:`plain` converts it, a Timestamp, which has no JSON
+    form, not at all.)
     """
-    exact = _EXACT
-    o, f, a, decision = agent._stepped
-    o2, rw = agent._returned
-    outcome, le, tn, step = agent._outcome, agent._report, _mode(agent), agent.step_index - 1
-    if decision is None:
-        why = sc = de = None
-    else:
-        why, sc, de = decision.reason, decision.scores, decision.details
-    info: Any
-    if outcome is None:
-        te, tr, info = False, False, {}
-    else:
-        te, tr, info = outcome.terminated, outcome.truncated, outcome.info
-    ep = agent.episode
-    if de is not None or not (
-        type(ep) is int and type(step) is int and type(o) in exact and type(f) in exact
-        and type(a) in exact and type(why) in exact and type(rw) in exact
-        and type(o2) in exact and type(te) in exact and type(tr) in exact
-        and type(tn) in exact and type(info) is dict
-    ):  # fmt: skip
-        return pack_fields(n, segment, step_fields(agent))
-    try:
-        if type(sc) is list:
-            for v in sc:
-                if type(v) not in exact:
-                    sc = _list(sc)
-                    break
-        elif sc is not None:
-            sc = plain(sc)
-        for k, v in info.items():
-            if type(k) is not str or type(v) not in exact:
-                info = _new_dict(info)
-                break
-        if type(le) is dict:
-            for k, v in le.items():
-                if type(k) is not str or type(v) not in exact:
-                    le = _new_dict(le)
-                    break
-        elif le is not None:
-            le = plain(le)
-    except (TypeError, RecursionError):  # the general way says what is wrong
-        return pack_fields(n, segment, step_fields(agent))
-    return marshal.dumps(
-        (n, segment, ep, step, o, f, a, why, sc, rw, o2, te, tr, info, le, tn), _MARSHAL_VERSION
-    )
+    cls = type(value)
+    if cls.__name__ == "ndarray" and cls.__module__ == "numpy":  # an env's action mask
+        kind = value.dtype.kind
+        if kind in "iub" or (kind == "f" and sys.modules["numpy"].isfinite(value).all()):
+            return value.tolist()
+    elif isinstance(value, str):
+        return str.__str__(value)
+    elif isinstance(value, int):
+        return int.__int__(value)
+    elif isinstance(value, float):
+        return float.__float__(value)
+    elif isinstance(value, list):
+        return list(value)
+    elif isinstance(value, dict):
+        return dict(value.items())
+    raise _NotPlain
+
+
+def step_packer() -> Callable[[int, str, Agent], bytes]:
+    """A ``pack_step(n, segment, agent)`` with a packer of its own (one is not
+    thread-safe): the agent's last step as step ``n`` of ``segment``, a frame body.
+
+    The fields of :func:`step_fields`, read from the Agent's own slots and packed by
+    msgpack's C code, which checks every type on its way (:func:`_fast_default`); on
+    Taxi-v4 every call made per step is a measurable part of a step. Whatever the
+    fast path does not take goes through :func:`pack_fields`, which says what is wrong.
+    """
+    pack: Callable[[list[Any]], bytes] = msgpack.Packer(
+        default=_fast_default, strict_types=True, unicode_errors=_UNICODE_ERRORS
+    ).pack
+
+    def pack_step(n: int, segment: str, agent: Agent) -> bytes:
+        o, f, a, decision = agent._stepped
+        o2, rw = agent._returned
+        outcome = agent._outcome
+        if decision is None:
+            why = sc = de = None
+        else:
+            why, sc, de = decision.reason, decision.scores, decision.details
+        info: Any
+        if outcome is None:
+            te, tr, info = False, False, {}
+        else:
+            te, tr, info = outcome.terminated, outcome.truncated, outcome.info
+        mode = agent._mode_before if agent._mode_step is agent._stepped else agent._training
+        values = [
+            n, segment, agent.episode, agent.step_index - 1, o, f, a, why, sc, rw, o2, te, tr,
+            info, agent._report, mode,
+        ]  # fmt: skip
+        if de is not None:  # journals of planners without details stay as they were
+            values.append(de)
+        try:
+            return pack(values)
+        except Exception:  # the general way converts it, or says what is wrong
+            return pack_fields(n, segment, step_fields(agent))
+
+    return pack_step
+
+
+def pack_step(n: int, segment: str, agent: Agent) -> bytes:
+    """The agent's last step as step ``n`` of ``segment`` (see :func:`step_packer`,
+    which a loop packing many steps should use)."""
+    return step_packer()(n, segment, agent)
 
 
 def pack_record(n: int, segment: str, record: StepRecord) -> bytes:
@@ -227,11 +267,18 @@ def pack_fields(n: int, segment: str, fields: tuple[Any, ...]) -> bytes:
 
     Raises:
         TypeError: a value has no JSON form (as the JSON encoder would raise).
+        ValueError: a value contains itself.
     """
+    return _dump([n, segment, *_convert(fields)])
+
+
+def _convert(fields: tuple[Any, ...] | list[Any]) -> list[Any]:
+    """The record's values (``details`` last, maybe ``None``) as the JSON rows held them;
+    ``details`` is left out when it is ``None``."""
     exact = _EXACT
     ep, st, o, f, a, why, sc, rw, o2, te, tr, info, le, tn, de = fields
     try:
-        # Once per step, so written out: the scalars in one test (each call costs).
+        # The scalars in one test (each call costs).
         if not (
             type(ep) is int and type(st) is int and type(o) in exact and type(f) in exact
             and type(a) in exact and type(why) in exact and type(rw) in exact
@@ -245,20 +292,43 @@ def pack_fields(n: int, segment: str, fields: tuple[Any, ...]) -> bytes:
             ep, st, o, f, a, why, sc if sc is None else plain(sc), rw, o2, te, tr, plain(info),
             le if le is None else plain(le), tn,
         ]  # fmt: skip
-        if de is not None:  # journals of planners without details stay as they were
+        if de is not None:
             values.append(plain(de))
     except TypeError:  # e.g. tuple dict keys: the JSON path converted everything first
         names = FIELDS if de is not None else _SHORT
         values = list(plain(jsonable(dict(zip(names, fields)))).values())  # noqa: B905
     except RecursionError:
         raise ValueError("Circular reference detected") from None
-    return marshal.dumps((n, segment, *values), _MARSHAL_VERSION)
+    return values
+
+
+def _dump(item: list[Any]) -> bytes:
+    """A frame body of plain data: msgpack, or marshal for what msgpack cannot hold."""
+    try:
+        packed: bytes = msgpack.packb(item, unicode_errors=_UNICODE_ERRORS)
+        return packed
+    except (OverflowError, ValueError):  # an int past 64 bits, nesting past 511 levels
+        return marshal.dumps(tuple(item), _MARSHAL_VERSION)
 
 
 def pack_data(n: int, segment: str, record: Any) -> bytes:
     """A frame body for any JSON-able ``record`` (converted by :func:`jsonable` first),
     as ``(n, segment, None, data)``: four items, never a record's 16 or 17."""
-    return marshal.dumps((n, segment, None, plain(jsonable(record))), _MARSHAL_VERSION)
+    return _dump([n, segment, None, plain(jsonable(record))])
+
+
+def _load(body: bytes) -> tuple[Any, bool]:
+    """The frame's item, and whether it is msgpack (its values not yet converted)."""
+    if body[:1] == _MARSHAL_TUPLE:
+        try:
+            return marshal.loads(body), False
+        except (EOFError, ValueError, TypeError) as err:
+            raise ValueError(f"not marshal data ({err})") from None
+    try:
+        item = msgpack.unpackb(body, strict_map_key=False, unicode_errors=_UNICODE_ERRORS)
+    except Exception as err:  # msgpack's errors for bad data vary in type
+        raise ValueError(f"not msgpack data ({err})") from None
+    return (tuple(item) if type(item) is list else item), True
 
 
 def unpack(body: bytes) -> tuple[int, str, Any]:
@@ -267,24 +337,28 @@ def unpack(body: bytes) -> tuple[int, str, Any]:
     Raises:
         ValueError: the body is not a step frame of this format.
     """
-    try:
-        item = marshal.loads(body)
-    except (EOFError, ValueError, TypeError) as err:
-        raise ValueError(f"not marshal data ({err})") from None
+    item, packed = _load(body)
     # (n, segment, *the record's values) or (n, segment, None, any JSON-able data)
     if type(item) is not tuple or len(item) not in (4, len(FIELDS) + 1, len(FIELDS) + 2):
         raise ValueError("not a step frame")
     n, segment = item[0], item[1]
     if type(n) is not int or type(segment) is not str:
         raise ValueError("not a step frame")
-    if len(item) == 4:  # Journal.append_step
-        record: Any = item[3]
-    else:
-        record = dict(zip(FIELDS, item[2:]))  # noqa: B905 (details is optional)
     try:
+        if len(item) == 4:  # Journal.append_step: plain when written
+            record: Any = item[3]
+        elif packed:  # as the runner's fast path packed it: converted as it was not
+            values = list(item[2:])
+            if len(values) < len(FIELDS):
+                values.append(None)
+            record = dict(zip(FIELDS, _convert(values)))  # noqa: B905 (details is optional)
+        else:
+            record = dict(zip(FIELDS, item[2:]))  # noqa: B905 (details is optional)
         _check(record)
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    except TypeError as err:  # what no writer of a frame lets through: damage
+        raise ValueError(f"not a record ({err})") from None
     return n, segment, record
 
 

@@ -35,7 +35,7 @@ from llmagentos._json import jsonable
 from llmagentos.agent import Agent
 from llmagentos.durable.digest import value_digest
 from llmagentos.durable.journal import Approval, Journal
-from llmagentos.durable.records import pack_step
+from llmagentos.durable.records import step_packer
 from llmagentos.durable.scope import StepScope, scope_active
 from llmagentos.durable.steplog import check_durability
 from llmagentos.exceptions import (
@@ -167,6 +167,7 @@ class DurableRunner:
         )  # fmt: skip
         self.n = 0
         self._append: Callable[[int, bytes], None] | None = None  # the log's, once live
+        self._pack = step_packer()
         self._active_since = time.monotonic()
         self._flushed_at = self._active_since
         what = f"resumed, replaying {len(self._recorded)} steps" if self.resumed else "started"
@@ -295,7 +296,7 @@ class DurableRunner:
         scope, act, step, monotonic = self.scope, agent.act, agent.step, time.monotonic
         meter = scope.meter
         replayed = len(self._recorded)
-        append = self._append
+        append, pack_step = self._append, self._pack
         while not agent._blocked:
             if agent.step_index == max_steps:
                 agent._cut()
@@ -373,7 +374,7 @@ class DurableRunner:
             return
         if self._append is None:
             self._append = self.journal.step_appender()
-        self._append(n, pack_step(n, segment, agent))
+        self._append(n, self._pack(n, segment, agent))
         now = time.monotonic()
         if now - self._flushed_at > _ACTIVE_FLUSH_SECONDS:
             self._flush_active(now)

@@ -63,7 +63,8 @@ __all__ = [
 ]
 
 DURABILITY = ("process", "power_loss")
-LOG_FORMAT = "llmagentos.steps/1"
+LOG_FORMAT = "llmagentos.steps/2"  # msgpack records (steps/1: marshal; read, appended to)
+_FORMATS = ("llmagentos.steps/1", LOG_FORMAT)  # a frame's first byte tells its encoding
 SYNC_STEPS = 100
 SYNC_SECONDS = 0.05
 _WORD = struct.Struct("<I")
@@ -165,7 +166,7 @@ def parse(data: bytes, path: Path, *, run_id: str, base: int) -> Frames:
         meta = json.loads(header)
     except ValueError as err:
         raise JournalError(f"{path}: the steps log's header is not JSON ({err})") from err
-    if not isinstance(meta, dict) or meta.get("format") != LOG_FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in _FORMATS:
         found = meta.get("format") if isinstance(meta, dict) else meta
         raise JournalError(f"{path}: format {found!r:.60} is not {LOG_FORMAT!r}")
     if meta.get("run_id") != run_id:
