@@ -454,7 +454,7 @@ class Agent(MeasuredLoop, AsyncLoop, EpisodeRunner):
                 observation, reward = result
             except Exception:
                 observation, reward = result = self._seed_result(result)
-            if result.__class__ is not tuple or reward.__class__ is not float:
+            if type(result) is not tuple or type(reward) is not float:
                 observation, reward = result = self._seed_result(result)
             if self._training:
                 try:
