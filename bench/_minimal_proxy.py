@@ -6,6 +6,10 @@ session) and hands the reply back: no routing table, no checks, no metrics, no
 logging, no retries. What it costs per request is what any proxy built on this stack
 pays before doing any of the gateway's work.
 
+``CLIENT=pyreqwest`` sends the hop with pyreqwest instead (Rust's reqwest and hyper,
+one pooled client): what another HTTP client would change; ``LOOP=uvloop`` serves on
+uvloop instead of the gateway's loop (asyncio's).
+
 python -m _minimal_proxy PORT   (UPSTREAM=http://127.0.0.1:N in the environment)
 """
 
@@ -21,24 +25,39 @@ import uvicorn
 from llmagentos.load_shedding import EVENT_LOOP
 
 UPSTREAM = os.environ.get("UPSTREAM", "")
+CLIENT = os.environ.get("CLIENT", "aiohttp")
 _HOP = frozenset({b"host", b"content-length", b"connection"})
 _DROPPED = frozenset({"transfer-encoding", "connection", "date", "server"})
-_SESSION: dict[str, aiohttp.ClientSession] = {}  # made in the server's loop, once
+_SESSION: dict[str, Any] = {}  # made in the server's loop, once
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return  # lifespan: nothing to start
-    session = _SESSION.get("")
-    if session is None:
-        connector = aiohttp.TCPConnector(limit=0)
-        session = _SESSION[""] = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+async def _body(receive: Any) -> bytes:
     body = b""
     more = True
     while more:
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
+    return body
+
+
+def _reply_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    return [
+        (k.lower().encode(), v.encode()) for k, v in headers.items() if k.lower() not in _DROPPED
+    ]
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return  # lifespan: nothing to start
+    if CLIENT == "pyreqwest":
+        await _reqwest_hop(scope, receive, send)
+        return
+    session = _SESSION.get("")
+    if session is None:
+        connector = aiohttp.TCPConnector(limit=0)
+        session = _SESSION[""] = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    body = await _body(receive)
     path = scope["path"]
     rest = path[path.find("/", 1) :] if path.count("/") > 1 else path  # /up/echo -> /echo
     headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k not in _HOP]
@@ -46,11 +65,27 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         scope["method"], UPSTREAM + rest, data=body, headers=headers
     ) as reply:
         data = await reply.read()
-        out = [
-            (k.lower().encode(), v.encode())
-            for k, v in reply.headers.items()
-            if k.lower() not in _DROPPED
-        ]
+        out = _reply_headers(reply.headers)
+        await send({"type": "http.response.start", "status": reply.status, "headers": out})
+        await send({"type": "http.response.body", "body": data})
+
+
+async def _reqwest_hop(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    from pyreqwest.client import ClientBuilder
+
+    client = _SESSION.get("reqwest")
+    if client is None:
+        client = _SESSION["reqwest"] = await ClientBuilder().build().__aenter__()
+    body = await _body(receive)
+    path = scope["path"]
+    rest = path[path.find("/", 1) :] if path.count("/") > 1 else path
+    request = client.request(scope["method"], UPSTREAM + rest).body_bytes(body)
+    for k, v in scope["headers"]:
+        if k not in _HOP:
+            request = request.header(k.decode(), v.decode())
+    async with request.build_streamed() as reply:
+        data = (await reply.bytes()).to_bytes()  # its Bytes, as bytes for the transport
+        out = _reply_headers(reply.headers)
         await send({"type": "http.response.start", "status": reply.status, "headers": out})
         await send({"type": "http.response.body", "body": data})
 
@@ -58,5 +93,5 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 if __name__ == "__main__":
     uvicorn.run(
         app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
-        lifespan="off", loop=EVENT_LOOP,
+        lifespan="off", loop=os.environ.get("LOOP", EVENT_LOOP),
     )  # fmt: skip

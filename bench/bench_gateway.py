@@ -28,7 +28,10 @@ testing``, a bare Starlette app) and the gateway in front of it.
 - a faster server stack, where ``granian`` is installed (the ``bench`` extra): the
   minimal proxy on granian's Rust HTTP server through RSGI, on the gateway's asyncio
   loop and on uvloop, in the same interleaved load (information: what another server
-  would give any Python proxy here).
+  would give any Python proxy here);
+- another hop client, where ``pyreqwest`` is installed (the ``bench`` extra): the
+  minimal proxy sending its hop with Rust's reqwest instead of aiohttp (information:
+  what the client costs of a proxy's requests).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import importlib.util
 import os
 import secrets
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -63,6 +67,23 @@ FLOOD_RATIO_TARGET = 0.25
 FLOOD = 30
 WORKERS = 2
 GRANIAN_LOOPS = ("asyncio", "uvloop")
+REQWEST_LOOPS = ("asyncio", "uvloop")
+
+
+def _start_floors(env: dict[str, str]) -> dict[str, tuple[subprocess.Popen[bytes], str]]:
+    """The minimal proxies, each a server process: on uvicorn with aiohttp's client, and
+    where installed with pyreqwest's client and on granian (per event loop)."""
+    floors = {"minimal": start_server(["_minimal_proxy"], port_flag=None, env=env)}
+    for loop in REQWEST_LOOPS if importlib.util.find_spec("pyreqwest") else ():
+        with_reqwest = {**env, "CLIENT": "pyreqwest", "LOOP": loop}
+        floors[f"reqwest_{loop}"] = start_server(
+            ["_minimal_proxy"], port_flag=None, env=with_reqwest
+        )
+    for loop in GRANIAN_LOOPS if importlib.util.find_spec("granian") else ():
+        floors[f"granian_{loop}"] = start_server(
+            ["_minimal_rsgi_proxy"], port_flag=None, env={**env, "LOOP": loop}
+        )
+    return floors
 
 
 def _flood_seconds(url: str, keys: list[str]) -> float:
@@ -159,13 +180,7 @@ def run(quick: bool) -> BenchResult:
         config.write_text(f'[[services]]\nname = "up"\nreplicas = ["{upstream_url}"]\n')
         gateway, gateway_url = start_server(["llmagentos", "gateway", str(config)])
         floor_env = {**os.environ, "UPSTREAM": upstream_url, "PYTHONPATH": str(ROOT / "bench")}
-        minimal, minimal_url = start_server(["_minimal_proxy"], port_flag=None, env=floor_env)
-        granian = {
-            loop: start_server(
-                ["_minimal_rsgi_proxy"], port_flag=None, env={**floor_env, "LOOP": loop}
-            )
-            for loop in (GRANIAN_LOOPS if importlib.util.find_spec("granian") else ())
-        }
+        floors = _start_floors(floor_env)
         secured, key = _secured_config(folder, upstream_url)
         env = {**os.environ, "LLMAGENTOS_PRINCIPAL_SECRET": secrets.token_urlsafe(32)}
         guarded, guarded_url = start_server(
@@ -203,26 +218,21 @@ def run(quick: bool) -> BenchResult:
                 if cpu_before is None or cpu_after is None
                 else (cpu_after - cpu_before) / len(mine) * 1e6
             )
-            targets = {
-                "bare": Target(direct), "minimal": Target(f"{minimal_url}/up/echo"),
-                "gateway": Target(via), "full": signed,
-            }  # fmt: skip
-            serving = {
-                "bare": [upstream.pid], "minimal": [minimal.pid], "gateway": [gateway.pid],
-            }  # fmt: skip
+            targets = {"bare": Target(direct), "gateway": Target(via), "full": signed}
+            serving = {"bare": [upstream.pid], "gateway": [gateway.pid]}
             if workers_url is not None:
                 targets["workers"] = Target(f"{workers_url}/up/echo")
-            for loop, (process, url) in granian.items():
-                targets[f"granian_{loop}"] = Target(f"{url}/up/echo")
-                serving[f"granian_{loop}"] = [process.pid, *_children(process.pid)]
+            for name, (process, url) in floors.items():
+                targets[name] = Target(f"{url}/up/echo")
+                serving[name] = [process.pid, *_children(process.pid)]  # granian's worker
             cpu: dict[str, list[float]] = {}
             loads = _load(targets, seconds, repeats, serving, cpu)
             url = f"{guarded_url}/up/echo"
             remembered = _flood_seconds(url, [_wrong_secret(key)] * FLOOD)
             distinct = _flood_seconds(url, [_wrong_secret(key) for _ in range(FLOOD)])
         finally:
-            others = [process for process, _ in granian.values()]
-            for process in (gateway, minimal, *others, guarded, workers, upstream):
+            others = [process for process, _ in floors.values()]
+            for process in (gateway, *others, guarded, workers, upstream):
                 if process is not None:
                     process.terminate()
                     process.wait(timeout=30)
@@ -282,6 +292,7 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
         ["through a minimal proxy (raw ASGI + aiohttp, nothing else: the floor)", "", "",
          f"{rps['minimal']:,.0f}", f"{load_p50['minimal']:.2f}", f"{load_p99['minimal']:.2f}"],
         ["minimal proxy against the bare app", "", "", f"{floor_ratio:.2f}x", "", ""],
+        *_reqwest_rows(loads, rps, load_p50, load_p99),
         *_granian_rows(loads, rps, load_p50, load_p99),
     ]  # fmt: skip
     rows.extend(_cpu_rows(cpu_load))
@@ -380,6 +391,7 @@ def _cpu_rows(cpu: dict[str, float]) -> list[list[str]]:
     app = cpu["bare"]
     rows = [["bare app CPU per request under load (us)", f"{app:.0f}", "", "", "", ""]]
     names = [("minimal", "minimal proxy"), ("gateway", "gateway")]
+    names[1:1] = [(f"reqwest_{lp}", f"minimal proxy, pyreqwest, {lp}") for lp in REQWEST_LOOPS]
     names[1:1] = [(f"granian_{lp}", f"minimal proxy on granian, {lp}") for lp in GRANIAN_LOOPS]
     for name, label in names:
         if name in cpu:
@@ -406,6 +418,26 @@ def _workers_rows(
     ]  # fmt: skip
 
 
+def _reqwest_rows(
+    loads: dict[str, list[WrkResult]], rps: dict[str, float], p50: dict[str, float],
+    p99: dict[str, float],
+) -> list[list[str]]:  # fmt: skip
+    """The minimal proxy with pyreqwest's client per event loop, and its ratio to the bare app."""
+    rows = []
+    for loop in REQWEST_LOOPS:
+        name = f"reqwest_{loop}"
+        label = f"the minimal proxy with pyreqwest (Rust's reqwest) as its client, {loop} loop"
+        if name not in loads:
+            rows.append([label, "", "", "- (pyreqwest not installed: the bench extra)", "", ""])
+            continue
+        rows += [
+            [label, "", "", f"{rps[name]:,.0f}", f"{p50[name]:.2f}", f"{p99[name]:.2f}"],
+            [f"pyreqwest ({loop}) minimal proxy against the bare app", "", "",
+             f"{_ratio(loads, name, 'bare'):.2f}x", "", ""],
+        ]  # fmt: skip
+    return rows
+
+
 def _granian_rows(
     loads: dict[str, list[WrkResult]], rps: dict[str, float], p50: dict[str, float],
     p99: dict[str, float],
@@ -428,8 +460,10 @@ def _granian_rows(
 
 def _granian_note(loads: dict[str, list[WrkResult]]) -> str:
     found = [
-        f"{_ratio(loads, f'granian_{loop}', 'bare'):.2f}x ({loop})"
-        for loop in GRANIAN_LOOPS
-        if f"granian_{loop}" in loads
-    ]
-    return f"; on granian: {', '.join(found)}" if found else ""
+        f"{_ratio(loads, f'{stack}_{loop}', 'bare'):.2f}x ({label}, {loop})"
+        for stack, label, loops in (("granian", "granian", GRANIAN_LOOPS),
+                                    ("reqwest", "pyreqwest", REQWEST_LOOPS))
+        for loop in loops
+        if f"{stack}_{loop}" in loads
+    ]  # fmt: skip
+    return f"; {', '.join(found)}" if found else ""
