@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 
 import httpx
@@ -130,3 +131,26 @@ def test_a_sink_given_another_format_gets_records(
     _log_one("formatted")
     sink.close()
     assert (tmp_path / "access.jsonl").read_text().startswith('access {"request_id": "formatted"')
+
+
+@pytest.mark.parametrize(
+    "route", ["/echo", '/a"b\\c', "/\u00e9\u2028\x00\x1f", "/\ud800", "/" + "x" * 300]
+)
+def test_an_access_line_is_what_json_dumps_writes(access_logger, route):
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    access_logger.addHandler(handler)
+    access_logger.setLevel(logging.INFO)
+    try:
+        log_access(
+            "POST", 'id"1', service="up", route=route, upstream="http://127.0.0.1:1",
+            status=HTTPStatus.OK, seconds=0.0012345, attempts=2,
+        )  # fmt: skip
+    finally:
+        access_logger.removeHandler(handler)
+    expected = {
+        "request_id": 'id"1', "method": "POST", "service": "up", "route": route,
+        "upstream": "http://127.0.0.1:1", "status": 200, "ms": 1.23, "attempts": 2,
+    }  # fmt: skip
+    assert seen == [json.dumps(expected)]

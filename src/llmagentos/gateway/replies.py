@@ -3,10 +3,10 @@ its 404/405s naming the path (never a redirect or a plain-text page)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import secrets
+from json.encoder import encode_basestring_ascii as _quoted
 from typing import TYPE_CHECKING
 
 from llmagentos.gateway.access_log import ACCESS_LOGGER, plain_sink
@@ -29,11 +29,14 @@ def log_access(
     status: int, seconds: float, attempts: int,
 ) -> None:  # fmt: skip
     if access_log.isEnabledFor(logging.INFO):  # build the line only if someone reads it
-        line = json.dumps({
-            "request_id": request_id, "method": method, "service": service,
-            "route": route, "upstream": upstream, "status": status,
-            "ms": round(seconds * 1000, 2), "attempts": attempts,
-        })  # fmt: skip
+        # What json.dumps writes for this dict, built directly (a quarter of its time):
+        # its C string escaping, numbers as their repr.
+        line = (
+            f'{{"request_id": {_quoted(request_id)}, "method": {_quoted(method)}, '
+            f'"service": {_quoted(service)}, "route": {_quoted(route)}, '
+            f'"upstream": {_quoted(upstream)}, "status": {int(status)!r}, '
+            f'"ms": {round(seconds * 1000, 2)!r}, "attempts": {int(attempts)!r}}}'
+        )
         sink = plain_sink(access_log)
         if sink is not None:
             sink.add_line(line)
