@@ -347,14 +347,21 @@ def unpack(body: bytes) -> tuple[int, str, Any]:
     try:
         if len(item) == 4:  # Journal.append_step: plain when written
             record: Any = item[3]
-        elif packed:  # as the runner's fast path packed it: converted as it was not
-            values = list(item[2:])
-            if len(values) < len(FIELDS):
-                values.append(None)
-            record = dict(zip(FIELDS, _convert(values)))  # noqa: B905 (details is optional)
+            _check(record)
         else:
             record = dict(zip(FIELDS, item[2:]))  # noqa: B905 (details is optional)
-        _check(record)
+            try:
+                _check(record)  # plain already, as nearly every record is
+            except ValueError:
+                if not packed:
+                    raise
+                # As the runner's fast path packed it (a key JSON spells as a string,
+                # bytes): converted now as the general way would have then.
+                values = list(item[2:])
+                if len(values) < len(FIELDS):
+                    values.append(None)
+                record = dict(zip(FIELDS, _convert(values)))  # noqa: B905
+                _check(record)
     except RecursionError:
         raise ValueError("nested too deeply") from None
     except TypeError as err:  # what no writer of a frame lets through: damage
