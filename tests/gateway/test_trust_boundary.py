@@ -297,6 +297,28 @@ def test_without_auth_no_principal_is_sent_and_credentials_still_stay(
                         PRINCIPAL_HEADER}  # fmt: skip
 
 
+def test_a_replicas_cookie_goes_to_its_caller_and_never_out_with_another_request(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    """A replica named by host (cookies are kept for names, not addresses): the one
+    caller it set a cookie for gets it, and no later request carries it to a replica."""
+    named = stack["echo"].replace("127.0.0.1", "localhost")
+    config = tmp_path / "named.toml"
+    config.write_text(f'[gateway]\nhealth_interval = 0\n\n[[services]]\nname = "echo"\n'
+                      f'replicas = ["{named}"]\n')  # fmt: skip
+    gateway, url = start_server(["llmagentos", "gateway", str(config)], env=ENV)
+    try:
+        acme = httpx.get(f"{url}/echo/gzip")  # the replica sets a=1 and b=2
+        evil = [send(url, "GET", "/echo/inspect", headers=[]) for _ in range(3)]
+    finally:
+        stop_processes(gateway)
+    assert acme.headers.get_list("set-cookie") == ["a=1", "b=2"]
+    for reply in evil:
+        assert reply.status == 200
+        seen = {name.lower(): value for name, value in reply.json()["headers"]}
+        assert "cookie" not in seen, seen
+
+
 def test_auth_without_a_principal_secret_fails_before_listening(tmp_path: Path) -> None:
     ApiKeyStore(tmp_path / "keys.db").close()
     config = tmp_path / "gateway.toml"

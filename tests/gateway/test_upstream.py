@@ -59,6 +59,17 @@ async def test_query_and_headers_arrive_exactly(client: Upstream, upstream_url: 
         assert "user-agent" not in names
 
 
+async def test_no_cookie_a_replica_sets_goes_out_again(client: Upstream, upstream_url: str) -> None:
+    named = upstream_url.replace("127.0.0.1", "localhost")  # cookies are kept for names
+    try:
+        set_them = await client.request("GET", f"{named}/gzip", body=b"", headers={}, timeout=5)
+        later = await client.request("GET", f"{named}/inspect", body=b"", headers={}, timeout=5)
+    finally:
+        await client.aclose()
+    assert [v for k, v in set_them.headers if k.lower() == "set-cookie"] == ["a=1", "b=2"]
+    assert "cookie" not in {name for name, _ in json.loads(later.content)["headers"]}
+
+
 async def test_the_target_is_sent_byte_for_byte_or_not_at_all(upstream_url: str) -> None:
     # The principal is signed over the target as forwarded: a client that normalised it
     # would send a request the signature (and the gateway's checks) did not cover.

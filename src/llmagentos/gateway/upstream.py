@@ -5,6 +5,9 @@ client adds about half what httpx's async client does on loopback (bench/README)
 :class:`AiohttpUpstream` is the default; :class:`HttpxUpstream` runs over any httpx
 transport, which lets tests put in-process ASGI apps behind the gateway.
 
+Neither client keeps cookies: a replica's ``Set-Cookie`` is its caller's alone, passed
+on to that caller and never stored to go out with the next request, whoever sends it.
+
 A reply whose content type is a stream (``text/event-stream``, as OpenAI-style token
 streams, or ``application/x-ndjson``) and whose status is not a 5xx is handed on as it
 arrives (:attr:`UpstreamReply.stream`) instead of being read whole; the route's
@@ -23,6 +26,7 @@ import logging
 import ssl
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
@@ -160,6 +164,7 @@ class AiohttpUpstream:
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
                 trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),  # one client's cookies, not the next's
             )
         return self._session
 
@@ -236,8 +241,9 @@ class HttpxUpstream:
 
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._client = httpx.AsyncClient(
-            transport=transport, follow_redirects=False, trust_env=False
-        )
+            transport=transport, follow_redirects=False, trust_env=False,
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # it keeps none
+        )  # fmt: skip
 
     async def request(
         self, method: str, url: str, *, body: bytes, headers: Headers, timeout: float
