@@ -7,6 +7,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from llmagentos.exceptions import ConfigError, QTableError
@@ -213,3 +214,44 @@ def test_qtable_errors_name_the_problem(tmp_path: Path) -> None:
         QTable.load(bad)
     with pytest.raises(QTableError, match="500 states x 6 actions"):
         q.check_fits(n_actions=6, n_states=500)
+
+
+def _transition(**changes: object) -> Transition:
+    base: dict[str, object] = {
+        "observation": 0, "features": 0, "action": 2, "reward": -1.0, "next_observation": 1,
+        "next_features": 1, "terminated": False, "truncated": False,
+    }  # fmt: skip
+    return Transition(**{**base, **changes})  # type: ignore[arg-type]
+
+
+BAD_TRANSITIONS = {
+    "negative action": {"action": -1},  # a list would take it from the end
+    "bool action": {"action": True},
+    "action past the last": {"action": 6},
+    "float action": {"action": 2.5},
+    "NaN reward": {"reward": math.nan},
+    "infinite reward": {"reward": -math.inf},
+    "next state outside": {"next_features": 99_999},
+    "state outside": {"features": -1},
+}
+
+
+@pytest.mark.parametrize("learner", ["q_learning", "expected_sarsa", "sarsa"])
+@pytest.mark.parametrize("bad", list(BAD_TRANSITIONS))
+def test_a_transition_the_table_cannot_hold_is_refused_before_anything_changes(learner, bad):
+    q = QTable(6, 500)
+    make = {"q_learning": QLearning, "expected_sarsa": ExpectedSarsa, "sarsa": Sarsa}[learner]
+    td = make(q, alpha=0.5, gamma=0.9)
+    with pytest.raises(QTableError):
+        td.update(_transition(**BAD_TRANSITIONS[bad]))
+    assert q.as_array().sum() == 0 and sum(map(sum, q.visits)) == 0
+    # Nothing was kept pending either: the next good transitions learn as usual.
+    td.update(_transition())
+    td.update(_transition(features=1, next_features=2, terminated=True))
+    assert q.as_array().sum() != 0
+
+
+def test_numpy_integer_actions_are_columns():
+    q = QTable(6, 10)
+    q.update(3, np.int64(4), 1.0, 0.5)
+    assert q[3, 4] == 0.5

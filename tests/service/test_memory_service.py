@@ -161,6 +161,16 @@ def test_search_update_delete_round_trip(service: str) -> None:
         ("POST", "/v1/memory/ghost/semantic/search", {"query": "x"}, 404, "ghost"),
         ("GET", "/v1/memory/a/semantic/items/nope", None, 404, "nope"),
         ("POST", "/v1/memory/..%2Fevil/semantic/items", {"items": ["x"]}, 404, "no route"),
+        ("GET", f"/v1/memory/a/semantic/items?offset={2**63}", None, 422, "offset"),
+        ("POST", "/v1/memory/a/semantic/items", {"items": ["\ud800"]}, 422, "surrogate"),
+        (
+            "POST",
+            "/v1/memory/a/semantic/items",
+            {"items": [{"text": "x", "metadata": {"\udfff": 1}}]},
+            422,
+            "surrogate",
+        ),
+        ("POST", "/v1/memory/a/semantic/search", {"query": "\ud83d"}, 422, "query"),
     ],
 )
 def test_bad_input_is_a_4xx_naming_it(  # noqa: PLR0917 - the parametrized case

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -139,6 +140,58 @@ def test_client_mistakes_are_4xx_naming_the_problem(service: str) -> None:
     planning = remote_modules(service, "planning")[0]
     with pytest.raises(ModuleError, match="400"):
         planning.decide([1, 2, 3])  # features the Q-table cannot index
+
+
+# Bodies whose 422 quotes a value JSON cannot write: NaN, infinities, lone surrogates.
+UNQUOTABLE = [
+    ("/v1/agent/reset", b'{"session": "a", "seed": 1e400}', "seed"),
+    ("/v1/agent/reset", b'{"session": NaN}', "session"),
+    ("/v1/agent/step", b'{"session": "a", "actio": Infinity}', "action"),
+    ("/v1/agent/reset", b'{"session": "\\ud800"}', "session"),
+    ("/v1/agent/reset", b'{"session": "a", "\\udfff": 1}', "body"),
+]
+
+
+@pytest.mark.parametrize(("route", "body", "field"), UNQUOTABLE)
+def test_a_422_quoting_what_json_cannot_write_is_still_a_422(
+    service: str, route: str, body: bytes, field: str
+) -> None:
+    reply = httpx.post(f"{service}{route}", content=body,
+                       headers={"content-type": "application/json"})  # fmt: skip
+    assert reply.status_code == 422, reply.text
+    assert field in json.dumps(reply.json()["detail"])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"action": -1},
+        {"action": True},
+        {"action": 6},
+        {"reward": "NaN"},
+        {"reward": "-Infinity"},
+        {"next_features": 99_999},
+    ],
+    ids=["negative-action", "bool-action", "action-past-the-last", "nan", "infinity", "state"],
+)
+def test_a_transition_the_q_table_cannot_hold_is_refused_and_changes_nothing(
+    service: str, change: dict[str, object]
+) -> None:
+    transition = {"observation": 0, "features": 0, "action": 2, "reward": 4.0,
+                  "next_observation": 1, "next_features": 1, **change}  # fmt: skip
+    raw = json.dumps({"session": "table", "transition": transition}).replace('"NaN"', "NaN")
+    raw = raw.replace('"-Infinity"', "-Infinity")
+    before = httpx.get(f"{service}/v1/sessions/table/qtable")
+    reply = httpx.post(f"{service}/v1/learning/update", content=raw,
+                       headers={"content-type": "application/json"})  # fmt: skip
+    assert reply.status_code == 400, reply.text
+    assert "learning" in reply.json()["detail"]
+    after = httpx.get(f"{service}/v1/sessions/table/qtable")
+    if before.status_code == 200:
+        assert after.json()["values"] == before.json()["values"]
+    good = {**transition, "action": 2, "reward": 4.0, "next_features": 1}
+    assert httpx.post(f"{service}/v1/learning/update",
+                      json={"session": "table", "transition": good}).status_code == 200  # fmt: skip
 
 
 def test_health_metrics_and_openapi(service: str) -> None:

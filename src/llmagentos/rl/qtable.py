@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
 from collections.abc import Hashable, Iterator
 from pathlib import Path
@@ -122,8 +123,33 @@ class QTable:
 
     # -- learning -------------------------------------------------------------------------
 
+    def action_index(self, action: Any) -> int:
+        """``action`` as a column of the table.
+
+        Raises:
+            QTableError: it is not an integer in ``0..n_actions - 1`` (a bool, a negative
+                index, which a list would take from the end, or past the last action).
+        """
+        if type(action) is int and 0 <= action < self.n_actions:
+            return action
+        if isinstance(action, bool) or not hasattr(type(action), "__index__"):
+            raise QTableError(f"action {action!r:.40} is not an integer action index")
+        index = operator.index(action)
+        if not 0 <= index < self.n_actions:
+            raise QTableError(f"action {index} is outside 0..{self.n_actions - 1}")
+        return index
+
     def update(self, state: Any, action: int, target: float, alpha: float) -> tuple[float, float]:
-        """Move Q(state, action) toward ``target`` by ``alpha``; return (old, new)."""
+        """Move Q(state, action) toward ``target`` by ``alpha``; return (old, new).
+
+        Raises:
+            QTableError: the state or action is not one of the table's, or ``target``
+                is not a finite number (it would poison the value for good).
+        """
+        if type(action) is not int or not 0 <= action < self.n_actions:
+            action = self.action_index(action)
+        if not target - target == 0.0:  # NaN or an infinity (finite numbers give 0.0)
+            raise QTableError(f"the target {target!r} is not a finite number")
         row = self._ensure_row(state)
         values = self.rows[row]
         old = values[action]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmagentos.exceptions import ConfigError
+from llmagentos.exceptions import ConfigError, QTableError
 from llmagentos.rl.qtable import QTable
 from llmagentos.rl.schedules import Clocked, Schedule, ScheduleLike, as_schedule, check_range
 from llmagentos.types import Transition
@@ -69,7 +69,23 @@ class TemporalDifference(Clocked):
             "alpha": alpha,
         }
 
+    def check(self, transition: Transition) -> None:
+        """Refuse a transition the table cannot learn from, before anything changes.
+
+        Raises:
+            QTableError: its action is not one of the table's, its reward is not a
+                finite number, or a state is outside a fixed-size table.
+        """
+        self.q.action_index(transition.action)
+        reward = transition.reward
+        if not reward - reward == 0.0:  # NaN or an infinity
+            raise QTableError(f"reward {reward!r} is not a finite number")
+        self.q.row_of(transition.features)
+        if not transition.terminated:
+            self.q.row_of(transition.next_features)
+
     def update(self, transition: Transition) -> dict[str, Any] | None:
+        self.check(transition)
         next_value = 0.0 if transition.terminated else self.bootstrap(transition)
         return self._apply(transition, next_value)
 
@@ -136,6 +152,9 @@ class Sarsa(TemporalDifference):
         return self._apply(pending, self.q.max_value(pending.next_features))
 
     def update(self, transition: Transition) -> dict[str, Any] | None:
+        # Checked now, not when it is settled a step later: a bad transition kept
+        # pending would refuse every next call of the session instead.
+        self.check(transition)
         report = None
         pending = self._pending
         if pending is not None:

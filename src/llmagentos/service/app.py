@@ -29,6 +29,7 @@ names the field or value; only a failure of the service itself is a 5xx.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -261,8 +262,18 @@ def service_app(
 
 def _error_handlers(app: FastAPI) -> None:
     """Each typed error as the status it means, naming what went wrong."""
-    from fastapi.responses import JSONResponse
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Any, err: RequestValidationError) -> Any:
+        # FastAPI's own 422, whose errors quote the input as parsed; but a NaN, an
+        # infinity or a lone surrogate there has no JSON form, and its reply was a 500.
+        errors = jsonable(jsonable_encoder(err.errors()))  # non-finite floats as text
+        body = json.dumps({"detail": errors}, ensure_ascii=True, allow_nan=False)
+        return Response(body, status_code=422, media_type="application/json")
 
     @app.exception_handler(ModuleError)
     async def _module_error(request: Any, err: ModuleError) -> Any:

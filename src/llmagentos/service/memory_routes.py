@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmagentos.exceptions import (
     EmbeddingMismatch,
@@ -48,8 +48,32 @@ ANONYMOUS_MEMORY_TENANT = "anonymous.local"
 KindName = Literal["episodic", "semantic", "skill"]
 
 
+def _lone_surrogate(value: Any) -> bool:
+    """Whether ``value`` holds a string UTF-8 cannot encode (JSON's ``"\\ud800"``)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_lone_surrogate(v) for v in value)
+    return False
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _encodable(self) -> _Strict:
+        # The store keeps UTF-8 text: a lone surrogate is the client's mistake (422
+        # naming the field), not a failed write.
+        for name in type(self).model_fields:
+            if _lone_surrogate(getattr(self, name)):
+                raise ValueError(f"{name} holds a lone surrogate (\\ud800-\\udfff), not text")
+        return self
 
 
 class PutRequest(_Strict):
@@ -121,7 +145,7 @@ def add_memory_routes(app: FastAPI, manager: MemoryManager) -> None:
         agent: str = agent_part,
         kind: KindName = kind_part,
         limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=2**63 - 1),  # SQLite's largest integer
     ) -> Any:
         from llmagentos._blocking import run_blocking
 
