@@ -96,6 +96,10 @@ def test_json_registration_works_in_any_casing(open_gateway: str, echo: str) -> 
         ("http://127.0.0.1:80/%2e%2e", 422, "plain segments"),
         ("http://127.0.0.1:99999", 422, "not a URL"),
         ("http://127.0.0.1:80/?x=1", 422, "query"),
+        ("http://127.0.0.1\u0000.evil:80", 422, "controls"),  # a resolver stops at the NUL
+        (" http://127.0.0.1:80", 422, "spaces"),
+        ("\x01http://127.0.0.1:80", 422, "controls"),
+        ("http://127.0.0.1:80\t", 422, "spaces"),
         (123, 422, "url"),
     ],
 )

@@ -95,6 +95,8 @@ def test_bodies() -> None:
         (b'{"x": {"a": 1, "a": 2}}', "application/json", "body"),
         (b'{"session": "' + b"s" * 129 + b'"}', "application/json", "body.session"),
         (b"[" * 50_000 + b"]" * 50_000, "application/json", "body"),
+        (b'{"session": "\\ud800"}', "application/json", "body.session"),  # no UTF-8 form
+        (b'{"session": "a\\udfff"}', None, "body.session"),
     ]:
         with pytest.raises(GatewayError) as caught:
             read(body, content_type)

@@ -21,6 +21,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -317,6 +318,34 @@ def test_a_replicas_cookie_goes_to_its_caller_and_never_out_with_another_request
         assert reply.status == 200
         seen = {name.lower(): value for name, value in reply.json()["headers"]}
         assert "cookie" not in seen, seen
+
+
+def test_trailers_sent_after_admission_never_reach_a_replica(stack: dict[str, Any]) -> None:
+    """A chunked body's trailers arrive after the headers were admitted: they are not
+    headers the replica gets (a second Content-Type, a Host, anything)."""
+    key = stack["key"]["acme"]
+    host, port = stack["gateway"].removeprefix("http://").split(":")
+    before = _reached(stack["echo"])
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(
+            b"POST /echo/inspect HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\n"
+            + f"Authorization: Bearer {key}\r\n".encode()
+            + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\nabcd\r\n"
+        )
+        time.sleep(0.3)  # admitted, and reading the body
+        raw.sendall(b"0\r\nContent-Type: application/json\r\nX-Evil: smuggled\r\n"
+                    b"Host: evil.example\r\n\r\n")  # fmt: skip
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    if status == 200:
+        seen = json.loads(answer.split(b"\r\n\r\n", 1)[1])["headers"]
+        names = [name.lower() for name, _ in seen]
+        assert "x-evil" not in names and names.count("content-type") == 1, seen
+        assert dict(seen)["host"] != "evil.example"
+    else:  # refused whole (the trailers read as repeated headers): nothing forwarded
+        assert 400 <= status < 500 and _reached(stack["echo"]) == before
 
 
 def test_auth_without_a_principal_secret_fails_before_listening(tmp_path: Path) -> None:

@@ -274,9 +274,22 @@ def read_json_body(
         return None  # not JSON for anyone: the service reads it as what it says it is
     if isinstance(data, dict):
         session = data.get("session")
-        if isinstance(session, str) and len(session) > limits.max_id_chars:
-            raise _refuse(f"session is over {limits.max_id_chars} characters", field="body.session")
+        if isinstance(session, str):
+            if len(session) > limits.max_id_chars:
+                raise _refuse(
+                    f"session is over {limits.max_id_chars} characters", field="body.session"
+                )
+            if not session.isascii() and not _encodable(session):
+                raise _refuse("session holds a lone surrogate, not text", field="body.session")
     return data
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 #: ``refuse(scope, send, error)``: answer a request refused before routing.
@@ -336,6 +349,9 @@ class AdmissionMiddleware:
             return
         if not scope.get("raw_path"):  # optional in ASGI: then the decoded path, encoded
             scope["raw_path"] = quote(scope["path"]).encode("ascii")
+        # The headers as admitted, and the only ones forwarded: uvicorn appends a chunked
+        # body's trailers to its own list when they arrive, after these checks ran.
+        scope["headers"] = list(scope["headers"])
         try:
             check_target(scope["raw_path"], scope.get("query_string", b""), self.limits)
             check_headers(scope["headers"])

@@ -39,10 +39,10 @@ class ProxyDispatch:
         registry: ServiceRegistry,
         proxy: Callable[[Request], Awaitable[Response]],
     ) -> None:
-        from starlette.requests import Request
+        from starlette.requests import ClientDisconnect, Request
 
         self.app, self.registry, self.proxy = app, registry, proxy
-        self._request = Request
+        self._request, self._disconnect = Request, ClientDisconnect
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] not in PROXY_METHODS:
@@ -59,6 +59,10 @@ class ProxyDispatch:
         )
         try:
             reply = await self.proxy(self._request(scope, receive))
+        except self._disconnect:
+            # The client left before its body was in: nothing to answer, nothing failed.
+            log.info("client left mid-request: %s %s", scope["method"], path[:200])
+            return
         except Exception:
             # What Starlette's error middleware would do: a 500, and the trace in the log.
             log.exception("the proxy failed on %s %s", scope["method"], path[:200])

@@ -45,6 +45,10 @@ def check_replica_url(url: str, *, field_name: str = "url") -> str:
     so), so it may hold only plain segments: no dot segments, escapes or empty ones.
     Where its host may point is :mod:`.networks`' to check.
     """
+    if not url.isprintable() or any(c.isspace() for c in url):
+        # urlsplit strips or keeps them, and a resolver stops at a NUL: the address
+        # checked would not be the one connected to.
+        raise ConfigError(field_name, f"a replica URL has no spaces or controls (got {url!r:.80})")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (a bad port raises here)

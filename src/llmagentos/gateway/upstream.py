@@ -206,6 +206,8 @@ class AiohttpUpstream:
             raise UpstreamTimeout(f"no answer within {timeout:g} s") from err
         except aiohttp.ClientError as err:
             raise UpstreamFailed(type(err).__name__) from err
+        except ValueError as err:  # what aiohttp will not send (a control in a header)
+            raise UpstreamFailed(f"not sent: {err}") from err
 
     async def _pieces(self, answer: Any, timeout: float) -> AsyncGenerator[bytes, None]:
         pieces = answer.content.iter_any()
