@@ -15,6 +15,7 @@ normalises the path or the header names on the attacker's behalf. What must hold
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -346,6 +347,19 @@ def test_trailers_sent_after_admission_never_reach_a_replica(stack: dict[str, An
         assert dict(seen)["host"] != "evil.example"
     else:  # refused whole (the trailers read as repeated headers): nothing forwarded
         assert 400 <= status < 500 and _reached(stack["echo"]) == before
+
+
+def test_a_head_too_large_is_refused_before_anything_reads_it(stack: dict[str, Any]) -> None:
+    """httptools takes any size of header: the gateway's protocol answers 431 instead."""
+    host, port = stack["gateway"].removeprefix("http://").split(":")
+    before = _reached(stack["echo"])
+    head = b"GET /echo/inspect HTTP/1.1\r\nHost: h\r\nX-Big: " + b"x" * (1 << 20)
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            raw.sendall(head)  # (refused and closed while the head was still going out)
+        answer = raw.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert _reached(stack["echo"]) == before
 
 
 def test_auth_without_a_principal_secret_fails_before_listening(tmp_path: Path) -> None:

@@ -78,6 +78,7 @@ def gateway_command(
     import uvicorn
 
     from llmagentos._heap import prepare_gc_for_serving
+    from llmagentos._http_protocol import BOUNDED_HTTP
     from llmagentos.load_shedding import EVENT_LOOP
     from llmagentos.telemetry.setup import configure_from_env
 
@@ -103,5 +104,6 @@ def gateway_command(
     # claims (per-address limits and the admin routes' loopback rule depend on it).
     uvicorn.run(
         app, host=host, port=port, log_level="warning", log_config=None,
-        timeout_graceful_shutdown=10, proxy_headers=False, loop=EVENT_LOOP, **tls,
+        timeout_graceful_shutdown=10, proxy_headers=False, loop=EVENT_LOOP, http=BOUNDED_HTTP,
+        **tls,
     )  # fmt: skip

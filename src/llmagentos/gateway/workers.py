@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from uvicorn.supervisors.multiprocess import Multiprocess
 
+from llmagentos._http_protocol import BOUNDED_HTTP
 from llmagentos.exceptions import ConfigError
 from llmagentos.load_shedding import EVENT_LOOP
 
@@ -123,6 +124,6 @@ def run_workers(
     settings = uvicorn.Config(
         _FACTORY, factory=True, workers=workers, host=host, port=port, log_level="warning",
         log_config=None, timeout_graceful_shutdown=10, proxy_headers=False, loop=EVENT_LOOP,
-        **tls,
+        http=BOUNDED_HTTP, **tls,
     )  # fmt: skip
     _Supervisor(settings, sockets=[settings.bind_socket()]).run()
