@@ -195,6 +195,8 @@ def test_a_transition_the_q_table_cannot_hold_is_refused_and_changes_nothing(
 
 
 def test_health_metrics_and_openapi(service: str) -> None:
+    # Its own call to count: under xdist the other tests of this module may run elsewhere.
+    httpx.post(f"{service}/v1/planning/decide", json={"session": "metrics", "features": 0})
     assert httpx.get(f"{service}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{service}/readyz").json()["status"] == "ready"
     metrics = httpx.get(f"{service}/metrics").text

@@ -18,7 +18,18 @@ call as it was (Q-table, visits, environment mid-episode). Store I/O and decodin
 run on the runtime's blocking pool (:func:`llmagentos._blocking.run_blocking`),
 never on the event loop. The pool remembers the highest version of every session it
 saw, so a store rolled back to an older (validly sealed) state is refused, even
-after the session was evicted.
+after the session was evicted. A read is judged against the highest version seen
+*before* it began, so a version a concurrent call saved meanwhile is no rollback.
+
+Calls, deletions and reads of a resident session take the session's lock, so a read
+never sees a call half applied, and a deletion is never overtaken by a call that
+arrived after it. A call that fails on a session that did not exist yet leaves none
+behind (nothing listed, nothing counted against a quota).
+
+With a store, an ``Idempotency-Key`` is stored with the request it came with (a digest
+of its method, target and body: :func:`~llmagentos.service.tenancy.request_fingerprint`):
+the same request sent again gets the stored reply; another request with that key is
+refused with a 422 naming the header, and nothing is applied.
 """
 
 from __future__ import annotations
@@ -42,6 +53,8 @@ from llmagentos.exceptions import (
 )
 from llmagentos.service.state import JSON_TAG, StateCodec
 from llmagentos.service.store import SessionKey, SessionStore, StoredSession
+from llmagentos.service.tenancy import request_fingerprint
+from llmagentos.service.wire import idempotency_key_reused
 
 __all__ = ["DEFAULT_MAX_SESSIONS_PER_TENANT", "Replayed", "Session", "SessionPool"]
 
@@ -202,8 +215,11 @@ class SessionPool:
         while len(self._marks) > _MARKS:
             self._marks.popitem(last=False)
 
-    def _check(self, key: SessionKey, stored: StoredSession | None) -> None:
-        seen = self._marks.get(key)
+    def _check(
+        self, key: SessionKey, stored: StoredSession | None, seen: tuple[int, float] | None
+    ) -> None:
+        # ``seen``: the mark as it was before the load began. A version marked since
+        # was saved after the load read the row, so the row may rightly be older.
         if seen is None or self.store is None:
             return
         highest, when = seen
@@ -222,12 +238,13 @@ class SessionPool:
 
     async def _load(self, key: SessionKey) -> StoredSession | None:
         assert self.store is not None
+        seen = self._marks.get(key)  # before the read (see _check)
         try:
             stored = await run_blocking(self.store.load, key)
         except SessionStateRefused as err:
             self.stats.state_refused[err.reason] += 1
             raise
-        self._check(key, stored)
+        self._check(key, stored, seen)
         if stored is not None:
             self._mark(key, stored.version)
         return stored
@@ -246,17 +263,28 @@ class SessionPool:
     # -- calls --
 
     async def run(
-        self, key: SessionKey, work: Callable[[BuiltAgent], Awaitable[T]], call_key: str | None
+        self,
+        key: SessionKey,
+        work: Callable[[BuiltAgent], Awaitable[T]],
+        call_key: str | None,
+        request: str | None = None,
     ) -> Any:
         """Apply ``work`` to the session's agent, once per idempotency ``call_key``.
 
         Calls of one session wait for each other; other sessions' calls run meanwhile.
+        ``request`` is what the call is (default: the HTTP request being handled, see
+        :func:`~llmagentos.service.tenancy.request_fingerprint`); a ``call_key`` stored
+        with another request is refused.
 
         Raises:
             SessionLimitReached: a new session does not fit its quota.
             SessionStateRefused: the stored state is forged or rolled back.
             SessionConflict: another replica moved the session on meanwhile.
+            RequestValidationError: ``call_key`` was used before for another request
+                (a 422 naming ``Idempotency-Key``); nothing was applied.
         """
+        if call_key is not None and request is None and self.store is not None:
+            request = request_fingerprint()
         while True:
             entry = self._admit(key)
             entry.users += 1
@@ -264,11 +292,14 @@ class SessionPool:
                 async with entry.lock:
                     if entry.dropped:
                         continue  # deleted while this call waited: start afresh
-                    return await self._apply(key, entry, work, call_key)
+                    return await self._apply(key, entry, work, call_key, request)
             finally:
-                entry.users -= 1
-                if entry.built is None and not entry.dropped and entry.idle:
-                    self._remove(key)  # nothing was built: do not hold the quota
+                self._release(key, entry)
+
+    def _release(self, key: SessionKey, entry: Session) -> None:
+        entry.users -= 1
+        if entry.built is None and not entry.dropped and entry.idle:
+            self._remove(key)  # nothing was built: do not hold the quota
 
     async def _apply(
         self,
@@ -276,16 +307,25 @@ class SessionPool:
         entry: Session,
         work: Callable[[BuiltAgent], Awaitable[T]],
         call_key: str | None,
+        request: str | None,
     ) -> Any:
         store = self.store
         if store is None:
+            new = entry.built is None
             if entry.built is None:
                 entry.built = self.factory()
-            return await work(entry.built)
+            try:
+                return await work(entry.built)
+            except BaseException:
+                if new:  # a session that failed its first call was never there
+                    self._discard(entry)
+                raise
         stored = await self._load(key)
+        new = stored is None or stored.deleted
         if stored is not None and not stored.deleted:
-            if call_key is not None and call_key == stored.last_key and stored.last_reply:
-                return Replayed(json.loads(stored.last_reply))  # applied already
+            last = stored.last_reply
+            if call_key is not None and last and _replays(stored.last_key, call_key, request):
+                return Replayed(json.loads(last))  # applied already
             if entry.built is None or stored.version != entry.version:
                 entry.built = await self._decode(stored)  # another replica moved it on
                 entry.version = stored.version
@@ -298,14 +338,17 @@ class SessionPool:
                 entry.version = base
         built = entry.built
         assert self.codec is not None
+        last_key = _stamp(call_key, request)
         try:
             result = await work(built)
             reply = json.dumps(jsonable(result))
             blob = await run_blocking(self.codec.dumps, built)
             version = entry.version + 1
-            saved = await run_blocking(store.save, key, version, blob, call_key, reply)
+            saved = await run_blocking(store.save, key, version, blob, last_key, reply)
         except BaseException:
             entry.version = -1  # applied here but not stored: reload it next time
+            if new:
+                self._discard(entry)  # nothing stored: no session was made
             raise
         if not saved:
             entry.version = -1
@@ -317,27 +360,43 @@ class SessionPool:
         self._mark(key, version)
         return result
 
+    @staticmethod
+    def _discard(entry: Session) -> None:
+        if entry.built is not None:
+            entry.built.agent.close()
+            entry.built = None
+
     async def drop(self, key: SessionKey) -> bool:
         """Forget a session (after its running call); False if there was none.
 
         With a store, a sealed tombstone takes the next version, so the deletion
-        reaches every replica and versions keep growing.
+        reaches every replica and versions keep growing. It is written under the
+        session's lock (taken in memory for a session that is not), and the session
+        leaves memory only after it, so a call that arrives meanwhile waits and then
+        starts on the deleted session instead of racing the deletion.
         """
-        existed = False
-        entry = self._sessions.get(key)
-        if entry is not None:
+        while True:
+            entry = self._sessions.get(key)
+            if entry is None:
+                if self.store is None:
+                    return False
+                entry = self._admit(key)  # a lock for calls arriving meanwhile to wait on
             entry.users += 1
             try:
                 async with entry.lock:
-                    if not entry.dropped:
-                        self._remove(key)
-                        existed = entry.built is not None
-                        if entry.built is not None:
-                            entry.built.agent.close()
+                    if entry.dropped:
+                        continue  # evicted or deleted while this waited: look again
+                    existed = entry.built is not None
+                    if self.store is not None:
+                        existed = await self._tombstone(key)
+                    self._remove(key)
+                    self._discard(entry)
+                    return existed
             finally:
-                entry.users -= 1
-        if self.store is None:
-            return existed
+                self._release(key, entry)
+
+    async def _tombstone(self, key: SessionKey) -> bool:
+        assert self.store is not None
         for _ in range(8):  # another replica may save meanwhile: try again on its version
             stored = await self._load(key)
             if stored is None or stored.deleted:
@@ -349,17 +408,32 @@ class SessionPool:
         raise SessionConflict(f"session {key.session!r} kept changing; it was not deleted")
 
     async def peek(self, key: SessionKey) -> BuiltAgent | None:
-        """The session's agent as last stored (or held here), or None; changes nothing."""
-        entry = self._sessions.get(key)
-        if self.store is None:
-            return None if entry is None else entry.built
+        """The session's agent as last stored (or held here), or None; changes nothing.
+
+        A resident session is read under its lock: never with a call half applied.
+        """
+        while True:
+            entry = self._sessions.get(key)
+            if entry is None:
+                return None if self.store is None else await self._stored_agent(key, None)
+            entry.users += 1
+            try:
+                async with entry.lock:
+                    if entry.dropped:
+                        continue  # evicted or deleted while this waited: look again
+                    if self.store is None:
+                        return entry.built
+                    return await self._stored_agent(key, entry)
+            finally:
+                self._release(key, entry)
+
+    async def _stored_agent(self, key: SessionKey, entry: Session | None) -> BuiltAgent | None:
         stored = await self._load(key)
         if stored is None or stored.deleted:
             return None
         if entry is not None and entry.built is not None and entry.version == stored.version:
             return entry.built
-        built = await self._decode(stored)
-        return built
+        return await self._decode(stored)
 
     async def sessions(self, tenant: str, limit: int) -> tuple[list[str], bool]:
         """``tenant``'s session ids (sorted, at most ``limit``) and whether more exist."""
@@ -372,3 +446,35 @@ class SessionPool:
             names.update(await run_blocking(self.store.sessions, tenant, limit + 1))
         ordered = sorted(names)
         return ordered[:limit], len(ordered) > limit
+
+
+def _stamp(call_key: str | None, request: str | None) -> str | None:
+    """The key as stored: ``"<request fingerprint>\\n<key>"`` (a header value holds
+    no newline, so this splits one way only), or the key alone without a request."""
+    if call_key is None or request is None:
+        return call_key
+    return f"{request}\n{call_key}"
+
+
+def _replays(stored: str | None, call_key: str, request: str | None) -> bool:
+    """Whether a call with ``call_key`` is the stored one sent again (its reply is then
+    returned as it was).
+
+    Raises:
+        RequestValidationError: the key was stored with another request (a 422).
+    """
+    if stored is None:
+        return False
+    earlier, newline, key = stored.partition("\n")
+    if not newline or not _fingerprinted(earlier):
+        return stored == call_key  # stored without a request: the key alone
+    if key != call_key:
+        return False
+    if request is None or request == earlier:
+        return True
+    raise idempotency_key_reused(call_key, earlier.partition(" ")[2], request.partition(" ")[2])
+
+
+def _fingerprinted(text: str) -> bool:
+    digest, space, _ = text.partition(" ")
+    return bool(space) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)

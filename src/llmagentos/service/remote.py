@@ -89,12 +89,16 @@ class ServiceClient:
         self._async: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, _Keeper]] = {}
         self._guard = threading.Lock()
         self._calls = 0
+        # Keys name this client too: another one on the same session (a restarted
+        # process) counts from 1 again, and a service refuses a key reused for
+        # another request.
+        self._key_prefix = f"{self.session}:{uuid.uuid4().hex[:12]}"
 
     def _key(self) -> dict[str, str]:
         # One key per call: a gateway may retry it on another replica, and a service
         # with a session store applies it once (see llmagentos.service.store).
         self._calls += 1
-        headers = {"idempotency-key": f"{self.session}:{self._calls}"}
+        headers = {"idempotency-key": f"{self._key_prefix}:{self._calls}"}
         if TELEMETRY.on:  # the callee's spans join this trace
             inject(headers)
         return headers

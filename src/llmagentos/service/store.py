@@ -4,7 +4,9 @@ With a store, a module service saves each session's agent after every call, toge
 with the call's idempotency key and reply, in one atomic compare-and-set on the
 session's version. A replica that gets a session whose stored version is newer than
 its own loads it first; a call whose key matches the last one applied is answered
-from the stored reply instead of being applied again. So when a replica dies mid-call
+from the stored reply instead of being applied again (the key is stored with a digest
+of its request, so the same key on another request is refused, not answered with
+another call's reply: see :mod:`llmagentos.service.pool`). So when a replica dies mid-call
 and the gateway sends the call to another replica, the step is applied exactly once.
 
 Sessions are keyed by :class:`SessionKey` (tenant, session id) under the store's

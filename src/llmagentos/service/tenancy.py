@@ -18,10 +18,15 @@ string still percent-encoded, the body's bytes) with
 The tenant is all a handler needs: every session, stored state and listing is keyed
 by (tenant, session id), so what the client wrote in a body or a path can only name
 sessions of its own tenant.
+
+The gate also notes what the request is (its method, request-target and body), so a
+session store can tell an ``Idempotency-Key`` sent again with the same request from
+one reused for another (:func:`request_fingerprint`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from contextvars import ContextVar
 from typing import Any
@@ -29,7 +34,14 @@ from typing import Any
 from llmagentos.exceptions import PrincipalError
 from llmagentos.principal import PRINCIPAL_HEADER, SECRET_ENV, Principal, PrincipalSigner
 
-__all__ = ["ANONYMOUS", "OPEN_PATHS", "PrincipalGate", "caller", "caller_tenant"]
+__all__ = [
+    "ANONYMOUS",
+    "OPEN_PATHS",
+    "PrincipalGate",
+    "caller",
+    "caller_tenant",
+    "request_fingerprint",
+]
 
 #: The tenant of requests that carry no principal: no real tenant has this name.
 ANONYMOUS = ""
@@ -38,6 +50,10 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 _HEADER = PRINCIPAL_HEADER.encode()
 _CALLER: ContextVar[Principal | None] = ContextVar("llmagentos_service_caller", default=None)
+# The request being handled: (method, request-target, body), hashed only when asked.
+_REQUEST: ContextVar[tuple[str, str, bytes] | None] = ContextVar(
+    "llmagentos_service_request", default=None
+)
 
 
 def caller() -> Principal | None:
@@ -49,6 +65,23 @@ def caller_tenant() -> str:
     """The tenant the current request acts for (:data:`ANONYMOUS` without a principal)."""
     principal = _CALLER.get()
     return ANONYMOUS if principal is None else principal.tenant
+
+
+def request_fingerprint() -> str | None:
+    """What the current request is, as ``"<sha256> <METHOD> <target>"`` (None outside
+    one): the digest covers the method, the request-target as received and the body's
+    bytes, so the same request sent again has the same fingerprint and any other
+    request (another route, another body) has another. No tenant in it: a session
+    (and so the idempotency key stored with it) belongs to one tenant already."""
+    request = _REQUEST.get()
+    if request is None:
+        return None
+    method, target, body = request
+    digest = hashlib.sha256()
+    for part in (method.encode(), target.encode("latin-1"), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return f"{digest.hexdigest()} {method} {target}"
 
 
 def raw_target(scope: Any) -> str:
@@ -93,25 +126,28 @@ class PrincipalGate:
             if len(body) > self.max_body_bytes:
                 await _too_large(send, self.max_body_bytes)
                 return
+        data = bytes(body)
         try:
-            principal = self._verify(scope, headers, bytes(body))
+            principal = self._verify(scope, headers, data)
         except PrincipalError as err:
             await _refuse(send, err)
             return
         scope.setdefault("state", {})["principal"] = principal
         token = _CALLER.set(principal)
+        noted = _REQUEST.set((scope["method"], raw_target(scope), data))
         sent = False
 
         async def replay() -> Any:
             nonlocal sent
             if not sent:
                 sent = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return {"type": "http.request", "body": data, "more_body": False}
             return await receive()  # then only the disconnect
 
         try:
             await self.app(scope, replay, send)
         finally:
+            _REQUEST.reset(noted)
             _CALLER.reset(token)
 
     def _verify(self, scope: Any, headers: list[bytes], body: bytes) -> Principal | None:

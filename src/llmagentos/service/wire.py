@@ -36,6 +36,7 @@ __all__ = [
     "TrainRequest",
     "TransitionData",
     "UpdateRequest",
+    "idempotency_key_reused",
 ]
 
 SESSION_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -208,3 +209,23 @@ LIST_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _REFUSED_PRINCIPAL,
     503: {"model": ErrorReply, "description": "The store does not answer; with Retry-After."},
 }
+
+
+def idempotency_key_reused(key: str, earlier: str, now: str) -> Exception:
+    """The 422 for an ``Idempotency-Key`` sent again with another request than the one
+    it was first sent with (``earlier``, ``now``: their method and target), in the
+    shape of validation's own 422, naming the header. Nothing is applied for it."""
+    from fastapi.exceptions import RequestValidationError
+
+    other = "with another body" if earlier == now else f"for {earlier}"
+    message = (
+        f"Idempotency-Key {key!r} was already used {other} in this session; send a new "
+        "key with a new request (a key again only with the very request it came with)"
+    )
+    error = {
+        "type": "idempotency_key_reused",
+        "loc": ("header", "Idempotency-Key"),
+        "msg": message,
+        "input": key,
+    }
+    return RequestValidationError([error])
