@@ -7,6 +7,12 @@ admits at most ``max_in_flight`` requests at a time, overall and, where a key is
 ``queue_timeout`` seconds; the rest are answered ``503`` with ``Retry-After`` before
 any other work is done for them. Probes (``/healthz``, ``/readyz``, ``/metrics``) are
 never shed: an orchestrator must see a busy server as alive.
+
+A request's body is read before it takes a slot, within ``body_timeout`` seconds of its
+headers, then handed to the app as if it had just arrived: a client that sends its body
+slowly (or never) holds a connection, not one of the ``max_in_flight`` slots, and is
+answered ``408`` (connection closed) at the deadline. A request without a body (no
+``Content-Length``, no ``Transfer-Encoding``) is admitted as before, without a read.
 """
 
 from __future__ import annotations
@@ -60,6 +66,10 @@ class SheddingLimits:
             each 10 ms of the loop's own pace) however late the loop runs, so an
             overloaded server keeps serving some (a count of those in flight would not
             do: quick requests leave before the next one arrives).
+        body_timeout: seconds a request's body may take to arrive, from its headers;
+            it is read before the request takes a slot, so a slow body holds none.
+            Past the deadline: ``408`` and the connection closed (``0``: no deadline,
+            and the app reads the body under its slot).
     """
 
     max_in_flight: int = 512
@@ -68,18 +78,17 @@ class SheddingLimits:
     retry_after: int = 1
     max_loop_lag: float = 0.05
     late_admissions: int = 4
+    body_timeout: float = 15.0
 
     def __post_init__(self) -> None:
         for name in ("max_in_flight", "max_queue", "retry_after", "late_admissions"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(name, f"must be an integer >= 0 (got {value!r})")
-        timeout = self.queue_timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
-            raise ConfigError("queue_timeout", f"must be seconds >= 0 (got {timeout!r})")
-        lag = self.max_loop_lag
-        if isinstance(lag, bool) or not isinstance(lag, int | float) or lag < 0:
-            raise ConfigError("max_loop_lag", f"must be seconds >= 0 (got {lag!r})")
+        for name in ("queue_timeout", "max_loop_lag", "body_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(name, f"must be seconds >= 0 (got {value!r})")
 
 
 SHEDDING_DEFAULTS = SheddingLimits()
@@ -179,6 +188,10 @@ class Shedding:
             Asked once per key; only keys it gives a limit get a gate of their own, so
             made-up keys cannot grow the table.
         what: how a refusal names this server ("the gateway", "the service").
+        max_body_bytes: the most of a body read before its request takes a slot (the
+            app's own body limit, where it has one). A larger body is not buffered
+            whole: the app reads the rest under its slot, still by ``body_timeout``,
+            and refuses it by its own limit.
     """
 
     def __init__(
@@ -188,8 +201,14 @@ class Shedding:
         key: Callable[[dict[str, Any]], str | None] | None = None,
         key_limit: Callable[[str], int | None] | None = None,
         what: str = "the server",
+        max_body_bytes: int = 1 << 20,
     ) -> None:
+        if max_body_bytes < 1:
+            raise ConfigError("max_body_bytes", f"must be >= 1 (got {max_body_bytes})")
         self.limits, self.key, self.key_limit, self.what = limits, key, key_limit, what
+        self.max_body_bytes = max_body_bytes
+        self.body_timeouts = 0
+        """Requests answered 408: their body did not arrive within ``body_timeout``."""
         unlimited = 2**62
         self.overall = Gate(
             limits.max_in_flight or unlimited, limits.max_queue, limits.queue_timeout
@@ -262,6 +281,7 @@ class Shedding:
             "waiting": len(self.overall.waiters),
             "shed": self.overall.shed + self.shed_on_lag + sum(g.shed for g in gates.values()),
             "loop_lag_ms": round(self.loop_lag.lag * 1000, 2),
+            "body_timeouts": self.body_timeouts,
             "services": {
                 name: {
                     "max_in_flight": g.limit, "in_flight": g.in_flight,
@@ -284,6 +304,16 @@ class LoadShedder:
             await self.app(scope, receive, send)
             return
         shedding = self.shedding
+        streamed: _Streamed | None = None
+        if shedding.limits.body_timeout:
+            declared = _declared_length(scope.get("headers", ()))
+            if declared:  # a body to read before taking a slot
+                read = await self._read_body(receive, send, declared)
+                if read is None:
+                    return  # answered 408, or the client went away
+                receive, streamed = read
+                if streamed is not None:
+                    send = streamed.send
         if shedding.behind():
             late = shedding.loop_lag.lasting * 1000
             await self._shed(send, f"an event loop {late:.0f} ms behind")
@@ -297,12 +327,66 @@ class LoadShedder:
                 await self._shed(send, f"{shedding.limits.max_in_flight} requests in flight")
                 return
             try:
-                await self.app(scope, receive, send)
+                if streamed is None:
+                    await self.app(scope, receive, send)
+                else:
+                    await self._stream(streamed, scope)
             finally:
                 shedding.overall.leave()
         finally:
             if gate is not None:
                 gate.leave()
+
+    async def _read_body(
+        self, receive: Any, send: Any, declared: int
+    ) -> tuple[Any, _Streamed | None] | None:
+        """The request's ``receive`` with its body read (``None``: answered, or gone).
+
+        A body past ``max_body_bytes`` (read or declared) is not buffered whole: a
+        :class:`_Streamed` then hands the app what was read and the rest as it comes.
+        """
+        shedding = self.shedding
+        limit = shedding.max_body_bytes
+        chunks: list[bytes] = []
+        message: dict[str, Any] | None = None
+        try:
+            async with asyncio.timeout(shedding.limits.body_timeout) as deadline:
+                if declared <= limit:  # -1 (chunked): read, and see
+                    size = 0
+                    while True:
+                        message = await receive()
+                        if message["type"] != "http.request":
+                            return None  # http.disconnect: nobody to answer
+                        if not message.get("more_body", False):
+                            break
+                        chunk = message.get("body", b"")
+                        chunks.append(chunk)
+                        size += len(chunk)
+                        if size > limit:
+                            message = None
+                            break
+        except TimeoutError:
+            await self._too_slow(send)
+            return None
+        if message is not None:  # the whole body
+            if not chunks:
+                return _replay(message, receive), None
+            chunks.append(message.get("body", b""))
+            whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return _replay(whole, receive), None
+        streamed = _Streamed(b"".join(chunks), receive, send, deadline.when())
+        return streamed.receive, streamed
+
+    async def _stream(self, streamed: _Streamed, scope: Any) -> None:
+        """Run the app on a body too large to buffer; past the deadline, 408."""
+        try:
+            await self.app(scope, streamed.receive, streamed.send)
+        except Exception:
+            if not streamed.timed_out:
+                raise
+            # The app saw the client go away (the deadline's http.disconnect) and gave up.
+        if streamed.timed_out and not streamed.started:
+            await self._too_slow(streamed.send)
 
     async def _shed(self, send: Any, detail: str) -> None:
         shedding = self.shedding
@@ -311,6 +395,83 @@ class LoadShedder:
         headers = [*shedding.headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _too_slow(self, send: Any) -> None:
+        shedding = self.shedding
+        shedding.body_timeouts += 1
+        seconds = shedding.limits.body_timeout
+        detail = f"the request body did not arrive within body_timeout ({seconds:g} s)"
+        body = json.dumps({"detail": detail, "field": "body"}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),  # the rest of the body may still come: not ours
+        ]
+        await send({"type": "http.response.start", "status": 408, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _declared_length(headers: Any) -> int:
+    """The body's declared length: ``0`` for none, ``-1`` when unknown (chunked)."""
+    for name, value in headers:
+        if name == b"content-length":
+            if not value.isdigit():
+                return -1  # the server would not pass it on; read, and see
+            return int(value) if len(value) < 19 else 1 << 62
+        if name == b"transfer-encoding":
+            return -1
+    return 0
+
+
+def _replay(message: dict[str, Any], receive: Any) -> Any:
+    """A ``receive`` that gives the body read beforehand, then what the client sends."""
+    pending: dict[str, Any] | None = message
+
+    async def replay() -> Any:
+        nonlocal pending
+        if pending is None:
+            return await receive()  # only the disconnect is left
+        given, pending = pending, None
+        return given
+
+    return replay
+
+
+class _Streamed:
+    """The ``receive`` and ``send`` of a body too large to buffer: what was read, then
+    the rest as it comes, by the same deadline. Past it, the app is told the client went
+    away (``http.disconnect``), and the request is answered 408 unless the app already
+    answered."""
+
+    __slots__ = ("_receive", "_send", "deadline", "done", "read", "started", "timed_out")
+
+    def __init__(self, read: bytes, receive: Any, send: Any, deadline: float | None) -> None:
+        self.read: bytes | None = read or None
+        self._receive, self._send, self.deadline = receive, send, deadline
+        self.done = self.started = self.timed_out = False
+
+    async def receive(self) -> Any:
+        if self.read is not None:
+            read, self.read = self.read, None
+            return {"type": "http.request", "body": read, "more_body": True}
+        if self.done:
+            return await self._receive()
+        if self.timed_out:
+            return {"type": "http.disconnect"}
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                message = await self._receive()
+        except TimeoutError:
+            self.timed_out = True
+            return {"type": "http.disconnect"}
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.done = True
+        return message
+
+    async def send(self, message: Any) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
 
 
 def shed_first(app: Any, shedding: Shedding) -> None:

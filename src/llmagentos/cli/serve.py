@@ -127,6 +127,15 @@ def serve_command(
             help="Shed new requests while the event loop runs this late (0: never on lag).",
         ),
     ] = SHEDDING_DEFAULTS.max_loop_lag,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            metavar="SECONDS",
+            help="How long a request's body may take to arrive, read before it takes a "
+            "slot; past it, 408 and the connection closed (0: no limit).",
+        ),
+    ] = SHEDDING_DEFAULTS.body_timeout,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
 ) -> None:
@@ -170,7 +179,11 @@ def serve_command(
             max_body_bytes=max_body_bytes,
             memory=manager,
             shedding=SheddingLimits(
-                max_in_flight, max_queue, queue_timeout, max_loop_lag=max_loop_lag
+                max_in_flight,
+                max_queue,
+                queue_timeout,
+                max_loop_lag=max_loop_lag,
+                body_timeout=body_timeout,
             ),
         )
     except LLMAgentOSError as err:

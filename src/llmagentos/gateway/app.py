@@ -217,7 +217,7 @@ class Gateway:
         self.resilience = resilience or ResilienceSettings()
         self.shedding = Shedding(
             shedding or SheddingLimits(), key=_service_of, key_limit=self._service_limit,
-            what="the gateway",
+            what="the gateway", max_body_bytes=max_body_bytes,
         )  # fmt: skip
         self.runtimes: dict[str, ServiceRuntime] = {}
         self.max_body_bytes = max_body_bytes

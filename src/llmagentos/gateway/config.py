@@ -25,6 +25,7 @@ Example (TOML)::
     max_in_flight = 512             # requests at once; past them and the queue: 503 at once
     max_queue = 512                 # may wait for a slot, each for at most queue_timeout s
     queue_timeout = 0.05
+    body_timeout = 15               # s a body may take to arrive (before a slot): then 408
 
     [gateway.jwt]                   # optional: bearer JWTs from an identity provider
     secret_env = "LLMAGENTOS_JWT_SECRET"   # HS256; or public_key = "idp.pem", or jwks_url

@@ -43,6 +43,12 @@ class _Counted:
             for service, row in rows:
                 family.add_metric([service], row[name] if service != "(gateway)" else stats[name])
             yield family
+        slow = CounterMetricFamily(
+            "llmagentos_gateway_body_timeouts",
+            "Requests answered 408: their body did not arrive within body_timeout",
+        )
+        slow.add_metric([], stats["body_timeouts"])
+        yield slow
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
