@@ -191,6 +191,7 @@ def serve_command(
     import uvicorn
 
     from llmagentos._heap import prepare_gc_for_serving
+    from llmagentos._http_protocol import BOUNDED_HTTP
     from llmagentos.telemetry.setup import configure_from_env
 
     try:  # LLMAGENTOS_TELEMETRY=otlp|console|file traces this process (docs/telemetry.md)
@@ -204,5 +205,5 @@ def serve_command(
     prepare_gc_for_serving()
     uvicorn.run(
         app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10,
-        loop=EVENT_LOOP, **tls,
+        loop=EVENT_LOOP, http=BOUNDED_HTTP, **tls,
     )  # fmt: skip

@@ -224,7 +224,10 @@ def service_app(
     app.add_middleware(_Measure, requests=requests, seconds=seconds)
     app.add_middleware(TracingMiddleware, service=f"{name} module service")
     # Outermost of all: a request past the limits costs nothing else.
-    shed_first(app, Shedding(shedding or SheddingLimits(), what="the service"))
+    shedder = Shedding(
+        shedding or SheddingLimits(), what="the service", max_body_bytes=max_body_bytes
+    )
+    shed_first(app, shedder)
 
     _error_handlers(app)
 
