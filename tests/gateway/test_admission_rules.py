@@ -9,6 +9,7 @@ the characters attacks are made of.
 
 from __future__ import annotations
 
+import codecs
 import posixpath
 import unicodedata
 from urllib.parse import unquote
@@ -97,6 +98,10 @@ def test_bodies() -> None:
         (b"[" * 50_000 + b"]" * 50_000, "application/json", "body"),
         (b'{"session": "\\ud800"}', "application/json", "body.session"),  # no UTF-8 form
         (b'{"session": "a\\udfff"}', None, "body.session"),
+        # What json.loads reads as JSON after a byte-order mark, or in UTF-16, untyped:
+        (codecs.BOM_UTF8 + b'{"a": 1, "a": 2}', "text/plain", "body"),
+        (('{"session": "' + "s" * 129 + '"}').encode("utf-16"), None, "body.session"),
+        ('{"a": 1, "a": 2}'.encode("utf-16-be"), None, "body"),
     ]:
         with pytest.raises(GatewayError) as caught:
             read(body, content_type)

@@ -27,6 +27,7 @@ gateway never forwards a request it could not have checked.
 
 from __future__ import annotations
 
+import codecs
 import email.message
 import functools
 import json
@@ -235,6 +236,7 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 #: The first bytes a JSON text can have (after whitespace).
 _JSON_STARTS = frozenset(bytes([c]) for c in b'{["-0123456789tfn')
+_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def read_json_body(
@@ -254,8 +256,12 @@ def read_json_body(
     if not body:
         return None
     declared = is_json_type(content_type)
-    if not declared and body.lstrip(b" \t\r\n")[:1] not in _JSON_STARTS:
-        return None  # cannot be JSON for anyone: not worth a failed parse
+    if not declared:
+        head = body.lstrip(b" \t\r\n")
+        # JSON in UTF-16 or -32, or after a byte-order mark, is JSON to json.loads
+        # (and to some services): checked like any other.
+        if head[:1] not in _JSON_STARTS and not head.startswith(_BOMS) and b"\0" not in head[:4]:
+            return None  # cannot be JSON for anyone: not worth a failed parse
     if declared and content_encoding and content_encoding.strip().lower() != "identity":
         raise _refuse(
             f"a JSON body must be sent uncompressed (Content-Encoding: {content_encoding[:40]})",
