@@ -135,6 +135,7 @@ def test_metrics_are_per_route_template_and_upstream(stack: dict[str, object]) -
             break
         time.sleep(0.05)
     assert "/v1/sessions/{session}" in templates
+    assert _perceive(gateway, "metric-call", 1).status_code == 200  # (not left to other tests)
     for index in range(5):  # sessions in paths: one template, not one series each
         httpx.delete(f"{gateway}/taxi/v1/sessions/metric-{index}")
     for name in ("nope-1", "nope-2", "nope-3"):
