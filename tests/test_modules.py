@@ -329,3 +329,20 @@ async def test_async_overrides_may_call_super_without_recursion() -> None:
     learning = SuperAsyncLearning()
     await learning.alearn(0, 1.0)  # no optimizer: nothing to learn, and no loop
     learning.learn(0, 1.0)
+
+
+@pytest.mark.parametrize("observation", [3.5, 3.0, True, "7", None, [3]])
+def test_a_discrete_observation_that_is_not_an_integer_is_refused(observation: object) -> None:
+    from llmagentos.modules.perception import DiscreteExtractor
+
+    with pytest.raises(ValueError, match="discrete observation is an integer"):
+        DiscreteExtractor().extract(observation)
+
+
+def test_numpy_integers_are_discrete_observations() -> None:
+    import numpy as np
+
+    from llmagentos.modules.perception import DiscreteExtractor
+
+    assert DiscreteExtractor().extract(np.int64(7)) == 7
+    assert type(DiscreteExtractor().extract(np.array(4))) is int

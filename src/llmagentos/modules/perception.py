@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -65,10 +66,19 @@ class IdentityExtractor(Component):
 
 
 class DiscreteExtractor(Component):
-    """Maps a discrete observation (NumPy or Python integer) to a plain ``int`` state."""
+    """Maps a discrete observation (NumPy or Python integer) to a plain ``int`` state.
+
+    Raises:
+        ValueError: the observation is not an integer (``int()`` would have cut 3.5 to
+            3, and taken ``True`` and ``"7"``, as states they are not).
+    """
 
     def extract(self, data: Any) -> Features:
-        return int(data)
+        if type(data) is int:
+            return data
+        if isinstance(data, bool) or not hasattr(type(data), "__index__"):
+            raise ValueError(f"a discrete observation is an integer, not {data!r:.40}")
+        return operator.index(data)
 
 
 class BinningExtractor(Component):
