@@ -292,8 +292,7 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
         ["through a minimal proxy (raw ASGI + aiohttp, nothing else: the floor)", "", "",
          f"{rps['minimal']:,.0f}", f"{load_p50['minimal']:.2f}", f"{load_p99['minimal']:.2f}"],
         ["minimal proxy against the bare app", "", "", f"{floor_ratio:.2f}x", "", ""],
-        *_reqwest_rows(loads, rps, load_p50, load_p99),
-        *_granian_rows(loads, rps, load_p50, load_p99),
+        *_stack_rows(loads, rps, load_p50, load_p99),
     ]  # fmt: skip
     rows.extend(_cpu_rows(cpu_load))
     checks = [
@@ -418,51 +417,39 @@ def _workers_rows(
     ]  # fmt: skip
 
 
-def _reqwest_rows(
+#: The other stacks the minimal proxy runs on: (target prefix, package, what it is, loops).
+_FLOOR_STACKS = (
+    ("reqwest", "pyreqwest", "with pyreqwest (Rust's reqwest) as its client", REQWEST_LOOPS),
+    ("granian", "granian", "on granian (Rust HTTP server, RSGI)", GRANIAN_LOOPS),
+)
+
+
+def _stack_rows(
     loads: dict[str, list[WrkResult]], rps: dict[str, float], p50: dict[str, float],
     p99: dict[str, float],
 ) -> list[list[str]]:  # fmt: skip
-    """The minimal proxy with pyreqwest's client per event loop, and its ratio to the bare app."""
+    """The minimal proxy on each other stack and event loop, and its ratio to the bare app."""
     rows = []
-    for loop in REQWEST_LOOPS:
-        name = f"reqwest_{loop}"
-        label = f"the minimal proxy with pyreqwest (Rust's reqwest) as its client, {loop} loop"
-        if name not in loads:
-            rows.append([label, "", "", "- (pyreqwest not installed: the bench extra)", "", ""])
-            continue
-        rows += [
-            [label, "", "", f"{rps[name]:,.0f}", f"{p50[name]:.2f}", f"{p99[name]:.2f}"],
-            [f"pyreqwest ({loop}) minimal proxy against the bare app", "", "",
-             f"{_ratio(loads, name, 'bare'):.2f}x", "", ""],
-        ]  # fmt: skip
-    return rows
-
-
-def _granian_rows(
-    loads: dict[str, list[WrkResult]], rps: dict[str, float], p50: dict[str, float],
-    p99: dict[str, float],
-) -> list[list[str]]:  # fmt: skip
-    """The minimal proxy on granian (RSGI) per event loop, and its ratio to the bare app."""
-    rows = []
-    for loop in GRANIAN_LOOPS:
-        name = f"granian_{loop}"
-        label = f"the minimal proxy on granian (Rust HTTP server, RSGI), {loop} loop"
-        if name not in loads:
-            rows.append([label, "", "", "- (granian not installed: the bench extra)", "", ""])
-            continue
-        rows += [
-            [label, "", "", f"{rps[name]:,.0f}", f"{p50[name]:.2f}", f"{p99[name]:.2f}"],
-            [f"granian ({loop}) minimal proxy against the bare app", "", "",
-             f"{_ratio(loads, name, 'bare'):.2f}x", "", ""],
-        ]  # fmt: skip
+    for prefix, package, what, loops in _FLOOR_STACKS:
+        for loop in loops:
+            name = f"{prefix}_{loop}"
+            label = f"the minimal proxy {what}, {loop} loop"
+            if name not in loads:
+                rows.append([label, "", "", f"- ({package} not installed: the bench extra)",
+                             "", ""])  # fmt: skip
+                continue
+            rows += [
+                [label, "", "", f"{rps[name]:,.0f}", f"{p50[name]:.2f}", f"{p99[name]:.2f}"],
+                [f"{package} ({loop}) minimal proxy against the bare app", "", "",
+                 f"{_ratio(loads, name, 'bare'):.2f}x", "", ""],
+            ]  # fmt: skip
     return rows
 
 
 def _granian_note(loads: dict[str, list[WrkResult]]) -> str:
     found = [
         f"{_ratio(loads, f'{stack}_{loop}', 'bare'):.2f}x ({label}, {loop})"
-        for stack, label, loops in (("granian", "granian", GRANIAN_LOOPS),
-                                    ("reqwest", "pyreqwest", REQWEST_LOOPS))
+        for stack, label, _, loops in _FLOOR_STACKS
         for loop in loops
         if f"{stack}_{loop}" in loads
     ]  # fmt: skip
