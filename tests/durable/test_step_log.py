@@ -442,6 +442,39 @@ def test_a_frame_whose_step_is_out_of_place_is_corrupt(tmp_path):
         list(reader.steps())
 
 
+_RECORD = [1, "run", 0, 0, 3, 3, 1, "why", None, -1.0, 4, False, False, {}, None, True]
+HOSTILE = {
+    "list key": msgpack.packb([1, "run", None, {"k": 1}])[:-3] + b"\x81\x91\x01\x02",
+    "timestamp": msgpack.packb([*_RECORD[:13], {"t": msgpack.Timestamp(1)}, None, True]),
+    "bin in data": msgpack.packb([1, "run", None, {"raw": b"\x00"}]),
+    "nested deep": msgpack.packb([1, "run", None, 0])[:-1] + b"\x91" * 5000 + b"\x00",
+    "not an array": msgpack.packb({"n": 1}),
+    "trailing bytes": msgpack.packb(_RECORD) + b"\x00",
+    "huge declared array": b"\xdd\xff\xff\xff\xff",
+    "segment not a string": msgpack.packb([1, 7, None, 0]),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_crafted_msgpack_frame_is_corrupt_naming_its_step(tmp_path, name):
+    """A frame written by hand into the log, not by the runner: refused when read, with
+    the journal's typed error, never an exception of the decoder's own."""
+    path = tmp_path / "run.db"
+    journal = Journal(path)
+    journal.append_step(0, "run", 0, 0, {"episode": 0})
+    journal.close()
+    log = StepLog(log_path(path))
+    with Journal(path) as reader:
+        log.open(run_id=reader.run_id, base=0)
+    log.append(1, HOSTILE[name])
+    log.close()
+    with (
+        Journal(path, create=False) as reader,
+        pytest.raises(JournalError, match=r"step 1 in .*run\.db-steps is corrupt"),
+    ):
+        list(reader.steps())
+
+
 def test_another_runs_log_and_a_log_without_its_journal_are_refused(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
