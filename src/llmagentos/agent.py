@@ -13,10 +13,12 @@ The async twins (``areset``, ``aact``, ``astep``, ``arun_episode``, ``arun``) ar
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from llmagentos.agent_async import AsyncLoop
+from llmagentos.agent_core import CORE_FIELDS
 from llmagentos.agent_measured import MeasuredLoop
 from llmagentos.episodes import EpisodeRunner
 from llmagentos.exceptions import (
@@ -40,6 +42,11 @@ from llmagentos.types import (
     StepRecord,
     Transition,
 )
+
+if TYPE_CHECKING:
+    from llmagentos.agent_core import PyAgentCore as AgentCore
+else:  # the compiled core when it is there
+    from llmagentos.agent_core import AgentCore
 
 __all__ = ["Agent", "StepListener"]
 
@@ -65,6 +72,19 @@ def _checked(module: Any, cls: type, field: str) -> Any:
     return module
 
 
+def _slot_names(cls: type) -> list[str]:
+    """The attributes kept outside ``__dict__``: every class's slots and the core's."""
+    names = list(CORE_FIELDS)
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            private = slot.startswith("__") and not slot.endswith("__")
+            name = f"_{klass.__name__.lstrip('_')}{slot}" if private else slot  # as pickle does
+            if name not in ("__dict__", "__weakref__") and name not in names:
+                names.append(name)
+    return names
+
+
 def _default_planning(execution: ExecutionModule) -> PlanningModule:
     """Random actions when the environment's action space allows it; else a bare planner."""
     space = getattr(execution.env, "action_space", None)
@@ -75,7 +95,7 @@ def _default_planning(execution: ExecutionModule) -> PlanningModule:
     return PlanningModule()
 
 
-class Agent(MeasuredLoop, AsyncLoop, EpisodeRunner):
+class Agent(MeasuredLoop, AsyncLoop, EpisodeRunner, AgentCore):
     """An LLM agent made of four replaceable modules.
 
     Args:
@@ -97,14 +117,14 @@ class Agent(MeasuredLoop, AsyncLoop, EpisodeRunner):
 
     # Slots: past 30 attributes CPython stops keeping an instance's attributes inline,
     # and every read on the hot path would go through a dict. (The mixins give a
-    # __dict__ still, so other attributes can be set.)
+    # __dict__ still, so other attributes can be set.) AgentCore keeps the lean
+    # paths' state: act() and step() are its own (llmagentos.agent_core).
     __slots__ = (
-        "_acted", "_async_act", "_async_step", "_blocked", "_decide", "_execute_only",
-        "_lean_act", "_lean_step", "_learn_only", "_mode_before", "_mode_step", "_modules",
-        "_next", "_outcome", "_past_steps", "_perceive", "_perform", "_plan_only",
-        "_record_timings", "_report", "_returned", "_stepped", "_timings", "_traced",
-        "_training", "_update", "episode", "episode_return", "listeners", "name",
-        "step_index", "terminated", "truncated",
+        "_async_act", "_async_step", "_blocked", "_decide", "_execute_only",
+        "_learn_only", "_mode_before", "_mode_step", "_modules", "_next", "_outcome",
+        "_past_steps", "_perceive", "_perform", "_plan_only", "_record_timings",
+        "_report", "_timings", "_traced", "_update", "episode", "name", "terminated",
+        "truncated",
     )  # fmt: skip
 
     def __init__(
@@ -383,23 +403,8 @@ class Agent(MeasuredLoop, AsyncLoop, EpisodeRunner):
 
     # -- act ------------------------------------------------------------------------------
 
-    def act(self, observation: Observation) -> Action:
-        """Perceive ``observation`` and plan: return the action to take."""
-        lean = self._lean_act
-        if lean is not None:
-            # The lean path (see _choose_paths): _features_for and _choose inlined, since
-            # each call would cost as much as the trivial module methods it wraps.
-            perceive, plan = lean
-            try:
-                features = perceive(observation)
-            except Exception as err:
-                self._fail("perception", err, observation)
-            try:
-                action = plan(features)
-            except Exception as err:
-                self._fail("planning", err, features)
-            self._acted = (observation, features, action, None)
-            return action
+    # act() is AgentCore's: the lean path (see _choose_paths), else this.
+    def _act_slow(self, observation: Observation) -> Action:
         if self._record_timings or self._traced:
             return self._act_measured(observation)
         return self._choose(observation, self._features_for(observation))
@@ -433,41 +438,9 @@ class Agent(MeasuredLoop, AsyncLoop, EpisodeRunner):
 
     # -- step -----------------------------------------------------------------------------
 
-    def step(self, action: Action) -> tuple[Observation, float]:
-        """Execute ``action`` and learn from it; return ``(observation, reward)``.
-
-        The rest of the transition (``terminated``, ``truncated``, ``info``) is in
-        :attr:`last_record` and :attr:`done`.
-        """
-        lean = self._lean_step
+    # step() is AgentCore's: the lean path (see _choose_paths), else this.
+    def _step_slow(self, action: Action) -> tuple[Observation, float]:
         acted = self._acted
-        if lean is not None and acted is not self._stepped and acted[2] is action:
-            # The lean path (see _choose_paths), after the act() that planned this action:
-            # _execute, _learn and _finish_step inlined. The module's own tuple is
-            # returned when it is an (observation, float).
-            execute, learn = lean
-            try:
-                result = execute(action)
-            except Exception as err:
-                self._fail("execution", err, action)
-            try:
-                observation, reward = result
-            except Exception:
-                observation, reward = result = self._seed_result(result)
-            if type(result) is not tuple or type(reward) is not float:
-                observation, reward = result = self._seed_result(result)
-            if self._training:
-                try:
-                    learn(observation, reward)
-                except Exception as err:
-                    self._fail("learning", err, reward)
-            self._stepped = acted
-            self._returned = result
-            self.step_index += 1
-            self.episode_return += reward
-            if self.listeners:
-                self._notify()
-            return result
         if self._blocked:
             self._refuse_step(action)
         if acted is self._stepped or acted[2] is not action:
@@ -564,6 +537,20 @@ class Agent(MeasuredLoop, AsyncLoop, EpisodeRunner):
         if self.listeners:
             self._notify()
         return returned
+
+    # -- copies ---------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Every attribute set, the core's too (the compiled core's are not slots)."""
+        state = dict(getattr(self, "__dict__", ()))
+        for name in _slot_names(type(self)):
+            with contextlib.suppress(AttributeError):  # never set
+                state[name] = getattr(self, name)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
     # -- records --------------------------------------------------------------------------
 
