@@ -291,7 +291,6 @@ static PyTypeObject AgentCoreType = {
     .tp_doc = PyDoc_STR("The Agent's lean act() and step(), compiled (see agent_core.py)."),
     .tp_basicsize = sizeof(AgentCore),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_new = PyType_GenericNew,
     .tp_dealloc = (destructor)core_dealloc,
     .tp_traverse = (traverseproc)core_traverse,
     .tp_clear = (inquiry)core_clear,
@@ -324,9 +323,27 @@ PyInit__speedups(void)
         || intern(&str_observation, "observation") < 0 || intern(&str_action, "action") < 0) {
         return NULL;
     }
-    if (PyType_Ready(&AgentCoreType) < 0) {
+    /* Made by object.__new__, which runs no code, as a Python class is: the service
+     * state store makes agents that way, and checks that Agent.__new__ is object's. */
+    AgentCoreType.tp_new = PyBaseObject_Type.tp_new;
+    if (PyType_Ready(&AgentCoreType) < 0
+        || PyDict_DelItemString(AgentCoreType.tp_dict, "__new__") < 0) {
         return NULL;
     }
+    /* The fields as __slots__, the names pickle, copy and the service state store read
+     * an instance's state by: each field is one pointer wide, as a slot is, so pickle's
+     * size check (no hidden C state) holds as for PyAgentCore. */
+    Py_BUILD_ASSERT(sizeof(double) == sizeof(PyObject *));
+    Py_BUILD_ASSERT(sizeof(AgentCore) == sizeof(PyObject) + 9 * sizeof(PyObject *));
+    PyObject *slots = Py_BuildValue(
+        "(sssssssss)", "_lean_act", "_lean_step", "_acted", "_stepped", "_returned",
+        "_training", "listeners", "step_index", "episode_return");
+    if (slots == NULL || PyDict_SetItemString(AgentCoreType.tp_dict, "__slots__", slots) < 0) {
+        Py_XDECREF(slots);
+        return NULL;
+    }
+    Py_DECREF(slots);
+    PyType_Modified(&AgentCoreType);
     PyObject *module = PyModule_Create(&speedups_module);
     if (module == NULL) {
         return NULL;

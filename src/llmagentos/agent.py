@@ -13,12 +13,10 @@ The async twins (``areset``, ``aact``, ``astep``, ``arun_episode``, ``arun``) ar
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from llmagentos.agent_async import AsyncLoop
-from llmagentos.agent_core import CORE_FIELDS
 from llmagentos.agent_measured import MeasuredLoop
 from llmagentos.episodes import EpisodeRunner
 from llmagentos.exceptions import (
@@ -70,19 +68,6 @@ def _checked(module: Any, cls: type, field: str) -> Any:
         got = f"{type(module).__name__}: {module!r:.60}"
         raise ConfigError(field, f"expected a {cls.__name__} instance, got {got}")
     return module
-
-
-def _slot_names(cls: type) -> list[str]:
-    """The attributes kept outside ``__dict__``: every class's slots and the core's."""
-    names = list(CORE_FIELDS)
-    for klass in cls.__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        for slot in (slots,) if isinstance(slots, str) else slots:
-            private = slot.startswith("__") and not slot.endswith("__")
-            name = f"_{klass.__name__.lstrip('_')}{slot}" if private else slot  # as pickle does
-            if name not in ("__dict__", "__weakref__") and name not in names:
-                names.append(name)
-    return names
 
 
 def _default_planning(execution: ExecutionModule) -> PlanningModule:
@@ -537,20 +522,6 @@ class Agent(MeasuredLoop, AsyncLoop, EpisodeRunner, AgentCore):
         if self.listeners:
             self._notify()
         return returned
-
-    # -- copies ---------------------------------------------------------------------------
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Every attribute set, the core's too (the compiled core's are not slots)."""
-        state = dict(getattr(self, "__dict__", ()))
-        for name in _slot_names(type(self)):
-            with contextlib.suppress(AttributeError):  # never set
-                state[name] = getattr(self, name)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for name, value in state.items():
-            object.__setattr__(self, name, value)
 
     # -- records --------------------------------------------------------------------------
 

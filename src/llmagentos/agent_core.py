@@ -30,7 +30,7 @@ CORE_FIELDS = (
     "_lean_act", "_lean_step", "_acted", "_stepped", "_returned", "_training",
     "listeners", "step_index", "episode_return",
 )  # fmt: skip
-"""The attributes the core keeps (the compiled core keeps them outside ``__slots__``)."""
+"""The attributes the core keeps: its ``__slots__`` (the compiled core's too, by name)."""
 
 
 class PyAgentCore:
