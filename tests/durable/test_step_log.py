@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime
 import enum
 import json
 import marshal
@@ -35,7 +36,7 @@ from llmagentos.durable.records import pack_data, pack_record, pack_step, unpack
 from llmagentos.durable.steplog import SYNC_STEPS, StepLog, log_path
 from llmagentos.exceptions import ConfigError, JournalError
 from llmagentos.llm.types import ToolCall
-from llmagentos.modules import ExecutionModule, LearningModule, PlanningModule
+from llmagentos.modules import ExecutionModule, LearningModule, PerceptionModule, PlanningModule
 from llmagentos.modules.base import run_sync
 from llmagentos.rl import EpsilonGreedySelector, QLearning, QTable
 from llmagentos.tools import ToolRegistry, tool
@@ -156,6 +157,16 @@ CASES = {
     "deep": _record(observation=_nested(200)),
     "float-arrays": _record(scores=np.array([0.5, -1.0]), info={"m": np.array([[np.inf]])}),
     "msgpack-types": _record(info={"ext": msgpack.ExtType(5, b"x")}),
+    # As keys, msgpack's own types are text, as any key JSON refuses (the fallback).
+    "msgpack-keys": _record(info={msgpack.ExtType(5, b"x"): 1, msgpack.Timestamp(1): 2}),
+    # An ExtType given code -1 (the Timestamp's) past its constructor's check: packed as
+    # it is, it read back as a Timestamp.
+    "ext-minus-one": _record(info={"ext": msgpack.ExtType._make((-1, b"\0" * 4))}),
+    # Bytes that look like a packed Timestamp's (a float's d4 ff, a bin's d7 ff ...):
+    # the general way, which reads back the same.
+    "timestamp-like": _record(
+        scores=[float.fromhex("0x1.4ffp-2")], info={"raw": b"\xd7\xff" + bytes(8)}
+    ),
 }
 
 
@@ -213,7 +224,17 @@ def test_the_fast_path_reads_a_real_agent_as_its_record_does():
             observation = agent.reset()
 
 
-@pytest.mark.parametrize("value", [object(), {1, object()}, (1, object())])
+@pytest.mark.parametrize(
+    "value",
+    [
+        object(), {1, object()}, (1, object()), datetime.datetime(2026, 1, 1),
+        # msgpack's own, which its packer takes without the fast path's hook: 32, 64
+        # and 96-bit forms, and in a list.
+        msgpack.Timestamp(1), msgpack.Timestamp(1, 5), msgpack.Timestamp(-1),
+        [msgpack.ExtType(5, b"x"), msgpack.Timestamp(2**40)],
+    ],
+    ids=lambda value: type(value).__name__,
+)  # fmt: skip
 def test_a_record_json_refuses_is_refused_as_before(value):
     record = _record(info={"x": value})
     with pytest.raises(TypeError, match="JSON"):
@@ -327,6 +348,148 @@ def test_a_reader_sees_the_steps_of_a_running_journal(tmp_path):
     totals = [sum(lengths[: i + 1]) for i in range(3)]
     assert seen == [(t, t) for t in totals]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.db", "run.db-steps"]
+
+
+class _Carrying:
+    """What puts ``value`` into the record of step ``at`` of a Taxi run, in ``place``."""
+
+    def __init__(self, value: Any, place: str, at: int) -> None:
+        self.value, self.place, self.at = value, place, at
+        self.calls = 0
+
+    def now(self, *places: str) -> bool:
+        """Whether this call, a module's for one of ``places``, is step ``at``'s."""
+        if self.place not in places:
+            return False
+        self.calls += 1
+        return self.calls == self.at + 1
+
+
+class _CarryingExecution(ExecutionModule):
+    def __init__(self, carry: _Carrying) -> None:
+        super().__init__("Taxi-v4")
+        self.carry = carry
+
+    def perform(self, action: Any) -> Outcome:
+        outcome = super().perform(action)
+        carry = self.carry
+        if carry.now("info", "key"):
+            outcome.info["carried"] = carry.value
+            if carry.place == "key":
+                outcome.info[carry.value] = "as a key"
+        if carry.now("observation"):
+            observation = {"state": outcome.observation, "carried": carry.value}
+            outcome = dataclasses.replace(outcome, observation=observation)
+        return outcome
+
+
+class _State(PerceptionModule):
+    """Taxi's state, also from an observation that carries something."""
+
+    def perceive(self, observation: Any) -> Any:
+        return observation["state"] if isinstance(observation, dict) else observation
+
+
+class _CarryingPlanning(PlanningModule):
+    def __init__(self, carry: _Carrying, selector: EpsilonGreedySelector) -> None:
+        super().__init__(selector)
+        self.carry = carry
+
+    def decide(self, features: Any) -> Decision:
+        decision = super().decide(features)
+        if self.carry.now("details"):
+            decision = dataclasses.replace(decision, details={"carried": self.carry.value})
+        return decision
+
+
+class _CarryingLearning(LearningModule):
+    def __init__(self, carry: _Carrying, learner: QLearning) -> None:
+        super().__init__(learner)
+        self.carry = carry
+
+    def update(self, transition: Any) -> dict[str, Any] | None:
+        report = super().update(transition)
+        if self.carry.now("learning"):
+            report = {**(report or {}), "carried": self.carry.value}
+        return report
+
+
+def _carrying(value: Any = None, place: str = "info", at: int = -1) -> Agent:
+    """Taxi (as :func:`_taxi`) whose step ``at`` carries ``value`` in ``place``."""
+    carry = _Carrying(value, place, at)
+    q = QTable(6, 500)
+    return Agent(
+        perception_module=_State(),
+        planning_module=_CarryingPlanning(carry, EpsilonGreedySelector(q, epsilon=0.2, seed=0)),
+        execution_module=_CarryingExecution(carry),
+        learning_module=_CarryingLearning(carry, QLearning(q, alpha=0.5, gamma=0.95)),
+        name="taxi",
+    )
+
+
+_STAMPS = {
+    "timestamp 32-bit": msgpack.Timestamp(1),
+    "timestamp 64-bit": msgpack.Timestamp(1, 5),
+    "timestamp 96-bit": msgpack.Timestamp(-1),
+    "with an ExtType": [msgpack.ExtType(5, b"x"), {"at": msgpack.Timestamp(2**34)}],
+}
+
+
+@pytest.mark.parametrize("place", ["info", "learning", "details", "observation"])
+@pytest.mark.parametrize("stamp", list(_STAMPS))
+def test_a_msgpack_timestamp_in_a_step_is_refused_before_it_is_logged(tmp_path, stamp, place):
+    """msgpack's packer takes a Timestamp as it is (no hook sees it), but the reader
+    cannot give it back as JSON data: a record with one is refused when it is written,
+    with the TypeError a datetime gets; the steps before it are intact, and a resume
+    replays them and goes on."""
+    path = tmp_path / "run.db"
+    runner = DurableRunner(path, agent="taxi")
+    with pytest.raises(TypeError, match="Timestamp is not JSON-serializable"):
+        runner.run(_carrying(_STAMPS[stamp], place, at=3), 1, seed=0, max_steps=10)
+    runner.close()
+    with Journal(path, create=False) as reader:
+        assert [r["step"] for r in reader.steps()] == [0, 1, 2]  # not step 3, not torn
+    runner = DurableRunner(path, agent="taxi")
+    try:
+        runner.run(_carrying(), 1, seed=0, max_steps=10)
+        runner.finish()
+        assert (runner.recorded_steps, runner.live_steps) == (3, 7)
+    finally:
+        runner.close()
+    with Journal(path, create=False) as reader:
+        assert [r["step"] for r in reader.steps()] == list(range(10))
+
+
+@pytest.mark.parametrize("place", ["info", "key", "learning", "details", "observation"])
+def test_a_msgpack_ext_type_in_a_step_reads_back_as_its_json_row(tmp_path, place):
+    """An ExtType is a named tuple: JSON's encoder writes ``[code, data]``, the data as
+    base64 text, and its text as a key. Logged by the fast path as msgpack's ext type,
+    it reads back so, and a resume replays the steps."""
+    path = tmp_path / "run.db"
+    agent = _carrying(msgpack.ExtType(5, b"x"), place, at=2)
+    rows: list[str] = []
+    agent.listeners.append(lambda record: rows.append(json_row(record)))
+    runner = DurableRunner(path, agent="taxi")
+    try:
+        runner.run(agent, 1, seed=0, max_steps=5)
+    finally:
+        runner.close()
+    with Journal(path, create=False) as reader:
+        logged = list(reader.steps())
+    assert [_ENCODER.encode(r) for r in logged] == rows
+    carried = logged[2][{"observation": "next_observation", "key": "info"}.get(place, place)]
+    assert carried["carried"] == [5, "eA=="]
+    if place == "key":
+        assert carried["ExtType(code=5, data=b'x')"] == "as a key"
+    runner = DurableRunner(path, agent="taxi")
+    try:
+        runner.run(_carrying(msgpack.ExtType(5, b"x"), place, at=2), 2, seed=0, max_steps=5)
+        runner.finish()
+        assert (runner.recorded_steps, runner.live_steps) == (5, 5)
+    finally:
+        runner.close()
+    with Journal(path, create=False) as reader:
+        assert [_ENCODER.encode(r) for r in reader.steps()][:5] == rows
 
 
 @pytest.mark.parametrize(
@@ -443,6 +606,15 @@ def test_a_frame_whose_step_is_out_of_place_is_corrupt(tmp_path):
 
 
 _RECORD = [1, "run", 0, 0, 3, 3, 1, "why", None, -1.0, 4, False, False, {}, None, True]
+
+
+def _in_info(raw: bytes) -> bytes:
+    """A record frame whose ``info`` is ``{"t": <raw msgpack bytes>}``."""
+    body = msgpack.packb([*_RECORD[:13], {"t": 0}, None, True])
+    assert body.count(b"\x81\xa1t\x00") == 1
+    return body.replace(b"\x81\xa1t\x00", b"\x81\xa1t" + raw)
+
+
 HOSTILE = {
     "list key": msgpack.packb([1, "run", None, {"k": 1}])[:-3] + b"\x81\x91\x01\x02",
     "timestamp": msgpack.packb([*_RECORD[:13], {"t": msgpack.Timestamp(1)}, None, True]),
@@ -452,6 +624,15 @@ HOSTILE = {
     "trailing bytes": msgpack.packb(_RECORD) + b"\x00",
     "huge declared array": b"\xdd\xff\xff\xff\xff",
     "segment not a string": msgpack.packb([1, 7, None, 0]),
+    # msgpack's ext types: a Timestamp no writer logs (a key's is its text), codes it
+    # reserves, an ext in data that is JSON-able, an ext longer than the frame.
+    "timestamp key": msgpack.packb([*_RECORD[:13], {msgpack.Timestamp(1): 1}, None, True]),
+    "timestamp 96-bit in details": msgpack.packb([*_RECORD, {"t": msgpack.Timestamp(-1)}]),
+    "timestamp bad nanoseconds": _in_info(b"\xc7\x0c\xff" + b"\xff" * 4 + bytes(8)),
+    "ext -1 of 1 byte": _in_info(b"\xd4\xff\x00"),
+    "ext reserved code": _in_info(b"\xd4\x80\x00"),
+    "ext in data": msgpack.packb([1, "run", None, {"e": msgpack.ExtType(5, b"x")}]),
+    "ext past the end": _in_info(b"\xc9\x7f\xff\xff\xff\x05"),
 }
 
 

@@ -10,9 +10,12 @@ the same wherever it stands (a NumPy array, a float subclass) and sends the rest
 general way: :func:`plain` first, which converts into exactly what the journal's JSON
 encoder would have written and ``json.loads`` given back (tuples become lists, dict
 keys strings as JSON spells them, NumPy values Python numbers, subclasses their base
-types). What msgpack keeps that JSON has no word for (non-string keys, bytes) the
-reader converts as :func:`plain` would have: a reader gets the same dicts as from the
-JSON rows of ``llmagentos.journal/2``; only JSON's types come out.
+types). What msgpack keeps that JSON has no word for (non-string keys, bytes, its own
+``ExtType``) the reader converts as :func:`plain` would have: a reader gets the same
+dicts as from the JSON rows of ``llmagentos.journal/2``; only JSON's types come out.
+msgpack's ``Timestamp`` (its ext type -1), which the C packer also packs as it is, has
+no JSON form: a record with one goes the general way, which refuses it as it refuses a
+``datetime`` (:func:`_holds_ext_minus_one`), and a frame holding one is refused.
 
 Frames written before (``llmagentos.steps/1``), and records msgpack cannot hold (ints
 past 64 bits, nesting past its limit), are :mod:`marshal` data of plain values; the
@@ -184,9 +187,9 @@ def _fast_default(value: Any) -> Any:
     JSON encoder takes by ``isinstance``, and NumPy arrays, which are never keys);
     anything else (a tuple, a set, a NumPy integer, an object) goes the general way,
     where a key JSON refuses turns the whole record into :func:`jsonable`'s form.
-    (msgpack's own ``ExtType`` and ``Timestamp`` objects it packs as they are: an
-    ExtType reads back as :func:`plain` converts it, a Timestamp, which has no JSON
-    form, not at all.)
+    (msgpack's own ``ExtType`` and ``Timestamp`` objects the packer packs as they are,
+    without this hook: an ExtType reads back as :func:`plain` converts it; a packed
+    Timestamp :func:`step_packer` finds in the bytes, see :func:`_holds_ext_minus_one`.)
     """
     cls = type(value)
     if cls.__name__ == "ndarray" and cls.__module__ == "numpy":  # an env's action mask
@@ -213,7 +216,9 @@ def step_packer() -> Callable[[int, str, Agent], bytes]:
     The fields of :func:`step_fields`, read from the Agent's own slots and packed by
     msgpack's C code, which checks every type on its way (:func:`_fast_default`); on
     Taxi-v4 every call made per step is a measurable part of a step. Whatever the
-    fast path does not take goes through :func:`pack_fields`, which says what is wrong.
+    fast path does not take goes through :func:`pack_fields`, which says what is wrong;
+    so does a record the packer wrote a Timestamp into (no hook sees one), found in its
+    bytes: a ``TypeError``, as for a ``datetime``, and nothing logged.
     """
     pack: Callable[[list[Any]], bytes] = msgpack.Packer(
         default=_fast_default, strict_types=True, unicode_errors=_UNICODE_ERRORS
@@ -240,11 +245,38 @@ def step_packer() -> Callable[[int, str, Agent], bytes]:
         if de is not None:  # journals of planners without details stay as they were
             values.append(de)
         try:
-            return pack(values)
+            body = pack(values)
         except Exception:  # the general way converts it, or says what is wrong
             return pack_fields(n, segment, step_fields(agent))
+        if 0xFF in body and _holds_ext_minus_one(body):  # ~20 ns; rarely true
+            return pack_fields(n, segment, step_fields(agent))
+        return body
 
     return pack_step
+
+
+def _holds_ext_minus_one(body: bytes) -> bool:
+    """Whether msgpack data ``body`` may hold an ext of type -1: a ``Timestamp`` (or an
+    ``ExtType`` given that code without its constructor's check), which the reader
+    cannot give back as JSON data (:func:`unpack` refuses it).
+
+    Never false for a body that holds one; rarely true for one that does not (the same
+    bytes inside a number or a string of bytes): the caller then packs the record the
+    general way, which is always right. The type byte, ``0xff``, follows an ext's head:
+    right after fixext 1 to 16 (``0xd4``-``0xd8``), after a 1, 2 or 4-byte length for
+    ext 8, 16 and 32 (``0xc7``-``0xc9``). ``bytes.find`` looks for it at C speed.
+    """
+    at = body.find(0xFF, 1)
+    while at > 0:
+        if (
+            0xD4 <= body[at - 1] <= 0xD8
+            or (at >= 2 and body[at - 2] == 0xC7)
+            or (at >= 3 and body[at - 3] == 0xC8)
+            or (at >= 5 and body[at - 5] == 0xC9)
+        ):
+            return True
+        at = body.find(0xFF, at + 1)
+    return False
 
 
 def pack_step(n: int, segment: str, agent: Agent) -> bytes:
@@ -358,6 +390,7 @@ def unpack(body: bytes) -> tuple[int, str, Any]:
                 # As the runner's fast path packed it (a key JSON spells as a string,
                 # bytes): converted now as the general way would have then.
                 values = list(item[2:])
+                _no_timestamp(values)
                 if len(values) < len(FIELDS):
                     values.append(None)
                 record = dict(zip(FIELDS, _convert(values)))  # noqa: B905
@@ -367,6 +400,26 @@ def unpack(body: bytes) -> tuple[int, str, Any]:
     except TypeError as err:  # what no writer of a frame lets through: damage
         raise ValueError(f"not a record ({err})") from None
     return n, segment, record
+
+
+def _no_timestamp(value: Any) -> None:
+    """Refuse msgpack's ``Timestamp`` anywhere in ``value``, a key too: no writer logs one
+    (the general way refuses it as a value and writes its text as a key), so a frame
+    with one was written by hand. (An ``ExtType`` is what the runner's fast path logs.)
+    """
+    cls = type(value)
+    if cls is list or cls is tuple:
+        for item in value:
+            if type(item) not in _EXACT:
+                _no_timestamp(item)
+    elif cls is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                _no_timestamp(key)
+            if type(item) not in _EXACT:
+                _no_timestamp(item)
+    elif cls is msgpack.Timestamp:
+        raise ValueError("a msgpack Timestamp (ext type -1), which no writer logs")
 
 
 def _check(value: Any) -> None:
