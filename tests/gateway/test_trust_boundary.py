@@ -273,6 +273,30 @@ def test_credentials_and_forged_principals_never_reach_a_replica(stack: dict[str
     assert both.status == 400
 
 
+def test_header_bytes_reach_the_replica_as_sent_or_not_at_all(stack: dict[str, Any]) -> None:
+    bearer = _bearer(stack["key"]["evil"])
+    plain = send(stack["gateway"], "GET", "/echo/inspect", headers=[bearer, ("X-Plain", "a b\t~")])
+    assert plain.status == 200
+    assert ["x-plain", "a b\t~"] in plain.json()["headers"]  # byte for byte
+    # A byte 0x80-0xFF (obs-text) reached the replica re-encoded as UTF-8 (0xE9 as 0xC3
+    # 0xA9): the hop cannot send it as it came, so it is refused, naming the header.
+    before = _reached(stack["echo"])
+    for value in ("caf\xe9", "caf\xc3\xa9", "\xff"):  # Latin-1, UTF-8, neither
+        reply = send(stack["gateway"], "GET", "/echo/inspect", headers=[bearer, ("X-Name", value)])
+        assert reply.status == 400, (value, reply.body)
+        assert reply.json()["field"] == "x-name"
+        assert "outside ASCII" in reply.json()["detail"]
+    assert _reached(stack["echo"]) == before
+    # The gateway writes its own trace context: a caller's non-ASCII one is replaced.
+    traced = send(
+        stack["gateway"], "GET", "/echo/inspect",
+        headers=[bearer, ("traceparent", "00-\xe9"), ("tracestate", "a=\xe9")],
+    )  # fmt: skip
+    assert traced.status == 200
+    sent = {k: v for k, v in traced.json()["headers"] if k.startswith("trace")}
+    assert sent["traceparent"].isascii() and "tracestate" not in sent
+
+
 def _acme() -> Any:
     from llmagentos.principal import Principal
 

@@ -13,7 +13,10 @@ when its target or body could mean two things:
   decoded. Like Envoy with ``path_with_escaped_slashes_action: REJECT_REQUEST`` and
   ``normalize_path`` refusing instead of rewriting: a rewrite would make the gateway and
   the replica disagree on which path was asked for.
-- headers (``check_headers``): one ``Content-Type``, one credential header, at most.
+- headers (``check_headers``): one ``Content-Type``, one credential header, at most;
+  names and values of ASCII only. A byte 0x80-0xFF (``obs-text``, which the gateway
+  and the replica read as Latin-1) would not reach the replica as sent: the hop's
+  client writes header values as UTF-8, so one such byte would arrive as two.
 - the body (``read_json_body``): a JSON media type (``application/json``,
   ``application/*+json``, compared as FastAPI does: the same ``email.message`` parser,
   case-insensitive, with parameters) must carry JSON (400 otherwise), uncompressed (415),
@@ -183,14 +186,27 @@ def check_target(raw_path: bytes, query: bytes, limits: AdmissionLimits) -> None
         _check_segment(_decode(segment, index), index, limits)
 
 
+#: Headers the gateway writes itself on the hop (hop.py): a malformed one the caller
+#: sent is replaced (a ``traceparent`` starts a new trace, as W3C Trace Context asks),
+#: never refused, so its bytes need not survive the hop.
+_REWRITTEN = frozenset({b"traceparent", b"tracestate", b"x-request-id"})
+
+
 def check_headers(headers: list[tuple[bytes, bytes]]) -> None:
-    """Refuse repeats of headers that must appear once (``Content-Type``, credentials).
+    """Refuse repeats of headers that must appear once (``Content-Type``, credentials),
+    and any header forwarded as sent with a byte outside ASCII in its name or value.
 
     Raises:
         GatewayError: 400 naming the header.
     """
     seen: set[bytes] = set()
-    for name, _ in headers:
+    for name, value in headers:
+        if not (value.isascii() and name.isascii()) and name.lower() not in _REWRITTEN:
+            field = name.decode("latin-1").lower()[:64]
+            raise _refuse(
+                f"the {field} header has a byte outside ASCII: it cannot reach the replica as sent",
+                field=field,
+            )
         lowered = name.lower()
         if lowered in _SINGLE:
             if lowered in seen:

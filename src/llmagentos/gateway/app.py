@@ -83,6 +83,7 @@ from llmagentos.gateway.request_fields import client_host, header, new_id
 from llmagentos.gateway.route_labels import RouteLabels, RouteLearner
 from llmagentos.gateway.runtime import ResilienceSettings, ServiceRuntime
 from llmagentos.gateway.upstream import (
+    IDLE_TIMEOUT,
     AiohttpUpstream,
     HttpxUpstream,
     Upstream,
@@ -121,6 +122,9 @@ class Gateway:
         upstream: the HTTP client for the hop to replicas (default: aiohttp's).
         upstream_ca_file: trust this PEM file's CAs for https replicas (and their health
             checks), beside the system's.
+        upstream_idle_timeout: seconds an idle connection to a replica is kept for the
+            next request (0: none is reused); under the replicas' own keep-alive, so the
+            gateway closes it first.
         transport: an httpx transport for the upstream calls instead (tests put
             in-process ASGI apps behind the gateway this way).
         face: the OpenAI-compatible routes (``/v1/models``, ``/v1/chat/completions``,
@@ -166,6 +170,7 @@ class Gateway:
         retries: int = 1,
         upstream: Upstream | None = None,
         upstream_ca_file: str | None = None,
+        upstream_idle_timeout: float = IDLE_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
         face: OpenAIFace | None = None,
         keys: ApiKeyStore | None = None,
@@ -225,12 +230,13 @@ class Gateway:
         self._upstream_tls: ssl.SSLContext | bool = True
         if upstream_ca_file is not None:
             self._upstream_tls = tls_context(upstream_ca_file)
-        if upstream is None:
-            upstream = (
-                HttpxUpstream(transport)
-                if transport is not None
-                else AiohttpUpstream(ca_file=upstream_ca_file, networks=self.replica_networks)
-            )
+        if upstream is None and transport is not None:
+            upstream = HttpxUpstream(transport, idle_timeout=upstream_idle_timeout)
+        elif upstream is None:
+            upstream = AiohttpUpstream(
+                ca_file=upstream_ca_file, networks=self.replica_networks,
+                idle_timeout=upstream_idle_timeout,
+            )  # fmt: skip
         self.upstream = upstream
         self.admin = AdminRoutes(self)
         self.closers: list[Callable[[], None]] = []  # run at shutdown, after the last request
@@ -398,7 +404,7 @@ class Gateway:
             try:
                 answer = await self.upstream.request(
                     request.method, replica.url + target, body=body, headers=hop_headers,
-                    timeout=entry.timeout_for(route),
+                    timeout=entry.timeout_for(route), replayable=idempotent,
                 )  # fmt: skip
                 streaming = answer.stream is not None
             except UpstreamRefused:

@@ -26,6 +26,7 @@ Example (TOML)::
     max_queue = 512                 # may wait for a slot, each for at most queue_timeout s
     queue_timeout = 0.05
     body_timeout = 15               # s a body may take to arrive (before a slot): then 408
+    upstream_idle_timeout = 4       # s an idle replica connection is kept: under theirs (5)
 
     [gateway.jwt]                   # optional: bearer JWTs from an identity provider
     secret_env = "LLMAGENTOS_JWT_SECRET"   # HS256; or public_key = "idp.pem", or jwks_url
@@ -42,6 +43,7 @@ Example (TOML)::
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -85,6 +87,7 @@ _GATEWAY_FIELDS = (
     | _SHEDDING_FIELDS
     | set(_AUTH_LIMITS)
     | {"keys", "jwt", "rate_per_second", "burst", "redis_url", "upstream_ca_file"}
+    | {"upstream_idle_timeout"}
     | {"rate_limit_failure", "principal_secret_env", "forward_unsigned", "api_key_header"}
     | {"replica_networks"}
 )
@@ -154,7 +157,8 @@ def _redis_url(options: dict[str, Any]) -> str | None:
 def _admission(
     options: dict[str, Any], base: Path, environ: Mapping[str, str], redis_url: str | None
 ) -> None:
-    """Turn ``keys``, ``rate_per_second``/``burst`` (in ``redis_url``) into objects."""
+    """Turn ``keys``, ``rate_per_second``/``burst`` (in ``redis_url``) into objects, and
+    check the hop's ``upstream_*`` settings."""
     keys = options.pop("keys", None)
     if keys is not None:
         if not isinstance(keys, str) or not keys:
@@ -171,6 +175,11 @@ def _admission(
         if not path.is_file():
             raise ConfigError("gateway.upstream_ca_file", f"{path}: no such file")
         options["upstream_ca_file"] = str(path)
+    idle = options.get("upstream_idle_timeout")
+    if idle is not None and (
+        isinstance(idle, bool) or not isinstance(idle, int | float) or not 0 <= idle < math.inf
+    ):
+        raise ConfigError("gateway.upstream_idle_timeout", f"must be seconds >= 0 (got {idle!r})")
     jwt = options.pop("jwt", None)
     if jwt is not None:
         options["jwt"] = _jwt_verifier(jwt, base, environ)

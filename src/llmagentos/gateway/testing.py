@@ -55,12 +55,15 @@ async def status(request: Request) -> Response:
 
 async def inspect(request: Request) -> Response:
     # Exactly what arrived: the raw path and query string, every header (repeats kept)
-    # and the body, so a test can check a signed principal against them.
+    # and the body, so a test can check a signed principal against them; and the peer
+    # (host:port), which tells one connection of the gateway's from another.
     headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.scope["headers"]]
     query = request.scope["query_string"].decode("latin-1")
+    peer = request.scope.get("client") or ("", 0)
     return JSONResponse({
         "method": request.method, "raw_path": request.scope["raw_path"].decode("latin-1"),
         "query": query, "headers": headers, "body": (await request.body()).decode("latin-1"),
+        "peer": f"{peer[0]}:{peer[1]}",
     })  # fmt: skip
 
 

@@ -13,6 +13,13 @@ streams, or ``application/x-ndjson``) and whose status is not a 5xx is handed on
 arrives (:attr:`UpstreamReply.stream`) instead of being read whole; the route's
 timeout then bounds the wait for the headers and for each next piece.
 
+Both keep an idle connection to a replica for ``idle_timeout`` seconds at most
+(:data:`IDLE_TIMEOUT` by default, under uvicorn's 5 s keep-alive), so the gateway lets it
+go before the replica closes it; aiohttp's also never writes to a pooled connection the
+replica has closed, and sends a ``replayable`` request once more, on a new connection,
+when the pooled one it went out on was closed before the reply's head arrived
+(connections.py).
+
 Both answer the same way: an :class:`UpstreamReply`, or one of three errors the
 gateway treats differently — :class:`UpstreamRefused` (nothing reached the replica:
 safe to try another whatever the method), :class:`UpstreamTimeout` (504) and
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,8 +45,10 @@ from llmagentos.gateway.networks import ReplicaNetworks, guarded_resolver
 
 if TYPE_CHECKING:
     import aiohttp
+    from yarl import URL
 
 __all__ = [
+    "IDLE_TIMEOUT",
     "STREAMED_TYPES",
     "AiohttpUpstream",
     "Headers",
@@ -57,6 +67,10 @@ __all__ = [
 Headers = Sequence[tuple[str, str]] | Mapping[str, str]
 #: Content types passed on as they arrive rather than read whole.
 STREAMED_TYPES = frozenset({"text/event-stream", "application/x-ndjson"})
+#: Seconds an idle connection to a replica is kept for the next request: under the
+#: keep-alive of uvicorn (5 s, what ``llmagentos serve`` runs), so the gateway lets a
+#: connection go before the replica closes it under a request.
+IDLE_TIMEOUT = 4.0
 log = logging.getLogger("llmagentos.gateway")
 _ANYWHERE = ReplicaNetworks(["0.0.0.0/0", "::/0"])
 
@@ -77,6 +91,16 @@ class UpstreamReply:
     headers: list[tuple[str, str]]
     content: bytes
     stream: AsyncGenerator[bytes, None] | None = None
+
+
+def _idle_timeout(seconds: float) -> float:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not (0 <= seconds < math.inf)
+    ):
+        raise ConfigError("upstream_idle_timeout", f"must be seconds >= 0 (got {seconds!r})")
+    return float(seconds)
 
 
 def tls_context(ca_file: str) -> ssl.SSLContext:
@@ -111,9 +135,12 @@ class Upstream(Protocol):
     """What the gateway needs from an HTTP client."""
 
     async def request(
-        self, method: str, url: str, *, body: bytes, headers: Headers, timeout: float
-    ) -> UpstreamReply:
-        """Send one request (``url`` already carries its query string)."""
+        self, method: str, url: str, *, body: bytes, headers: Headers, timeout: float,
+        replayable: bool = False,
+    ) -> UpstreamReply:  # fmt: skip
+        """Send one request (``url`` already carries its query string); ``replayable``:
+        it may run twice (an idempotent method, route or key), so a connection closed
+        under it may be retried."""
         ...
 
     async def aclose(self) -> None:
@@ -127,7 +154,8 @@ class AiohttpUpstream:
     Nothing is added to the request (no ``User-Agent``, no ``Accept-Encoding``) and
     nothing is decoded on the way back, so a compressed reply reaches a client that
     asked for it, byte for byte. The session is made on first use, inside the
-    server's event loop.
+    server's event loop. ``idle_timeout``: seconds an idle connection is kept (0: none
+    is reused).
     """
 
     def __init__(
@@ -136,13 +164,19 @@ class AiohttpUpstream:
         max_connections: int = 0,
         ca_file: str | None = None,
         networks: ReplicaNetworks | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         try:
             import aiohttp
+
+            from llmagentos.gateway import connections
         except ImportError as err:
             raise MissingExtraError("the gateway", "gateway", "aiohttp") from err
         self._aiohttp = aiohttp
+        self._connections = connections
         self._max_connections = max_connections  # 0: no cap
+        idle = _idle_timeout(idle_timeout)
+        self._reuse: dict[str, Any] = {"keepalive_timeout": idle} if idle else {"force_close": True}
         # Host names are resolved on the runtime's pool; with networks, an address
         # outside them is never connected to, whatever the name resolved to before.
         self._networks = networks
@@ -155,7 +189,8 @@ class AiohttpUpstream:
         if self._session is None or self._session.closed:
             aiohttp = self._aiohttp
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
+                connector=self._connections.HopConnector(
+                    **self._reuse,
                     limit=self._max_connections,
                     use_dns_cache=True,
                     ssl=self._tls,
@@ -169,8 +204,9 @@ class AiohttpUpstream:
         return self._session
 
     async def request(
-        self, method: str, url: str, *, body: bytes, headers: Headers, timeout: float
-    ) -> UpstreamReply:
+        self, method: str, url: str, *, body: bytes, headers: Headers, timeout: float,
+        replayable: bool = False,
+    ) -> UpstreamReply:  # fmt: skip
         aiohttp = self._aiohttp
         from yarl import URL
 
@@ -184,14 +220,10 @@ class AiohttpUpstream:
             )
         try:
             async with asyncio.timeout(timeout):
-                answer = await self._client().request(
-                    method,
-                    URL(url, encoded=True),  # the client's own encoding, not re-quoted
-                    data=body or None,
-                    headers=headers,
-                    timeout=limits,
-                    allow_redirects=False,
-                )
+                answer = await self._send(
+                    method, URL(url, encoded=True), body, headers, limits=limits,
+                    replayable=replayable,
+                )  # fmt: skip
                 pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.raw_headers]
                 if _is_streamed(answer.status, answer.headers.get("content-type", "")):
                     return UpstreamReply(answer.status, pairs, b"", self._pieces(answer, timeout))
@@ -208,6 +240,34 @@ class AiohttpUpstream:
             raise UpstreamFailed(type(err).__name__) from err
         except ValueError as err:  # what aiohttp will not send (a control in a header)
             raise UpstreamFailed(f"not sent: {err}") from err
+
+    async def _send(
+        self, method: str, url: URL, body: bytes, headers: Headers, *,
+        limits: aiohttp.ClientTimeout, replayable: bool,
+    ) -> aiohttp.ClientResponse:  # fmt: skip
+        """The reply, its head read. A connection closed before that head arrived (a
+        close that crossed the request on a pooled connection, or a replica failing on
+        it) is answered by sending the request once more, on a new connection, only
+        when it came from the pool and the request may run twice."""
+        aiohttp = self._aiohttp
+        attempt = self._connections.HopAttempt()
+        token = self._connections.ATTEMPT.set(attempt)  # read by the connector
+        try:
+            while True:
+                try:
+                    return await self._client().request(
+                        method, url, data=body or None, headers=headers, timeout=limits,
+                        allow_redirects=False,
+                    )  # fmt: skip
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as err:
+                    if isinstance(err, aiohttp.ClientConnectorError) or attempt.fresh:
+                        raise
+                    if not (replayable and attempt.reused):
+                        raise  # it may have run: not sent twice
+                    attempt.fresh = True
+                    log.info("%s %s again on a new connection: %r", method, url, err)
+        finally:
+            self._connections.ATTEMPT.reset(token)
 
     async def _pieces(self, answer: Any, timeout: float) -> AsyncGenerator[bytes, None]:
         pieces = answer.content.iter_any()
@@ -241,15 +301,26 @@ class HttpxUpstream:
     admits no such target in the first place.)
     """
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, transport: httpx.AsyncBaseTransport | None = None, *,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:  # fmt: skip
+        # httpx's default limits but the idle time (5 s there). httpcore's pool drops a
+        # pooled connection whose socket is readable, as connections.py does, and sends
+        # nothing twice: ``replayable`` is not read.
+        limits = httpx.Limits(
+            max_connections=100, max_keepalive_connections=20,
+            keepalive_expiry=_idle_timeout(idle_timeout),
+        )  # fmt: skip
         self._client = httpx.AsyncClient(
-            transport=transport, follow_redirects=False, trust_env=False,
+            transport=transport, follow_redirects=False, trust_env=False, limits=limits,
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # it keeps none
         )  # fmt: skip
 
     async def request(
-        self, method: str, url: str, *, body: bytes, headers: Headers, timeout: float
-    ) -> UpstreamReply:
+        self, method: str, url: str, *, body: bytes, headers: Headers, timeout: float,
+        replayable: bool = False,
+    ) -> UpstreamReply:  # fmt: skip
         outgoing = self._client.build_request(
             method, url, content=body, headers=headers, timeout=timeout
         )
