@@ -43,7 +43,6 @@ Example (TOML)::
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -61,6 +60,7 @@ from llmagentos.gateway.openai_face import Exposed
 from llmagentos.gateway.ratelimit import RedisTokenBucket, TokenBucket
 from llmagentos.gateway.registry import ServiceRegistry
 from llmagentos.gateway.runtime import ResilienceSettings, ServiceRuntime
+from llmagentos.gateway.upstream import check_idle_timeout
 from llmagentos.load_shedding import SheddingLimits
 from llmagentos.principal import SECRET_ENV, principal_secret
 
@@ -175,11 +175,8 @@ def _admission(
         if not path.is_file():
             raise ConfigError("gateway.upstream_ca_file", f"{path}: no such file")
         options["upstream_ca_file"] = str(path)
-    idle = options.get("upstream_idle_timeout")
-    if idle is not None and (
-        isinstance(idle, bool) or not isinstance(idle, int | float) or not 0 <= idle < math.inf
-    ):
-        raise ConfigError("gateway.upstream_idle_timeout", f"must be seconds >= 0 (got {idle!r})")
+    if "upstream_idle_timeout" in options:
+        check_idle_timeout(options["upstream_idle_timeout"], "gateway.upstream_idle_timeout")
     jwt = options.pop("jwt", None)
     if jwt is not None:
         options["jwt"] = _jwt_verifier(jwt, base, environ)

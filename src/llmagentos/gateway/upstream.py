@@ -59,6 +59,7 @@ __all__ = [
     "UpstreamRefused",
     "UpstreamReply",
     "UpstreamTimeout",
+    "check_idle_timeout",
     "tls_context",
 ]
 
@@ -93,13 +94,14 @@ class UpstreamReply:
     stream: AsyncGenerator[bytes, None] | None = None
 
 
-def _idle_timeout(seconds: float) -> float:
+def check_idle_timeout(seconds: Any, field: str = "upstream_idle_timeout") -> float:
+    """``seconds`` as an idle timeout (finite, >= 0), or a ``ConfigError`` naming ``field``."""
     if (
         isinstance(seconds, bool)
         or not isinstance(seconds, int | float)
         or not (0 <= seconds < math.inf)
     ):
-        raise ConfigError("upstream_idle_timeout", f"must be seconds >= 0 (got {seconds!r})")
+        raise ConfigError(field, f"must be seconds >= 0 (got {seconds!r})")
     return float(seconds)
 
 
@@ -175,7 +177,7 @@ class AiohttpUpstream:
         self._aiohttp = aiohttp
         self._connections = connections
         self._max_connections = max_connections  # 0: no cap
-        idle = _idle_timeout(idle_timeout)
+        idle = check_idle_timeout(idle_timeout)
         self._reuse: dict[str, Any] = {"keepalive_timeout": idle} if idle else {"force_close": True}
         # Host names are resolved on the runtime's pool; with networks, an address
         # outside them is never connected to, whatever the name resolved to before.
@@ -310,7 +312,7 @@ class HttpxUpstream:
         # nothing twice: ``replayable`` is not read.
         limits = httpx.Limits(
             max_connections=100, max_keepalive_connections=20,
-            keepalive_expiry=_idle_timeout(idle_timeout),
+            keepalive_expiry=check_idle_timeout(idle_timeout),
         )  # fmt: skip
         self._client = httpx.AsyncClient(
             transport=transport, follow_redirects=False, trust_env=False, limits=limits,
