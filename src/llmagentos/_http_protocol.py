@@ -10,6 +10,10 @@ it began (or after the connection opened) 408, and the connection is closed.
 The servers pass :class:`BoundedHttpToolsProtocol` as uvicorn's ``http``. A head that
 arrives in one read, as nearly every one does, costs two attribute checks: the timer
 is armed only while a head is incomplete.
+
+It also leaves a request unread while the server is full, when the app has an
+:class:`~llmagentos.unread_queue.UnreadQueue` (``reads_per_turn``): the connection is
+paused with the bytes already received kept aside, and read when the queue says so.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import json
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from llmagentos.unread_queue import COMING, EXPIRED, PROBE_LINES, unread_queue_of
 
 __all__ = [
     "BOUNDED_HTTP",
@@ -32,6 +38,9 @@ __all__ = [
 MAX_HEAD_BYTES = 64 * 1024
 #: How long a request's head may take to arrive whole.
 HEAD_SECONDS = 10.0
+#: How long a request read from the unread queue may count as coming while the rest of
+#: it arrives (then it holds no room: a slow body must not keep others unread).
+SLOW_BODY_GRACE = 0.02
 #: uvicorn's ``http`` setting for it (a string: worker processes import it themselves).
 BOUNDED_HTTP = "llmagentos._http_protocol:BoundedHttpToolsProtocol"
 
@@ -59,8 +68,64 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(
             self.head_seconds, self._head_timed_out
         )
+        self._unread = unread_queue_of(self.app)
+        if self._unread is not None:
+            self._unread.bind(self.loop)
+        self._parked: bytes | None = None  # a request's first bytes, left unread
+        self._in_message = False  # between a request's first byte and its last
+        self._expired = False  # the next request is read only to be refused
+        self._coming = False  # its request counts in the queue's ``coming``
+        self._settle_timer: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
+        unread = self._unread
+        if unread is None or self._in_message:
+            self._feed(data)
+            return
+        if self._parked is not None:
+            self._parked += data  # came with the pause: kept with the rest
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._feed(data)  # pipelined behind a request in flight: uvicorn queues it
+        elif unread.take():
+            self._coming = True
+            self._read(data)
+        elif data.startswith(PROBE_LINES):
+            self._feed(data)
+        else:
+            self._unset_keepalive_if_required()  # waiting, not idle
+            self._parked = data
+            self.transport.pause_reading()
+            unread.park(self)
+
+    def unpark(self, *, expired: bool) -> None:
+        """Read the request left unread: to serve it, or (``expired``) to refuse it."""
+        data, self._parked = self._parked, None
+        self._coming = not expired  # the queue counted it
+        if data is None or self.transport.is_closing():
+            self._settle()
+            return
+        self.transport.resume_reading()
+        self._expired = expired
+        self._read(data)
+
+    def _read(self, data: bytes) -> None:
+        self._feed(data)
+        if self._in_message and self._coming and self._settle_timer is None:
+            # The rest is still to come: often a moment later (a client writing its
+            # body apart from its head), else slowly, and a slow body holds no room.
+            self._settle_timer = self.loop.call_later(SLOW_BODY_GRACE, self._settle)
+
+    def _settle(self) -> None:
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        if self._coming:
+            self._coming = False
+            if self._unread is not None:
+                self._unread.settle()
+
+    def _feed(self, data: bytes) -> None:
         if self._in_head:
             # A message that begins within this read starts its count at 0 (below): at
             # most one read of a head goes uncounted, so the bound holds within a read.
@@ -77,6 +142,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
+        self._in_message = True
+        if self._expired:
+            self._expired = False
+            self.scope[EXPIRED] = True  # type: ignore[literal-required]
+        elif self._coming:
+            self.scope[COMING] = self._settle  # type: ignore[literal-required]
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        super().on_message_complete()
+
+    def shutdown(self) -> None:
+        if self._parked is not None and self._unread is not None:
+            self._unread.forget(self)
+            self.unpark(expired=True)  # answered 503, then closed below
+        super().shutdown()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -86,6 +167,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._settle()
+        if self._parked is not None and self._unread is not None:
+            self._parked = None
+            self._unread.forget(self)
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
@@ -98,6 +183,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(408, "Request Timeout", detail)
 
     def _refuse(self, status: int, reason: str, detail: str) -> None:
+        self._settle()
         self.logger.info("refused a request's head (%d): %s", status, detail)
         self.transport.write(_refusal(status, reason, detail))
         self.transport.close()

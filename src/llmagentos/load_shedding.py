@@ -13,6 +13,9 @@ headers, then handed to the app as if it had just arrived: a client that sends i
 slowly (or never) holds a connection, not one of the ``max_in_flight`` slots, and is
 answered ``408`` (connection closed) at the deadline. A request without a body (no
 ``Content-Length``, no ``Transfer-Encoding``) is admitted as before, without a read.
+
+Under the servers' HTTP protocol a request past the limit is not even read: it waits in
+its socket (:mod:`llmagentos.unread_queue`), so a flood costs the server little.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmagentos.exceptions import ConfigError
+from llmagentos.unread_queue import COMING, EXPIRED, UNREAD_ATTRIBUTE, UnreadQueue
 
 __all__ = [
     "EVENT_LOOP", "PROBES", "SHEDDING_DEFAULTS", "Gate", "LoadShedder", "LoopLag", "Shedding",
@@ -70,6 +74,16 @@ class SheddingLimits:
             it is read before the request takes a slot, so a slow body holds none.
             Past the deadline: ``408`` and the connection closed (``0``: no deadline,
             and the app reads the body under its slot).
+        reads_per_turn: new requests read per turn of the event loop, and only while a
+            slot is free; the others wait unread in their sockets, each at most
+            ``queue_timeout`` (:mod:`llmagentos.unread_queue`; ``0``: read every
+            request as it comes). Needs the servers' HTTP protocol
+            (:mod:`llmagentos._http_protocol`); elsewhere requests are read as they come.
+        sheds_per_turn: requests that waited unread past ``queue_timeout`` answered
+            ``503`` per turn of the loop (>= 1), so refusing a flood takes a bounded
+            share of it.
+        overload_wait: under a lasting overload (requests unread for 0.1 s on end), how
+            recent an unread request must be to get a freed slot; the others are shed.
     """
 
     max_in_flight: int = 512
@@ -79,13 +93,23 @@ class SheddingLimits:
     max_loop_lag: float = 0.05
     late_admissions: int = 4
     body_timeout: float = 15.0
+    reads_per_turn: int = 16
+    sheds_per_turn: int = 8
+    overload_wait: float = 0.005
 
     def __post_init__(self) -> None:
-        for name in ("max_in_flight", "max_queue", "retry_after", "late_admissions"):
+        for name in (
+            "max_in_flight", "max_queue", "retry_after", "late_admissions", "reads_per_turn",
+            "sheds_per_turn",
+        ):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(name, f"must be an integer >= 0 (got {value!r})")
-        for name in ("queue_timeout", "max_loop_lag", "body_timeout"):
+        if self.sheds_per_turn < 1:
+            raise ConfigError(
+                "sheds_per_turn", "must be >= 1: else a request left unread waits forever"
+            )
+        for name in ("queue_timeout", "max_loop_lag", "body_timeout", "overload_wait"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ConfigError(name, f"must be seconds >= 0 (got {value!r})")
@@ -99,13 +123,19 @@ class Gate:
     served, each for at most ``timeout`` seconds. A slot freed goes straight to the
     oldest waiter, so a newcomer never overtakes the queue."""
 
-    __slots__ = ("in_flight", "limit", "max_queue", "shed", "timeout", "waiters")
+    __slots__ = ("in_flight", "limit", "max_queue", "on_free", "shed", "timeout", "waiters")
 
     def __init__(self, limit: int, max_queue: int, timeout: float) -> None:
         self.limit, self.max_queue, self.timeout = limit, max_queue, timeout
         self.in_flight = 0
         self.shed = 0
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.on_free: Callable[[], None] | None = None
+        """Called when a slot is freed with nobody waiting for it."""
+
+    def has_room(self, coming: int = 0) -> bool:
+        """Whether one more would be admitted at once, after ``coming`` others."""
+        return self.in_flight + coming < self.limit and not self.waiters
 
     async def enter(self) -> bool:
         """Take a slot (``True``), or be refused one (``False``, counted in ``shed``)."""
@@ -147,6 +177,8 @@ class Gate:
                 waiter.set_result(None)  # in_flight unchanged: the slot changes hands
                 return
         self.in_flight -= 1
+        if self.on_free is not None:
+            self.on_free()
 
 
 class LoopLag:
@@ -214,6 +246,16 @@ class Shedding:
             limits.max_in_flight or unlimited, limits.max_queue, limits.queue_timeout
         )
         self.gates: dict[str, Gate] = {}
+        self.unread: UnreadQueue | None = None
+        """Requests left unread past the limit (``reads_per_turn``; the servers' HTTP
+        protocol finds it through :func:`shed_first`)."""
+        if limits.reads_per_turn:
+            self.unread = UnreadQueue(
+                self.overall.has_room, reads_per_turn=limits.reads_per_turn,
+                sheds_per_turn=limits.sheds_per_turn, queue_timeout=limits.queue_timeout,
+                overload_wait=limits.overload_wait,
+            )  # fmt: skip
+            self.overall.on_free = self.unread.slot_freed
         self.loop_lag = LoopLag()
         self.shed_on_lag = 0
         self._late_tick, self._late_admitted = -1, 0
@@ -267,6 +309,11 @@ class Shedding:
     def _next_turn(self) -> None:
         self._this_turn = 0
 
+    @property
+    def unread_expired(self) -> int:
+        """Requests refused for waiting unread past ``queue_timeout``."""
+        return self.unread.expired if self.unread is not None else 0
+
     def forget(self, name: str) -> None:
         """Drop a key's gate (its limit changed, or it is gone); requests in flight
         give their slots back to the gate they hold."""
@@ -279,7 +326,9 @@ class Shedding:
             "max_in_flight": self.limits.max_in_flight,
             "in_flight": self.overall.in_flight,
             "waiting": len(self.overall.waiters),
-            "shed": self.overall.shed + self.shed_on_lag + sum(g.shed for g in gates.values()),
+            "shed": self.overall.shed + self.shed_on_lag + self.unread_expired
+            + sum(g.shed for g in gates.values()),
+            "unread": len(self.unread.waiting) if self.unread is not None else 0,
             "loop_lag_ms": round(self.loop_lag.lag * 1000, 2),
             "body_timeouts": self.body_timeouts,
             "services": {
@@ -300,7 +349,10 @@ class LoadShedder:
         self.app, self.shedding = app, shedding
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        settle = scope.get(COMING)  # read by the unread queue: it counts until settled
         if scope["type"] != "http" or scope["path"] in PROBES:
+            if settle is not None:
+                settle()
             await self.app(scope, receive, send)
             return
         shedding = self.shedding
@@ -310,10 +362,18 @@ class LoadShedder:
             if declared:  # a body to read before taking a slot
                 read = await self._read_body(receive, send, declared)
                 if read is None:
+                    if settle is not None:
+                        settle()
                     return  # answered 408, or the client went away
                 receive, streamed = read
                 if streamed is not None:
                     send = streamed.send
+        if settle is not None:
+            settle()  # admitted or refused below, within this step: no other runs between
+        if scope.get(EXPIRED):
+            wait = shedding.limits.queue_timeout * 1000
+            await self._shed(send, f"more requests than it could read within {wait:g} ms")
+            return
         if shedding.behind():
             late = shedding.loop_lag.lasting * 1000
             await self._shed(send, f"an event loop {late:.0f} ms behind")
@@ -484,3 +544,5 @@ def shed_first(app: Any, shedding: Shedding) -> None:
         return LoadShedder(build(), shedding=shedding)
 
     app.build_middleware_stack = shedding_first  # Starlette builds its stack on first call
+    if shedding.unread is not None:  # found by the servers' HTTP protocol
+        setattr(app, UNREAD_ATTRIBUTE, shedding.unread)

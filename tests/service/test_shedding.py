@@ -90,6 +90,9 @@ def test_a_busy_service_sheds_at_once_and_stays_alive(service: str) -> None:
         if reply.status_code == 503:
             assert reply.headers["retry-after"] == "1" and seconds < 0.9
             assert "overloaded: the service" in reply.json()["detail"]
+    # Past the two slots the others were left unread, then refused at their deadline.
+    details = [reply.json()["detail"] for reply, _ in replies if reply.status_code == 503]
+    assert sum("more requests than it could read within 100 ms" in d for d in details) >= 9, details
     assert ready == 200  # probes are never shed
     again = asyncio.run(_decide_all(service, 2))
     assert [r.status_code for r, _ in again] == [200, 200]

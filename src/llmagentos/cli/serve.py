@@ -119,6 +119,14 @@ def serve_command(
         float,
         typer.Option(min=0.0, metavar="SECONDS", help="How long a request may wait for a slot."),
     ] = SHEDDING_DEFAULTS.queue_timeout,
+    reads_per_turn: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="New requests read per turn of the event loop, while a slot is free; the "
+            "others wait unread, each for at most --queue-timeout (0: read all at once).",
+        ),
+    ] = SHEDDING_DEFAULTS.reads_per_turn,
     max_loop_lag: Annotated[
         float,
         typer.Option(
@@ -183,6 +191,7 @@ def serve_command(
                 max_queue,
                 queue_timeout,
                 max_loop_lag=max_loop_lag,
+                reads_per_turn=reads_per_turn,
                 body_timeout=body_timeout,
             ),
         )

@@ -25,6 +25,7 @@ Example (TOML)::
     max_in_flight = 512             # requests at once; past them and the queue: 503 at once
     max_queue = 512                 # may wait for a slot, each for at most queue_timeout s
     queue_timeout = 0.05
+    reads_per_turn = 16             # new requests read per loop turn; others wait unread
     body_timeout = 15               # s a body may take to arrive (before a slot): then 408
     upstream_idle_timeout = 4       # s an idle replica connection is kept: under theirs (5)
 

@@ -49,6 +49,12 @@ class _Counted:
         )
         slow.add_metric([], stats["body_timeouts"])
         yield slow
+        unread = GaugeMetricFamily(
+            "llmagentos_gateway_unread",
+            "Requests left unread in their sockets now, past the free slots",
+        )
+        unread.add_metric([], stats["unread"])
+        yield unread
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
