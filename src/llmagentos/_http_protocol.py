@@ -111,10 +111,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _read(self, data: bytes) -> None:
         self._feed(data)
-        if self._in_message and self._coming and self._settle_timer is None:
-            # The rest is still to come: often a moment later (a client writing its
-            # body apart from its head), else slowly, and a slow body holds no room.
-            self._settle_timer = self.loop.call_later(SLOW_BODY_GRACE, self._settle)
+        if self._coming and self._settle_timer is None:
+            handed_on = self.cycle is not None and self.cycle.scope is self.scope
+            if self._in_message or not handed_on:
+                # Not a whole request handed to the app yet: the rest often comes a
+                # moment later (a body written apart from its head), else slowly, and a
+                # slow body holds no room; a WebSocket upgrade goes to another protocol,
+                # never to the shedder that would settle it.
+                self._settle_timer = self.loop.call_later(SLOW_BODY_GRACE, self._settle)
 
     def _settle(self) -> None:
         if self._settle_timer is not None:

@@ -145,3 +145,27 @@ def test_a_gateway_stopping_answers_the_requests_it_left_unread(echo: str, tmp_p
         assert statuses == [503, 503, 503]  # told to come back, not cut off
     finally:
         stop_processes(process)
+
+
+def test_websocket_upgrades_do_not_use_up_the_room_to_read(gateway: str) -> None:
+    # An upgrade goes to another protocol and never reaches the shedder: counted as
+    # a request on its way to a slot for good, a few of them would leave every later
+    # request unread until refused.
+    async def upgrades_then_one() -> tuple[int, bytes, float]:
+        upgrade = (
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        )
+        host, port = gateway.removeprefix("http://").split(":")
+        for _ in range(6):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"GET /up/echo HTTP/1.1\r\nHost: x\r\n" + upgrade + b"\r\n")
+            await writer.drain()
+            await reader.read(1024)  # refused: no WebSocket route
+            writer.close()
+        await asyncio.sleep(0.1)
+        return await _call(gateway, "/up/echo")
+
+    status, reply, seconds = asyncio.run(upgrades_then_one())
+    assert status == 200, reply
+    assert seconds < QUEUE_TIMEOUT
