@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from llmagentos._processes import free_port, start_server
+from llmagentos._processes import free_port, start_server, stop_processes
 
 pytest.importorskip("fastapi", reason="needs llmagentos[serve]")
 
@@ -133,3 +133,44 @@ def test_half_or_broken_tls_settings_fail_before_listening(tmp_path: Path, comma
             check=False, capture_output=True, text=True, timeout=60, env=env,
         )  # fmt: skip
         assert done.returncode == 2 and words in done.stderr, done.stderr
+
+
+def test_an_https_gateway_leaves_requests_unread_past_its_slots(tmp_path: Path) -> None:
+    # Pausing a TLS connection pauses the decrypted stream, not the socket: what the
+    # TLS layer already decrypted still arrives and must be kept with the request.
+    import asyncio
+
+    cert, key = _self_signed(tmp_path)
+    trust = ssl.create_default_context(cafile=str(cert))
+    upstream, upstream_url = start_server(["llmagentos.gateway.testing"], port_flag=None)
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        "[gateway]\nmax_in_flight = 2\nqueue_timeout = 0.4\nhealth_interval = 0\n\n"
+        f'[[services]]\nname = "up"\nreplicas = ["{upstream_url}"]\n'
+    )
+    tls = ["--tls-cert", str(cert), "--tls-key", str(key)]
+    gateway, url = start_server(
+        ["llmagentos", "gateway", str(config), *tls], scheme="https", verify=str(cert)
+    )
+
+    async def flood() -> tuple[list[int], list[str], int]:
+        limits = httpx.Limits(max_connections=20)
+        async with httpx.AsyncClient(verify=trust, timeout=10, limits=limits) as client:
+            busy = [asyncio.ensure_future(client.get(f"{url}/up/slow?s=1.5")) for _ in range(2)]
+            await asyncio.sleep(0.3)
+            body = b"x" * 50_000  # more than one TLS record
+            refused = await asyncio.gather(
+                *(client.post(f"{url}/up/echo", content=body) for _ in range(6))
+            )
+            served = [reply.status_code for reply in await asyncio.gather(*busy)]
+            after = await client.post(f"{url}/up/echo", content=body)
+            return served, [r.text for r in refused if r.status_code == 503], after.status_code
+
+    try:
+        served, refusals, after = asyncio.run(flood())
+        assert served == [200, 200]
+        assert len(refusals) == 6
+        assert all("could read within 400 ms" in text for text in refusals)
+        assert after == 200
+    finally:
+        stop_processes(gateway, upstream)

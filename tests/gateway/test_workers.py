@@ -299,3 +299,30 @@ def test_several_workers_need_redis_and_nothing_listens(echo: str, tmp_path: Pat
     done = _refused_run(str(broken), "--workers", "2", "--port", port)
     assert done.returncode == 2 and "gateway.colour: unknown field" in done.stderr  # not 3:
     # uvicorn's exit when a started worker fails
+
+
+def test_each_worker_leaves_its_excess_unread(redis_url: str, echo: str, tmp_path: Path) -> None:
+    # Each worker builds its own gateway, so its HTTP protocol must find that gateway's
+    # unread queue: a worker without one would refuse "1 requests in flight" at once.
+    limits = "max_in_flight = 1\nqueue_timeout = 0.3\n"
+    with _gateway(_config(tmp_path, redis_url, echo, limits)) as (_, url):
+        one, two = _two_workers(url)
+        busy = [
+            threading.Thread(target=client.get, args=("/up/slow?s=2",)) for client in (one, two)
+        ]
+        for thread in busy:
+            thread.start()
+        time.sleep(0.5)  # both workers' one slot taken
+        refusals: list[str] = []
+
+        def fresh_connection() -> None:
+            with httpx.Client(base_url=url, timeout=10) as client:
+                refusals.append(client.get("/up/echo").text)
+
+        flood = [threading.Thread(target=fresh_connection) for _ in range(10)]
+        for thread in flood:
+            thread.start()
+        for thread in flood + busy:
+            thread.join()
+        assert len(refusals) == 10
+        assert all("could read within 300 ms" in text for text in refusals), refusals
