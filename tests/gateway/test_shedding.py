@@ -67,6 +67,9 @@ async def test_a_cancelled_waiter_passes_its_slot_on() -> None:
         ("retry_after", True),
         ("late_admissions", -5),
         ("late_admissions", 2.5),
+        ("reads_per_turn", "x"),
+        ("sheds_per_turn", 0),  # a request left unread would wait forever
+        ("overload_wait", -1),
     ],
 )
 def test_bad_limits_name_their_field(field: str, value: object) -> None:
