@@ -24,7 +24,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from llmagentos.unread_queue import COMING, EXPIRED, PROBE_LINES, unread_queue_of
+from llmagentos.unread_queue import COMING, EXPIRED, unread_queue_of
 
 __all__ = [
     "BOUNDED_HTTP",
@@ -90,7 +90,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         elif unread.take():
             self._coming = True
             self._read(data)
-        elif data.startswith(PROBE_LINES):
+        elif data.startswith(unread.probe_lines):
             self._feed(data)
         else:
             self._unset_keepalive_if_required()  # waiting, not idle

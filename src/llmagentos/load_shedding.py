@@ -82,8 +82,9 @@ class SheddingLimits:
         sheds_per_turn: requests that waited unread past ``queue_timeout`` answered
             ``503`` per turn of the loop (>= 1), so refusing a flood takes a bounded
             share of it.
-        overload_wait: under a lasting overload (requests unread for 0.1 s on end), how
-            recent an unread request must be to get a freed slot; the others are shed.
+        overload_wait: once more requests wait unread than were read in the last
+            ``queue_timeout``, the oldest for longer than this, how recent an unread
+            request must be to get a freed slot; the others are shed at their deadline.
     """
 
     max_in_flight: int = 512
@@ -253,7 +254,7 @@ class Shedding:
             self.unread = UnreadQueue(
                 self.overall.has_room, reads_per_turn=limits.reads_per_turn,
                 sheds_per_turn=limits.sheds_per_turn, queue_timeout=limits.queue_timeout,
-                overload_wait=limits.overload_wait,
+                overload_wait=limits.overload_wait, probes=PROBES,
             )  # fmt: skip
             self.overall.on_free = self.unread.slot_freed
         self.loop_lag = LoopLag()

@@ -24,7 +24,8 @@ only make the flood bigger. :class:`UnreadQueue` reads less instead:
   share of the loop; the rest wait their turn to be refused, but never past
   :data:`MAX_UNREAD_WAIT`.
 
-Health probes (``GET /healthz``, ``/readyz``, ``/metrics``) are never left unread.
+Health probes (the shedder's ``PROBES``: ``GET /healthz`` and the like) are never left
+unread.
 """
 
 from __future__ import annotations
@@ -33,21 +34,25 @@ import asyncio
 import bisect
 import collections
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 __all__ = [
-    "COMING", "EXPIRED", "MAX_UNREAD_WAIT", "PROBE_LINES", "UNREAD_ATTRIBUTE", "Unread",
-    "UnreadQueue", "unread_queue_of",
+    "COMING", "EXPIRED", "MAX_UNREAD_WAIT", "UNREAD_ATTRIBUTE", "Unread", "UnreadQueue",
+    "probe_lines", "unread_queue_of",
 ]  # fmt: skip
 
-PROBE_LINES = tuple(
-    f"{method} {path}{end}".encode()
-    for method in ("GET", "HEAD")
-    for path in ("/healthz", "/readyz", "/metrics")
-    for end in (" ", "?")
-)
-"""How a probe's request line begins: read at once, whatever the load."""
+
+def probe_lines(paths: Iterable[str]) -> tuple[bytes, ...]:
+    """How a probe's request line begins (``GET`` or ``HEAD`` of one of ``paths``): such
+    a request is read at once, whatever the load."""
+    return tuple(
+        f"{method} {path}{end}".encode()
+        for method in ("GET", "HEAD")
+        for path in sorted(paths)
+        for end in (" ", "?")
+    )
+
 
 EXPIRED = "llmagentos.unread_expired"
 """The ASGI scope key marking a request read only to be refused (it waited too long)."""
@@ -95,6 +100,7 @@ class UnreadQueue:
         queue_timeout: seconds a request may wait unread for a slot.
         overload_wait: under a lasting overload, how recent a request must be to get a
             freed slot.
+        probes: the paths read at once, never left unread.
     """
 
     def __init__(
@@ -105,8 +111,11 @@ class UnreadQueue:
         sheds_per_turn: int,
         queue_timeout: float,
         overload_wait: float,
+        probes: Iterable[str] = (),
     ) -> None:
         self.room = room
+        self.probe_lines = probe_lines(probes)
+        """Request-line beginnings (``GET /healthz ``, ...) read at once."""
         self.reads_per_turn, self.sheds_per_turn = reads_per_turn, sheds_per_turn
         self.queue_timeout, self.overload_wait = queue_timeout, overload_wait
         self.waiting: collections.deque[tuple[Unread, float]] = collections.deque()
