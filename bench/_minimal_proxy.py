@@ -6,9 +6,11 @@ session) and hands the reply back: no routing table, no checks, no metrics, no
 logging, no retries. What it costs per request is what any proxy built on this stack
 pays before doing any of the gateway's work.
 
-``CLIENT=pyreqwest`` sends the hop with pyreqwest instead (Rust's reqwest and hyper,
-one pooled client): what another HTTP client would change; ``LOOP=uvloop`` serves on
-uvloop instead of the gateway's loop (asyncio's).
+``CLIENT=http1`` sends the hop with the gateway's own hop client instead
+(:class:`~llmagentos.gateway.http1_hop.Http1Upstream`: keep-alive HTTP/1.1 on httptools),
+the floor of a proxy with the gateway's hop; ``CLIENT=pyreqwest`` with pyreqwest (Rust's
+reqwest and hyper, one pooled client): what another HTTP client would change. ``LOOP``
+(``asyncio``, ``uvloop``) serves on that loop instead of the gateway's.
 
 python -m _minimal_proxy PORT   (UPSTREAM=http://127.0.0.1:N in the environment)
 """
@@ -53,6 +55,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if CLIENT == "pyreqwest":
         await _reqwest_hop(scope, receive, send)
         return
+    if CLIENT == "http1":
+        await _http1_hop(scope, receive, send)
+        return
     session = _SESSION.get("")
     if session is None:
         connector = aiohttp.TCPConnector(limit=0)
@@ -68,6 +73,23 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         out = _reply_headers(reply.headers)
         await send({"type": "http.response.start", "status": reply.status, "headers": out})
         await send({"type": "http.response.body", "body": data})
+
+
+async def _http1_hop(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    from llmagentos.gateway.http1_hop import Http1Upstream
+
+    client = _SESSION.get("http1")
+    if client is None:
+        client = _SESSION["http1"] = Http1Upstream()
+    body = await _body(receive)
+    path = scope["path"]
+    rest = path[path.find("/", 1) :] if path.count("/") > 1 else path
+    headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k not in _HOP]
+    reply = await client.request(scope["method"], UPSTREAM + rest, body=body, headers=headers,
+                                 timeout=30)  # fmt: skip
+    out = [(k.lower().encode(), v.encode()) for k, v in reply.headers if k.lower() not in _DROPPED]
+    await send({"type": "http.response.start", "status": reply.status, "headers": out})
+    await send({"type": "http.response.body", "body": reply.content})
 
 
 async def _reqwest_hop(scope: dict[str, Any], receive: Any, send: Any) -> None:

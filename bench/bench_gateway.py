@@ -26,9 +26,11 @@ testing``, a bare Starlette app) and the gateway in front of it.
   scrypt each: the per-address and per-key limits opened wide for the measure);
   target <= 0.25x. (Made-up key ids cost no scrypt at all: no such row.)
 - a faster server stack, where ``granian`` is installed (the ``bench`` extra): the
-  minimal proxy on granian's Rust HTTP server through RSGI, on the gateway's asyncio
+  minimal proxy on granian's Rust HTTP server through RSGI, on asyncio's
   loop and on uvloop, in the same interleaved load (information: what another server
   would give any Python proxy here);
+- the minimal proxy with the gateway's own hop client (``Http1Upstream``) instead of
+  aiohttp's (information: the floor of a proxy with the gateway's hop);
 - another hop client, where ``pyreqwest`` is installed (the ``bench`` extra): the
   minimal proxy sending its hop with Rust's reqwest instead of aiohttp (information:
   what the client costs of a proxy's requests).
@@ -71,9 +73,15 @@ REQWEST_LOOPS = ("asyncio", "uvloop")
 
 
 def _start_floors(env: dict[str, str]) -> dict[str, tuple[subprocess.Popen[bytes], str]]:
-    """The minimal proxies, each a server process: on uvicorn with aiohttp's client, and
-    where installed with pyreqwest's client and on granian (per event loop)."""
-    floors = {"minimal": start_server(["_minimal_proxy"], port_flag=None, env=env)}
+    """The minimal proxies, each a server process: on uvicorn with aiohttp's client and
+    with the gateway's hop, and where installed with pyreqwest's client and on granian
+    (per event loop)."""
+    floors = {
+        "minimal": start_server(["_minimal_proxy"], port_flag=None, env=env),
+        "minimal_http1": start_server(
+            ["_minimal_proxy"], port_flag=None, env={**env, "CLIENT": "http1"}
+        ),
+    }
     for loop in REQWEST_LOOPS if importlib.util.find_spec("pyreqwest") else ():
         with_reqwest = {**env, "CLIENT": "pyreqwest", "LOOP": loop}
         floors[f"reqwest_{loop}"] = start_server(
@@ -289,9 +297,14 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
     rows[3:3] = workers  # after the plain gateway's rows
     floor_ratio = _ratio(loads, "minimal", "bare")
     rows[2:2] = [
-        ["through a minimal proxy (raw ASGI + aiohttp, nothing else: the floor)", "", "",
+        ["through a minimal proxy (raw ASGI + aiohttp's client, nothing else)", "", "",
          f"{rps['minimal']:,.0f}", f"{load_p50['minimal']:.2f}", f"{load_p99['minimal']:.2f}"],
         ["minimal proxy against the bare app", "", "", f"{floor_ratio:.2f}x", "", ""],
+        ["the minimal proxy with the gateway's hop (Http1Upstream) as its client", "", "",
+         f"{rps['minimal_http1']:,.0f}", f"{load_p50['minimal_http1']:.2f}",
+         f"{load_p99['minimal_http1']:.2f}"],
+        ["minimal proxy (gateway's hop) against the bare app", "", "",
+         f"{_ratio(loads, 'minimal_http1', 'bare'):.2f}x", "", ""],
         *_stack_rows(loads, rps, load_p50, load_p99),
     ]  # fmt: skip
     rows.extend(_cpu_rows(cpu_load))
@@ -370,6 +383,7 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
             "gateway_cpu_us_per_request": cpu_us,
             "cpu_us_per_request_under_load": cpu_load,
             "minimal_proxy_ratio": floor_ratio,
+            "minimal_proxy_http1_ratio": _ratio(loads, "minimal_http1", "bare"),
             "flood_seconds": {"one_bad_key": remembered, "distinct_bad_keys": distinct},
             "workers": WORKERS,
             "workers_ratio": _ratio(loads, "workers", "gateway") if "workers" in loads else None,
@@ -389,7 +403,8 @@ def _cpu_rows(cpu: dict[str, float]) -> list[list[str]]:
         return []
     app = cpu["bare"]
     rows = [["bare app CPU per request under load (us)", f"{app:.0f}", "", "", "", ""]]
-    names = [("minimal", "minimal proxy"), ("gateway", "gateway")]
+    names = [("minimal", "minimal proxy"), ("minimal_http1", "minimal proxy, gateway's hop"),
+             ("gateway", "gateway")]  # fmt: skip
     names[1:1] = [(f"reqwest_{lp}", f"minimal proxy, pyreqwest, {lp}") for lp in REQWEST_LOOPS]
     names[1:1] = [(f"granian_{lp}", f"minimal proxy on granian, {lp}") for lp in GRANIAN_LOOPS]
     for name, label in names:

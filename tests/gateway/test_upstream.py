@@ -1,4 +1,5 @@
-"""The gateway's hop to a replica (aiohttp by default): what it passes on untouched,
+"""The gateway's hop to a replica (Http1Upstream by default; aiohttp's and httpx's clients
+as options): what it passes on untouched,
 and how each kind of failure is told apart. A real upstream process on loopback."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from llmagentos._processes import free_port, start_server
 from llmagentos.gateway import ServiceRegistry
 from llmagentos.gateway.app import Gateway
+from llmagentos.gateway.http1_hop import Http1Upstream
 from llmagentos.gateway.upstream import (
     AiohttpUpstream,
     HttpxUpstream,
@@ -35,8 +37,10 @@ def upstream_url() -> Iterator[str]:
     process.wait(timeout=15)
 
 
-@pytest.fixture(params=["aiohttp", "httpx"])
+@pytest.fixture(params=["http1", "aiohttp", "httpx"])
 def client(request: pytest.FixtureRequest) -> Upstream:
+    if request.param == "http1":
+        return Http1Upstream()
     return AiohttpUpstream() if request.param == "aiohttp" else HttpxUpstream()
 
 
@@ -54,7 +58,7 @@ async def test_query_and_headers_arrive_exactly(client: Upstream, upstream_url: 
     assert seen["query"] == query  # not re-quoted, repeats kept
     names = [name for name, _ in seen["headers"]]
     assert ("x-one", "1") in {(k, v) for k, v in seen["headers"]}
-    if isinstance(client, AiohttpUpstream):
+    if isinstance(client, AiohttpUpstream | Http1Upstream):
         assert "accept-encoding" not in names  # nothing added that the client did not send
         assert "user-agent" not in names
 
@@ -70,17 +74,20 @@ async def test_no_cookie_a_replica_sets_goes_out_again(client: Upstream, upstrea
     assert "cookie" not in {name for name, _ in json.loads(later.content)["headers"]}
 
 
-async def test_the_target_is_sent_byte_for_byte_or_not_at_all(upstream_url: str) -> None:
+@pytest.mark.parametrize("kind", [Http1Upstream, AiohttpUpstream])
+async def test_the_target_is_sent_byte_for_byte_or_not_at_all(
+    upstream_url: str, kind: type[Http1Upstream | AiohttpUpstream]
+) -> None:
     # The principal is signed over the target as forwarded: a client that normalised it
     # would send a request the signature (and the gateway's checks) did not cover.
     target = "/inspect/a/../b/%2e%2E/c%2F?x=%2e&y=/"
-    aiohttp_client = AiohttpUpstream()
+    exact_client = kind()
     try:
-        reply = await aiohttp_client.request(
+        reply = await exact_client.request(
             "GET", upstream_url + target, body=b"", headers={}, timeout=5
         )
     finally:
-        await aiohttp_client.aclose()
+        await exact_client.aclose()
     seen = json.loads(reply.content)
     assert seen["raw_path"] + "?" + seen["query"] == target
     httpx_client = HttpxUpstream()  # httpx removes dot segments: it refuses instead
@@ -98,8 +105,11 @@ async def test_the_target_is_sent_byte_for_byte_or_not_at_all(upstream_url: str)
     assert (seen["raw_path"], seen["query"]) == ("/inspect/a%2Fb", "x=%2e")
 
 
-async def test_compressed_reply_and_repeated_headers(upstream_url: str) -> None:
-    client = AiohttpUpstream()
+@pytest.mark.parametrize("kind", [Http1Upstream, AiohttpUpstream])
+async def test_compressed_reply_and_repeated_headers(
+    upstream_url: str, kind: type[Http1Upstream | AiohttpUpstream]
+) -> None:
+    client = kind()
     try:
         reply = await client.request("GET", f"{upstream_url}/gzip", body=b"", headers={}, timeout=5)
     finally:

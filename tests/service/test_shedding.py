@@ -195,4 +195,7 @@ def test_a_cpu_bound_service_sheds_a_flood_on_lag_but_never_a_lone_client(
     shed = [reply for reply in replies if reply.status_code == 503]
     assert statuses <= {200, 503} and shed and len(shed) < len(replies), statuses
     assert all(r.headers["retry-after"] == "1" for r in shed)
-    assert all("event loop" in r.json()["detail"] for r in shed)
+    # On lag, or (the loop held by a hog is slow to read) left unread past the deadline.
+    reasons = [r.json()["detail"] for r in shed]
+    assert any("event loop" in reason for reason in reasons), reasons
+    assert all("event loop" in r or "could read within" in r for r in reasons), reasons

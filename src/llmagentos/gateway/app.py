@@ -67,6 +67,7 @@ from llmagentos.gateway.hop import (
     signed_headers,
     upstream_headers,
 )
+from llmagentos.gateway.http1_hop import Http1Upstream
 from llmagentos.gateway.jwt_auth import Credentials, JwtVerifier
 from llmagentos.gateway.metrics import GatewayMetrics
 from llmagentos.gateway.networks import ReplicaNetworks
@@ -84,7 +85,6 @@ from llmagentos.gateway.route_labels import RouteLabels, RouteLearner
 from llmagentos.gateway.runtime import ResilienceSettings, ServiceRuntime
 from llmagentos.gateway.upstream import (
     IDLE_TIMEOUT,
-    AiohttpUpstream,
     HttpxUpstream,
     Upstream,
     UpstreamError,
@@ -119,7 +119,8 @@ class Gateway:
         max_body_bytes: the largest request body accepted (larger: 413).
         retries: extra attempts on another replica for idempotent calls that failed
             after reaching a replica (refused connections are always re-routed).
-        upstream: the HTTP client for the hop to replicas (default: aiohttp's).
+        upstream: the HTTP client for the hop to replicas (default:
+            :class:`~llmagentos.gateway.http1_hop.Http1Upstream`).
         upstream_ca_file: trust this PEM file's CAs for https replicas (and their health
             checks), beside the system's.
         upstream_idle_timeout: seconds an idle connection to a replica is kept for the
@@ -233,7 +234,7 @@ class Gateway:
         if upstream is None and transport is not None:
             upstream = HttpxUpstream(transport, idle_timeout=upstream_idle_timeout)
         elif upstream is None:
-            upstream = AiohttpUpstream(
+            upstream = Http1Upstream(
                 ca_file=upstream_ca_file, networks=self.replica_networks,
                 idle_timeout=upstream_idle_timeout,
             )  # fmt: skip

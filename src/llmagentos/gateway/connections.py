@@ -8,10 +8,9 @@ it lets them go first; this module covers what remains:
 
 - aiohttp hands out a pooled connection until the event loop has read the replica's
   close, which a busy turn of the loop delays. So :class:`HopConnector` polls a pooled
-  connection's socket before handing it out: an idle HTTP/1.1 connection has nothing
-  to read, so a readable one holds the replica's end-of-stream or reset (or bytes it
-  sent unasked), and it is closed unwritten and the next one taken (httpcore's pool
-  applies the same rule). No byte of the request was sent on it, whatever its method.
+  connection's socket before handing it out (:func:`peer_closed`, the default hop's
+  rule too), and a readable one is closed unwritten and the next one taken. No byte
+  of the request was sent on it, whatever its method.
 - a close that crosses the request on the wire cannot be told from a replica that read
   the request and then failed. Only a request that may run twice is sent again then,
   once, on a new connection (:class:`HopAttempt`, read by the hop client).
@@ -19,7 +18,6 @@ it lets them go first; this module covers what remains:
 
 from __future__ import annotations
 
-import select
 import weakref
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -29,6 +27,8 @@ import aiohttp
 from aiohttp.client_reqrep import ClientRequest
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
+
+from llmagentos.gateway.http1_hop import peer_closed
 
 __all__ = ["ATTEMPT", "HopAttempt", "HopConnector", "peer_closed"]
 
@@ -47,27 +47,6 @@ class HopAttempt:
 
 #: The request in progress in this task, if the hop client set one.
 ATTEMPT: ContextVar[HopAttempt | None] = ContextVar("llmagentos_hop_attempt", default=None)
-
-
-def _readable(fd: int) -> bool:
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLPRI)  # errors and hang-ups too
-        return bool(poller.poll(0))
-    readable, _, _ = select.select([fd], [], [], 0)  # Windows
-    return bool(readable)
-
-
-def peer_closed(protocol: Any) -> bool:
-    """Whether an idle pooled connection has something to read: the peer's close."""
-    transport = getattr(protocol, "transport", None)
-    sock = None if transport is None else transport.get_extra_info("socket")
-    if sock is None:
-        return False  # nothing to poll: aiohttp's own check stands
-    try:
-        return _readable(sock.fileno())
-    except (OSError, ValueError):  # closed under us
-        return True
 
 
 class HopConnector(aiohttp.TCPConnector):

@@ -60,6 +60,7 @@ __all__ = [
     "UpstreamReply",
     "UpstreamTimeout",
     "check_idle_timeout",
+    "is_streamed",
     "tls_context",
 ]
 
@@ -76,7 +77,8 @@ log = logging.getLogger("llmagentos.gateway")
 _ANYWHERE = ReplicaNetworks(["0.0.0.0/0", "::/0"])
 
 
-def _is_streamed(status: int, content_type: str) -> bool:
+def is_streamed(status: int, content_type: str) -> bool:
+    """Whether a reply with this status and ``Content-Type`` is passed on as it comes."""
     return status < 500 and content_type.split(";", 1)[0].strip().lower() in STREAMED_TYPES
 
 
@@ -227,7 +229,7 @@ class AiohttpUpstream:
                     replayable=replayable,
                 )  # fmt: skip
                 pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.raw_headers]
-                if _is_streamed(answer.status, answer.headers.get("content-type", "")):
+                if is_streamed(answer.status, answer.headers.get("content-type", "")):
                     return UpstreamReply(answer.status, pairs, b"", self._pieces(answer, timeout))
                 try:
                     content = await answer.read()
@@ -334,7 +336,7 @@ class HttpxUpstream:
             answer = await self._client.send(outgoing, stream=True)
             # httpx decodes the body: its content-encoding no longer applies.
             pairs = [(k, v) for k, v in answer.headers.multi_items() if k != "content-encoding"]
-            if _is_streamed(answer.status_code, answer.headers.get("content-type", "")):
+            if is_streamed(answer.status_code, answer.headers.get("content-type", "")):
                 return UpstreamReply(answer.status_code, pairs, b"", self._pieces(answer))
             try:
                 content = await answer.aread()
