@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from llmagentos._deadlines import coarse_timeout
 from llmagentos.exceptions import ConfigError
 from llmagentos.unread_queue import COMING, EXPIRED, UNREAD_ATTRIBUTE, UnreadQueue
 
@@ -421,8 +422,9 @@ class LoadShedder:
         limit = shedding.max_body_bytes
         chunks: list[bytes] = []
         message: dict[str, Any] | None = None
+        loop_time = asyncio.get_running_loop().time()
         try:
-            async with asyncio.timeout(shedding.limits.body_timeout) as deadline:
+            with coarse_timeout(loop_time + shedding.limits.body_timeout) as deadline:
                 if declared <= limit:  # -1 (chunked): read, and see
                     size = 0
                     while True:
@@ -446,7 +448,7 @@ class LoadShedder:
             chunks.append(message.get("body", b""))
             whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
             return _replay(whole, receive), None
-        streamed = _Streamed(b"".join(chunks), receive, send, deadline.when())
+        streamed = _Streamed(b"".join(chunks), receive, send, deadline.when)
         return streamed.receive, streamed
 
     async def _stream(self, streamed: _Streamed, scope: Any) -> None:
@@ -517,7 +519,7 @@ class _Streamed:
 
     __slots__ = ("_receive", "_send", "deadline", "done", "read", "started", "timed_out")
 
-    def __init__(self, read: bytes, receive: Any, send: Any, deadline: float | None) -> None:
+    def __init__(self, read: bytes, receive: Any, send: Any, deadline: float) -> None:
         self.read: bytes | None = read or None
         self._receive, self._send, self.deadline = receive, send, deadline
         self.done = self.started = self.timed_out = False
@@ -531,7 +533,7 @@ class _Streamed:
         if self.timed_out:
             return {"type": "http.disconnect"}
         try:
-            async with asyncio.timeout_at(self.deadline):
+            with coarse_timeout(self.deadline):
                 message = await self._receive()
         except TimeoutError:
             self.timed_out = True

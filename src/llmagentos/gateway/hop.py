@@ -53,17 +53,22 @@ def _canonical(name: str) -> str:
 
 def hop_by_hop(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     """The standard hop-by-hop headers plus any the message's ``Connection`` names."""
-    named = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == "connection"
-        for token in value.split(",")
-    }
+    named: set[str] = set()
+    for name, value in headers:
+        # The length first: most messages have no Connection header to find.
+        if len(name) == 10 and name.lower() == "connection":
+            named.update(token.strip().lower() for token in value.split(","))
     return HOP_BY_HOP | named if named else HOP_BY_HOP
 
 
 #: Headers the gateway writes itself on the hop (the client's are replaced).
 _SET_HERE = frozenset({"x-request-id", "x-forwarded-for", *TRACE_HEADERS})
+#: What the hop drops from a request that names no more in ``Connection`` (made once).
+_NOT_SENT_ON = HOP_BY_HOP | _SET_HERE
+#: What a reply that names no more in ``Connection`` loses: the gateway's own server
+#: writes Date and Server (the replica's would repeat them, and tell the client what
+#: runs behind the gateway), and the request id is the gateway's.
+_NOT_RELAYED = HOP_BY_HOP | {"x-request-id", "date", "server"}
 
 
 def trace_headers(incoming: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -96,7 +101,8 @@ def upstream_headers(
     ``X-Forwarded-For``."""
     # ASGI servers give header names in lower case, as bytes: read them as they are.
     pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
-    drop = hop_by_hop(pairs) | _SET_HERE
+    named = hop_by_hop(pairs)
+    drop = _NOT_SENT_ON if named is HOP_BY_HOP else named | _SET_HERE
     chain = None
     headers = []
     for name, value in pairs:
@@ -180,15 +186,14 @@ def reply_from(
         reply = Response(status_code=answer.status, headers=_length(length))
     else:
         reply = Response(answer.content, status_code=answer.status)
-    # The gateway's own server writes Date and Server: the replica's would repeat them
-    # (and tell the client what runs behind the gateway).
-    drop = hop_by_hop(answer.headers) | {"x-request-id", "date", "server"}
-    reply.raw_headers += [
-        (k.lower().encode("latin-1"), v.encode("latin-1"))
-        for k, v in answer.headers
-        if k.lower() not in drop
-    ]
-    reply.raw_headers.append((b"x-request-id", request_id.encode()))
+    named = hop_by_hop(answer.headers)
+    drop = _NOT_RELAYED if named is HOP_BY_HOP else named | _NOT_RELAYED
+    raw = reply.raw_headers
+    for name, value in answer.headers:
+        lowered = name.lower()
+        if lowered not in drop:
+            raw.append((lowered.encode("latin-1"), value.encode("latin-1")))
+    raw.append((b"x-request-id", request_id.encode()))
     return reply
 
 

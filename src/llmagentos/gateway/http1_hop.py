@@ -48,6 +48,7 @@ from typing import Any, cast
 import httptools
 
 from llmagentos._blocking import run_blocking
+from llmagentos._deadlines import deadlines
 from llmagentos.gateway.networks import ReplicaNetworks
 from llmagentos.gateway.upstream import (
     IDLE_TIMEOUT,
@@ -390,14 +391,14 @@ class Http1Upstream:
         self, conn: _Connection, head: bytes, body: bytes, *, method: str, deadline: float,
         timeout: float,
     ) -> UpstreamReply:  # fmt: skip
-        loop = asyncio.get_running_loop()
         conn._reset(head=method == "HEAD", want_stream=True)
         conn.lease += 1
         transport = conn.transport
         if transport is None:
             raise ConnectionError("the replica closed the connection before the request")
         self._busy.add(conn)
-        timer = loop.call_at(deadline, conn.time_out)
+        timers = deadlines()  # the route's timeout, in seconds: a sweep's lateness is fine
+        timer = timers.add(deadline, conn.time_out)
         handed_on = False
         try:
             transport.write(head + body if len(body) < 65536 else head)
@@ -406,7 +407,7 @@ class Http1Upstream:
             await conn.wait()
             headers = conn.headers
             if conn.streamed:
-                timer.cancel()
+                timers.cancel(timer)
                 handed_on = True
                 pieces = self._pieces(conn, timeout)
                 # A stream never iterated never runs its finally: close it when dropped.
@@ -417,7 +418,7 @@ class Http1Upstream:
         except TimeoutError as err:
             raise UpstreamTimeout(f"no answer within {timeout:g} s") from err
         finally:
-            timer.cancel()
+            timers.cancel(timer)
             if not handed_on:
                 self._give_back(conn)
 

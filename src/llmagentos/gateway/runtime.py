@@ -49,6 +49,8 @@ class ServiceRuntime:
     affinity: SessionAffinity | None = field(init=False)
     outliers: OutlierDetector = field(init=False)
     replicas: dict[str, Replica] = field(default_factory=dict)
+    _pool_urls: tuple[str, ...] = field(init=False, default=())
+    _pool: tuple[Replica, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -64,16 +66,20 @@ class ServiceRuntime:
         self.affinity = SessionAffinity() if balancing == "session" else None
         self.outliers = OutlierDetector(consecutive_failures=settings.eject_after_failures)
 
-    def pool(self, entry: ServiceEntry) -> list[Replica]:
+    def pool(self, entry: ServiceEntry) -> tuple[Replica, ...]:
         """The service's replicas, following the registry (new ones added, gone ones dropped)."""
-        current = set(entry.replicas)
+        urls = tuple(entry.replicas)
+        if urls == self._pool_urls:  # nearly always: made once per change, not per request
+            return self._pool
+        current = set(urls)
         for url in list(self.replicas):
             if url not in current:
                 del self.replicas[url]
-        for url in entry.replicas:
+        for url in urls:
             if url not in self.replicas:
                 self.replicas[url] = Replica(url)
-        return [self.replicas[url] for url in entry.replicas]
+        self._pool_urls, self._pool = urls, tuple(self.replicas[url] for url in urls)
+        return self._pool
 
     def pick(
         self, entry: ServiceEntry, exclude: set[str], session: str | None = None

@@ -4,15 +4,15 @@
 how it is served: the probes, ``/metrics`` and ``/openapi.json``, the admin and
 OpenAI-compatible routes, the proxy routes, the middleware in their order (shedding
 outermost, then tracing, admission, and the dispatch that sends proxied requests
-straight to the proxy), and what starts and stops with the app (health checks, route
-templates, background tasks, the upstream client).
+straight to the proxy, all outside Starlette's own), and what starts and stops with the
+app (health checks, route templates, background tasks, the upstream client).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmagentos.gateway.admission import AdmissionMiddleware
 from llmagentos.gateway.balancer import HealthChecker
@@ -36,7 +36,6 @@ def starlette_app(gateway: Gateway) -> Starlette:
     """The ASGI app serving ``gateway``."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     from starlette.applications import Starlette
-    from starlette.middleware import Middleware
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
@@ -105,14 +104,21 @@ def starlette_app(gateway: Gateway) -> Starlette:
             Route("/{service}/{path:path}", gateway.proxy, methods=methods),
             Route("/{service}", gateway.proxy, methods=methods),  # not a redirect to /{service}/
         ],
-        middleware=[
-            Middleware(TracingMiddleware, service="gateway", name_by_route=False),
-            Middleware(AdmissionMiddleware, limits=gateway.admission, refuse=gateway.refuse_early),
-            Middleware(ProxyDispatch, registry=gateway.registry, proxy=gateway.proxy),
-        ],
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_found},
     )
     app.state.gateway = gateway
+    build = app.build_middleware_stack
+
+    def gateway_first() -> Any:
+        # Outside Starlette's error middleware (which add_middleware cannot reach): a
+        # proxied request then skips it and its wrapper around every message sent; the
+        # proxy answers its own failures with a 500 (dispatch.py).
+        dispatch = ProxyDispatch(build(), registry=gateway.registry, proxy=gateway.proxy)
+        admitted = AdmissionMiddleware(dispatch, limits=gateway.admission,
+                                       refuse=gateway.refuse_early)  # fmt: skip
+        return TracingMiddleware(admitted, service="gateway", name_by_route=False)
+
+    app.build_middleware_stack = gateway_first  # type: ignore[method-assign]
     shed_first(app, gateway.shedding)
     return app
