@@ -65,12 +65,18 @@ _BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Deadlines] = (
 )
 
 
+_LAST: list[Deadlines] = []  # the last one asked for: a server asks from one loop
+
+
 def deadlines() -> Deadlines:
     """The running loop's :class:`Deadlines`."""
     loop = asyncio.get_running_loop()
+    if _LAST and _LAST[0]._loop is loop:
+        return _LAST[0]  # no weak reference made for the look-up
     found = _BY_LOOP.get(loop)
     if found is None:
         found = _BY_LOOP[loop] = Deadlines(loop)
+    _LAST[:] = [found]
     return found
 
 

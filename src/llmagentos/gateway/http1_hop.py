@@ -118,11 +118,15 @@ def _head(method: str, target: str, host: str, headers: Headers, body: bytes) ->
         raise UpstreamFailed(f"not sent: target {target!r} has a space or control character")
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     lines = [f"{method} {target} HTTP/1.1\r\nhost: {host}\r\n"]
+    values = []
     for name, value in pairs:
         _check_name(name)
-        if _VALUE_BAD.search(value):
-            raise UpstreamFailed(f"not sent: header {name!r} has a control character")
+        values.append(value)
         lines.append(f"{name}: {value}\r\n")
+    if _VALUE_BAD.search("".join(values)):  # one scan for all; then which one
+        for name, value in pairs:
+            if _VALUE_BAD.search(value):
+                raise UpstreamFailed(f"not sent: header {name!r} has a control character")
     if body or method in _BODY_METHODS:
         lines.append(f"content-length: {len(body)}\r\n")
     lines.append("\r\n")
@@ -158,6 +162,7 @@ class _Connection(asyncio.Protocol):
         self.reusable = True
         self.key: tuple[str, str, int] = ("", "", 0)
         self.lease = 0  # counts exchanges: a stale finalizer must not close a later one
+        self._poller: select.poll | None = None
         self._reset(head=False, want_stream=False)
 
     def _reset(self, *, head: bool, want_stream: bool) -> None:
@@ -183,6 +188,19 @@ class _Connection(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock is not None and hasattr(select, "poll"):
+            with contextlib.suppress(OSError, ValueError):
+                self._poller = select.poll()  # made once: polled before each reuse
+                self._poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+
+    def peer_closed(self) -> bool:
+        """:func:`peer_closed` for this connection, with its own poller."""
+        if self._poller is None:
+            return peer_closed(self)
+        try:
+            return bool(self._poller.poll(0))
+        except (OSError, ValueError):
+            return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -449,7 +467,7 @@ class Http1Upstream:
             oldest = loop.time() - self._idle_timeout
             while pool:
                 conn = pool.pop()
-                if conn.transport is None or conn.idle_since < oldest or peer_closed(conn):
+                if conn.transport is None or conn.idle_since < oldest or conn.peer_closed():
                     conn._close()  # unwritten: the replica saw nothing of this request
                     continue
                 return conn, True
