@@ -103,8 +103,10 @@ def gateway_command(
     prepare_gc_for_serving()
     # The gateway is the edge: the client is the TCP peer, never what X-Forwarded-For
     # claims (per-address limits and the admin routes' loopback rule depend on it).
+    # uvicorn's own access log is off: the gateway writes its own, and uvicorn formats
+    # its line's fields on every response even when its logger drops the line.
     uvicorn.run(
         app, host=host, port=port, log_level="warning", log_config=None,
         timeout_graceful_shutdown=10, proxy_headers=False, loop=loop, http=BOUNDED_HTTP,
-        **tls,
+        access_log=False, **tls,
     )  # fmt: skip

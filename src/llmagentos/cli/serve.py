@@ -214,5 +214,5 @@ def serve_command(
     prepare_gc_for_serving()
     uvicorn.run(
         app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10,
-        loop=event_loop(reads_per_turn), http=BOUNDED_HTTP, **tls,
+        loop=event_loop(reads_per_turn), http=BOUNDED_HTTP, access_log=False, **tls,
     )  # fmt: skip

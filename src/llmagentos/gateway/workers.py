@@ -125,6 +125,6 @@ def run_workers(
     settings = uvicorn.Config(
         _FACTORY, factory=True, workers=workers, host=host, port=port, log_level="warning",
         log_config=None, timeout_graceful_shutdown=10, proxy_headers=False, loop=loop,
-        http=BOUNDED_HTTP, **tls,
+        http=BOUNDED_HTTP, access_log=False, **tls,
     )  # fmt: skip
     _Supervisor(settings, sockets=[settings.bind_socket()]).run()
