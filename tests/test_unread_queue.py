@@ -7,14 +7,7 @@ import asyncio
 
 import pytest
 
-from llmagentos.load_shedding import (
-    EVENT_LOOP,
-    LoadShedder,
-    Shedding,
-    SheddingLimits,
-    event_loop,
-    shed_first,
-)
+from llmagentos.load_shedding import LoadShedder, Shedding, SheddingLimits, shed_first
 from llmagentos.unread_queue import UnreadQueue, unread_queue_of
 
 
@@ -280,8 +273,3 @@ async def test_past_the_longest_wait_every_waiting_request_is_refused_at_once(
     await asyncio.sleep(0)
     assert len(log) == 20 and all(expired for _, expired in log)
 
-
-def test_servers_take_uvloop_only_with_the_unread_queue() -> None:
-    # uvloop, left to read whatever arrives, leaves connections unread for seconds.
-    assert event_loop(16) == EVENT_LOOP == "auto"  # uvicorn's: uvloop where installed
-    assert event_loop(0) == "asyncio"

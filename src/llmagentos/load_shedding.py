@@ -34,28 +34,19 @@ from llmagentos.unread_queue import COMING, EXPIRED, UNREAD_ATTRIBUTE, UnreadQue
 
 __all__ = [
     "EVENT_LOOP", "PROBES", "SHEDDING_DEFAULTS", "Gate", "LoadShedder", "LoopLag", "Shedding",
-    "SheddingLimits", "event_loop", "shed_first",
+    "SheddingLimits", "shed_first",
 ]  # fmt: skip
 
 PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
-EVENT_LOOP = "auto"
-"""The event loop the servers run on (uvicorn's ``loop``): uvloop where it is installed
-(it comes with ``uvicorn[standard]``), as for any uvicorn app. See :func:`event_loop`."""
-
-
-def event_loop(reads_per_turn: int) -> str:
-    """uvicorn's ``loop`` for a server reading at most ``reads_per_turn`` requests a turn.
-
-    uvloop (:data:`EVENT_LOOP`) serves 12-15% more requests/s than asyncio's loop through
-    the gateway. But left to read whatever arrives, past a few dozen busy connections it
-    leaves some unread for seconds (a bare Starlette app at 128 connections: maximum
-    latency 0.4-0.8 s against 32-65 ms on asyncio's loop), which were the clients'
-    timeouts under overload. The unread queue decides what is read instead, and with it
-    uvloop passes the overload benchmark as asyncio's loop does. So ``reads_per_turn =
-    0`` (no unread queue, the old behaviour) gets asyncio's loop back (docs/gateway.md).
-    """
-    return EVENT_LOOP if reads_per_turn > 0 else "asyncio"
+EVENT_LOOP = "asyncio"
+"""The event loop the servers run on (uvicorn's ``loop``): asyncio's own, not uvloop.
+Past a few dozen busy connections uvloop leaves some of them unread for seconds (a
+bare Starlette app at 128 connections: maximum latency 0.4-0.8 s against 32-65 ms on
+asyncio's loop); those waits were the clients' timeouts under overload. The unread
+queue does not cure it: on uvloop the gateway serves 12-15% more requests/s, but at
+10x capacity 5 of 7 runs of the overload benchmark had admitted requests waiting
+0.5-1.4 s, unread by the loop (docs/gateway.md)."""
 
 
 @dataclass(frozen=True, slots=True)

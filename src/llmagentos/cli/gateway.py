@@ -79,7 +79,7 @@ def gateway_command(
 
     from llmagentos._heap import prepare_gc_for_serving
     from llmagentos._http_protocol import BOUNDED_HTTP
-    from llmagentos.load_shedding import event_loop
+    from llmagentos.load_shedding import EVENT_LOOP
     from llmagentos.telemetry.setup import configure_from_env
 
     names = ", ".join(loaded.registry.names()) or "no services yet"
@@ -89,11 +89,10 @@ def gateway_command(
     # uvicorn's own logging config would close every handler set up before it (the
     # access log's included): plain stderr lines for its warnings instead.
     logging.basicConfig(format="%(levelname)s: %(name)s: %(message)s", level=logging.WARNING)
-    loop = event_loop(app.state.gateway.shedding.limits.reads_per_turn)
     if workers > 1:
         run_workers(
             config, workers, host=host, port=port, access_log=access_log,
-            access_log_buffer=access_log_buffer, tls=tls, loop=loop,
+            access_log_buffer=access_log_buffer, tls=tls,
         )  # fmt: skip
         return
     try:  # LLMAGENTOS_TELEMETRY=otlp|console|file traces this process (docs/telemetry.md)
@@ -107,6 +106,6 @@ def gateway_command(
     # its line's fields on every response even when its logger drops the line.
     uvicorn.run(
         app, host=host, port=port, log_level="warning", log_config=None,
-        timeout_graceful_shutdown=10, proxy_headers=False, loop=loop, http=BOUNDED_HTTP,
+        timeout_graceful_shutdown=10, proxy_headers=False, loop=EVENT_LOOP, http=BOUNDED_HTTP,
         access_log=False, **tls,
     )  # fmt: skip

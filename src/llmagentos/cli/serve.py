@@ -11,7 +11,7 @@ from llmagentos.cli._common import fail
 from llmagentos.cli._tls import TlsCert, TlsKey, uvicorn_tls
 from llmagentos.config import load_config
 from llmagentos.exceptions import LLMAgentOSError
-from llmagentos.load_shedding import SHEDDING_DEFAULTS, SheddingLimits, event_loop
+from llmagentos.load_shedding import EVENT_LOOP, SHEDDING_DEFAULTS, SheddingLimits
 
 __all__ = ["serve_command"]
 
@@ -214,5 +214,5 @@ def serve_command(
     prepare_gc_for_serving()
     uvicorn.run(
         app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10,
-        loop=event_loop(reads_per_turn), http=BOUNDED_HTTP, access_log=False, **tls,
+        loop=EVENT_LOOP, http=BOUNDED_HTTP, access_log=False, **tls,
     )  # fmt: skip

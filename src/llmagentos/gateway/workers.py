@@ -112,10 +112,9 @@ class _Supervisor(Multiprocess):
 
 def run_workers(
     config: Path, workers: int, *, host: str, port: int, access_log: str,
-    access_log_buffer: int, tls: dict[str, Any], loop: str = EVENT_LOOP,
+    access_log_buffer: int, tls: dict[str, Any],
 ) -> None:  # fmt: skip
-    """Serve ``config`` from ``workers`` processes on ``host:port`` until stopped, each
-    on the event loop ``loop`` (uvicorn's setting)."""
+    """Serve ``config`` from ``workers`` processes on ``host:port`` until stopped."""
     import uvicorn
 
     os.environ[ENV_CONFIG] = str(config.resolve())  # the workers inherit the environment
@@ -124,7 +123,7 @@ def run_workers(
     # The gateway is the edge: the client is the TCP peer, never X-Forwarded-For.
     settings = uvicorn.Config(
         _FACTORY, factory=True, workers=workers, host=host, port=port, log_level="warning",
-        log_config=None, timeout_graceful_shutdown=10, proxy_headers=False, loop=loop,
+        log_config=None, timeout_graceful_shutdown=10, proxy_headers=False, loop=EVENT_LOOP,
         http=BOUNDED_HTTP, access_log=False, **tls,
     )  # fmt: skip
     _Supervisor(settings, sockets=[settings.bind_socket()]).run()
