@@ -272,4 +272,3 @@ async def test_past_the_longest_wait_every_waiting_request_is_refused_at_once(
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert len(log) == 20 and all(expired for _, expired in log)
-
