@@ -271,3 +271,14 @@ async def test_a_stream_dropped_unread_closes_its_connection() -> None:
         gc.collect()
         await asyncio.wait_for(up.closed.wait(), 5)  # the replica saw the close
         await client.aclose()
+
+
+async def test_an_idle_connection_is_closed_after_the_idle_timeout_with_no_request() -> None:
+    client = Http1Upstream(idle_timeout=0.2)
+    async with replica(lambda *_: _ok()) as up:
+        await client.request("GET", up.url + "/", body=b"", headers={}, timeout=5)
+        assert not up.closed.is_set()  # pooled, open
+        await asyncio.wait_for(up.closed.wait(), 0.2 + 1.0)  # let go, no request needed
+        again = await client.request("GET", up.url + "/", body=b"", headers={}, timeout=5)
+        await client.aclose()
+    assert again.content == b"ok" and up.connections == 2

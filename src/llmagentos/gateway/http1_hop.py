@@ -357,6 +357,7 @@ class Http1Upstream:
         self._origins: dict[str, tuple[_Origin, str]] = {}  # by the URL's origin part
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
         self._busy: set[_Connection] = set()
+        self._pruning = False  # a sweep of idle connections is due
 
     def _split(self, url: str) -> tuple[_Origin, str]:
         """The URL's origin (cached: a few replicas, many targets) and its target."""
@@ -448,14 +449,31 @@ class Http1Upstream:
     def _give_back(self, conn: _Connection) -> None:
         self._busy.discard(conn)
         if conn.reusable and conn.complete and conn.transport is not None and self._idle_timeout:
-            conn.idle_since = asyncio.get_running_loop().time()
+            now = conn.idle_since = asyncio.get_running_loop().time()
             key = conn.key
             pool = self._idle.get(key)
             if pool is None:
                 pool = self._idle[key] = deque()
             pool.append(conn)
+            if not self._pruning:  # let idle connections go even if no request comes
+                self._pruning = True
+                deadlines().add(now + self._idle_timeout, self._prune)
         else:
             conn._close()  # a reply not read to its end, or one that said to close
+
+    def _prune(self) -> None:
+        """Close the connections idle past ``idle_timeout`` (the oldest are on the left)."""
+        now = asyncio.get_running_loop().time()
+        oldest = now - self._idle_timeout
+        for key, pool in list(self._idle.items()):
+            while pool and (pool[0].idle_since < oldest or pool[0].transport is None):
+                pool.popleft()._close()
+            if not pool:
+                del self._idle[key]
+        self._pruning = bool(self._idle)
+        if self._pruning:
+            first = min(pool[0].idle_since for pool in self._idle.values())
+            deadlines().add(first + self._idle_timeout, self._prune)
 
     async def _take(
         self, origin: _Origin, fresh: bool, deadline: float, timeout: float
