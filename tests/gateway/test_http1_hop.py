@@ -282,3 +282,53 @@ async def test_an_idle_connection_is_closed_after_the_idle_timeout_with_no_reque
         again = await client.request("GET", up.url + "/", body=b"", headers={}, timeout=5)
         await client.aclose()
     assert again.content == b"ok" and up.connections == 2
+
+
+def test_a_lying_replica_cannot_smuggle_a_reply_to_the_next_client(tmp_path) -> None:
+    """Through a real gateway process: a replica answering with two lengths is a 502,
+    and a forged reply it sends after a good one never reaches anyone."""
+    import socket
+    import subprocess
+    import threading
+
+    import httpx
+
+    from llmagentos._processes import start_server, stop_processes
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    forged = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged"
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                head = conn.recv(65536)
+                if b"/two-lengths" in head:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n"
+                                 b"content-length: 7\r\n\r\nokforged")  # fmt: skip
+                else:
+                    conn.sendall(_ok(b"real") + forged)  # a second reply nobody asked for
+                conn.recv(65536)  # until the gateway closes (or sends the next request)
+
+    threading.Thread(target=serve, daemon=True).start()
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        "[gateway]\nhealth_interval = 0\nbreaker_failures = 1000\n\n"
+        f'[[services]]\nname = "up"\nreplicas = ["http://127.0.0.1:{port}"]\n'
+    )
+    process: subprocess.Popen[bytes]
+    process, url = start_server(["llmagentos", "gateway", str(config)])
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            assert client.post("/up/two-lengths", content=b"x").status_code == 502
+            replies = [client.post("/up/real", content=b"x") for _ in range(5)]
+        assert [(r.status_code, r.content) for r in replies] == [(200, b"real")] * 5
+    finally:
+        stop_processes(process)
+        listener.close()
