@@ -23,6 +23,7 @@ from llmagentos.gateway.admission import (
     AdmissionLimits,
     check_headers,
     check_target,
+    check_target_fully,
     is_json_type,
     read_json_body,
 )
@@ -145,3 +146,34 @@ def test_an_admitted_target_has_one_shape_for_every_reader(pieces: list[str]) ->
         trailing = "/" if reading.endswith("/") else ""
         assert posixpath.normpath(reading) + trailing == reading, reading  # no dot, no //
         assert not any(unicodedata.category(c) in ("Cc", "Cf") for c in reading)
+
+
+def _verdict(check: object, raw: bytes, query: bytes, limits: AdmissionLimits) -> str | None:
+    try:
+        check(raw, query, limits)  # type: ignore[operator]
+    except GatewayError as err:
+        return f"{err.status} {err.field}"
+    return None
+
+
+_RAW_PIECES = st.sampled_from(
+    [b"a", b"Z9", b".", b"..", b"...", b"/", b"//", b"%2e", b"%", b"\\", b"\x00", b"\x7f",
+     b" ", b"\xc3\xa9", b"~", b"-", b"@", b"!", b"?", b"#", b"x" * 5]
+)  # fmt: skip
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.lists(_RAW_PIECES, max_size=10), st.sampled_from([b"", b"q=1", b"q=\x00", b"a b"]),
+    st.integers(min_value=1, max_value=6),
+)  # fmt: skip
+def test_the_quick_match_admits_only_what_the_full_rules_admit(
+    pieces: list[bytes], query: bytes, segment_chars: int
+) -> None:
+    """The gateway's quick match for plain targets never admits what the rules one by
+    one refuse, and refuses nothing they admit (it only passes the rest on to them)."""
+    limits = AdmissionLimits(max_segment_chars=segment_chars)
+    raw = b"/" + b"".join(pieces)
+    assert _verdict(check_target, raw, query, limits) == _verdict(
+        check_target_fully, raw, query, limits
+    )

@@ -61,6 +61,17 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 # nearly every request is, checked without decoding.
 _PLAIN = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
 _VISIBLE = re.compile(rb"[\x21-\x7e]*")
+
+
+@functools.lru_cache(maxsize=8)
+def _plain_target(max_segment_chars: int) -> re.Pattern[bytes]:
+    """A plain path (as ``_PLAIN``) whose segments are neither empty (but a trailing
+    one), nor a dot segment, nor over ``max_segment_chars``: every rule of
+    :func:`check_target` for such a path, in one match."""
+    segment = rb"[A-Za-z0-9._~!$&'()*+,;=:@-]{1,%d}" % max_segment_chars
+    return re.compile(rb"(?:/(?!\.\.?(?:/|\Z))" + segment + rb")*/?")
+
+
 # Headers that must not be repeated: two values would let the gateway and the replica
 # each read a different one.
 _SINGLE = frozenset({b"content-type", b"content-length", b"authorization", b"x-api-key", b"host"})
@@ -154,6 +165,18 @@ def check_target(raw_path: bytes, query: bytes, limits: AdmissionLimits) -> None
     size = len(raw_path) + (len(query) + 1 if query else 0)
     if size > limits.max_target_bytes:
         raise _refuse(f"the request target is over {limits.max_target_bytes} bytes", status=414)
+    if not raw_path.startswith(b"/"):
+        raise _refuse("the request target must be an absolute path (origin-form)")
+    if _plain_target(limits.max_segment_chars).fullmatch(raw_path) is not None and (
+        not query or _VISIBLE.fullmatch(query) is not None
+    ):
+        return  # nearly every target, in two matches; the rest is checked (and named) below
+    check_target_fully(raw_path, query, limits)
+
+
+def check_target_fully(raw_path: bytes, query: bytes, limits: AdmissionLimits) -> None:
+    """:func:`check_target` without its quick match: each rule in turn, the one broken
+    named. (Exposed so tests can hold the quick match to it.)"""
     if not raw_path.startswith(b"/"):
         raise _refuse("the request target must be an absolute path (origin-form)")
     if _VISIBLE.fullmatch(raw_path) is None or b"\\" in raw_path:
