@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from llmagentos.exceptions import MissingExtraError
 from llmagentos.gateway.access_log import dropped_lines
 from llmagentos.gateway.guard import CredentialGuard
+from llmagentos.gateway.loop_metrics import LoopCounter, LoopHistogram, TimeCells
 from llmagentos.load_shedding import Shedding
 
 if TYPE_CHECKING:
@@ -96,18 +97,25 @@ class GatewayMetrics:
         self, guard: Callable[[], CredentialGuard | None], shedding: Shedding | None = None
     ) -> None:
         try:
-            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+            from prometheus_client import CollectorRegistry, Counter, Gauge
         except ImportError as err:
             raise MissingExtraError("the gateway", "gateway", "prometheus-client") from err
         self.registry = registry = CollectorRegistry()
-        self.requests_total = Counter(
+        # The per-request series: updated on the event loop only, so kept without locks.
+        self.requests_total = LoopCounter(
             "llmagentos_gateway_requests", "Proxied requests",
-            ["service", "route", "upstream", "status"], registry=registry,
+            ["service", "route", "upstream", "status"],
         )  # fmt: skip
-        self.upstream_latency = Histogram(
+        self.upstream_latency = LoopHistogram(
             "llmagentos_gateway_upstream_seconds", "Time of each attempt at a replica",
-            ["service", "upstream"], registry=registry,
+            ["service", "upstream"],
         )  # fmt: skip
+        self.latency = LoopHistogram(
+            "llmagentos_gateway_request_seconds", "Proxied request time, end to end",
+            ["service", "route"],
+        )  # fmt: skip
+        for series in (self.requests_total, self.upstream_latency, self.latency):
+            registry.register(series)
         self.replica_healthy = Gauge(
             "llmagentos_gateway_replica_healthy", "1 when a replica passes its checks and is "
             "not ejected", ["service", "replica"], registry=registry,
@@ -116,10 +124,6 @@ class GatewayMetrics:
             "llmagentos_gateway_breaker_open", "1 while a service's circuit breaker is not closed",
             ["service"], registry=registry,
         )  # fmt: skip
-        self.latency = Histogram(
-            "llmagentos_gateway_request_seconds", "Proxied request time, end to end",
-            ["service", "route"], registry=registry,
-        )  # fmt: skip
         self.rate_limit_errors = Counter(
             "llmagentos_gateway_rate_limit_store_errors",
             "Rate-limit decisions the store failed to give (answered as rate_limit_failure)",
@@ -127,24 +131,22 @@ class GatewayMetrics:
         )  # fmt: skip
         registry.register(_Counted(guard, shedding))
 
-        # Labelled children by their labels: ``labels()`` checks and joins its arguments
-        # on every call, a cost on every request. The label sets are bounded already.
-        self._counted: dict[tuple[str, str, str, int], Any] = {}
-        self._timed: dict[tuple[str, str], Any] = {}
-        self._hops: dict[tuple[str, str], Any] = {}
+        # Series by their labels, the status an int: no ``str()`` per request. The label
+        # sets are bounded already.
+        self._counted: dict[tuple[str, str, str, int], list[float]] = {}
+        self._timed: dict[tuple[str, str], TimeCells] = {}
+        self._hops: dict[tuple[str, str], TimeCells] = {}
 
     def observe(self, labels: tuple[str, str], upstream: str, status: int, seconds: float) -> None:
         """Count a request by (service, route), upstream and status, and time it."""
         key = (labels[0], labels[1], upstream, status)
         counter = self._counted.get(key)
         if counter is None:
-            counter = self._counted[key] = self.requests_total.labels(
-                *labels, upstream, str(status)
-            )
-        counter.inc()
+            counter = self._counted[key] = self.requests_total.cell(*labels, upstream, str(status))
+        counter[0] += 1
         timer = self._timed.get(labels)
         if timer is None:
-            timer = self._timed[labels] = self.latency.labels(*labels)
+            timer = self._timed[labels] = self.latency.series(*labels)
         timer.observe(seconds)
 
     def observe_hop(self, service: str, upstream: str, seconds: float) -> None:
@@ -152,7 +154,7 @@ class GatewayMetrics:
         key = (service, upstream)
         timer = self._hops.get(key)
         if timer is None:
-            timer = self._hops[key] = self.upstream_latency.labels(service, upstream)
+            timer = self._hops[key] = self.upstream_latency.series(service, upstream)
         timer.observe(seconds)
 
     def forget(self, service: str) -> None:
