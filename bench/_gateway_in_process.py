@@ -21,6 +21,7 @@ from typing import Any
 
 from llmagentos.gateway.upstream import Headers, UpstreamReply
 from llmagentos.gateway.workers import build_gateway
+from llmagentos.load_shedding import BODY_IN
 
 _BODY = b'{"method":"POST","body":"x","headers":{}}'
 _SCOPE = {
@@ -28,6 +29,7 @@ _SCOPE = {
     "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5555), "scheme": "http",
     "method": "POST", "root_path": "", "path": "/up/echo", "raw_path": b"/up/echo",
     "query_string": b"", "headers": [(b"host", b"127.0.0.1:8000"), (b"content-length", b"1")],
+    BODY_IN: True,  # as the servers' protocol marks a body that came with its head
 }  # fmt: skip
 
 

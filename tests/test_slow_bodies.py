@@ -20,7 +20,7 @@ import pytest
 
 from llmagentos._processes import start_server, stop_processes
 from llmagentos.exceptions import ConfigError
-from llmagentos.load_shedding import LoadShedder, Shedding, SheddingLimits
+from llmagentos.load_shedding import BODY_IN, LoadShedder, Shedding, SheddingLimits
 
 pytest.importorskip("starlette", reason="needs llmagentos[gateway]")
 
@@ -138,6 +138,32 @@ async def test_a_request_without_a_body_is_not_read_ahead() -> None:
     client = _Client(b"")
     await shedder.call(client, [(b"host", b"x")])  # the app reads it itself
     assert shedder.answers == [(200, b"")] and client.calls == 1
+
+
+async def test_a_body_its_server_marks_whole_goes_to_the_app_unread() -> None:
+    """A body that came with its head (the servers' protocol sets ``BODY_IN``) is not
+    read ahead: the app gets the client's own ``receive``; unmarked, a replay of it."""
+    given: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        given.append(receive)
+        message = await receive()
+        await _answer(send, 200, message["body"])
+
+    shedder = LoadShedder(app, shedding=Shedding(SheddingLimits(body_timeout=0.3)))
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/x", "method": "POST", "headers": _length(2)}
+    marked = _Client(b"{}")
+    await shedder({**scope, BODY_IN: True}, marked.receive, send)
+    unmarked = _Client(b"{}")
+    await shedder(dict(scope), unmarked.receive, send)
+    assert given[0] == marked.receive and given[1] != unmarked.receive
+    assert [m.get("body") for m in sent if m["type"] == "http.response.body"] == [b"{}"] * 2
+    assert shedder.shedding.stats()["in_flight"] == 0
 
 
 async def test_a_body_past_the_buffer_goes_to_the_app_which_refuses_it() -> None:

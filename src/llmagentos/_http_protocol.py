@@ -14,6 +14,11 @@ is armed only while a head is incomplete.
 It also leaves a request unread while the server is full, when the app has an
 :class:`~llmagentos.unread_queue.UnreadQueue` (``reads_per_turn``): the connection is
 paused with the bytes already received kept aside, and read when the queue says so.
+
+Two things for speed: it marks a request whose whole body is in (the shedder's
+:data:`~llmagentos.load_shedding.BODY_IN`, so it need not read the body ahead), and it
+writes through a :class:`~llmagentos._write_coalescing.CoalescingTransport`, so a
+reply's head and body leave in one ``send``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from llmagentos._write_coalescing import CoalescingTransport
+from llmagentos.load_shedding import BODY_IN
 from llmagentos.unread_queue import COMING, EXPIRED, unread_queue_of
 
 __all__ = [
@@ -63,6 +70,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # A reply's head goes out with its body: one send, not two (_write_coalescing).
+        self.transport = CoalescingTransport(transport, self.loop)
         self._in_head = True  # reading a head (the first one: from the connection's start)
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(
@@ -155,6 +164,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self.scope[BODY_IN] = True  # type: ignore[literal-required]  # the shedder's cue
         super().on_message_complete()
 
     def shutdown(self) -> None:

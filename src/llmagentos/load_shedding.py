@@ -12,7 +12,9 @@ A request's body is read before it takes a slot, within ``body_timeout`` seconds
 headers, then handed to the app as if it had just arrived: a client that sends its body
 slowly (or never) holds a connection, not one of the ``max_in_flight`` slots, and is
 answered ``408`` (connection closed) at the deadline. A request without a body (no
-``Content-Length``, no ``Transfer-Encoding``) is admitted as before, without a read.
+``Content-Length``, no ``Transfer-Encoding``), or whose server marks it whole already
+(:data:`BODY_IN`: it came in the same read as its head, as nearly every small one
+does), is admitted without that read.
 
 Under the servers' HTTP protocol a request past the limit is not even read: it waits in
 its socket (:mod:`llmagentos.unread_queue`), so a flood costs the server little.
@@ -33,11 +35,15 @@ from llmagentos.exceptions import ConfigError
 from llmagentos.unread_queue import COMING, EXPIRED, UNREAD_ATTRIBUTE, UnreadQueue
 
 __all__ = [
-    "EVENT_LOOP", "PROBES", "SHEDDING_DEFAULTS", "Gate", "LoadShedder", "LoopLag", "Shedding",
-    "SheddingLimits", "shed_first",
+    "BODY_IN", "EVENT_LOOP", "PROBES", "SHEDDING_DEFAULTS", "Gate", "LoadShedder", "LoopLag",
+    "Shedding", "SheddingLimits", "shed_first",
 ]  # fmt: skip
 
 PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+BODY_IN = "llmagentos.body_in"
+"""The ASGI scope key a server sets (to ``True``) once a request's whole body is in its
+buffer: ``receive`` will give it at once, so the shedder need not read it first."""
 
 EVENT_LOOP = "asyncio"
 """The event loop the servers run on (uvicorn's ``loop``): asyncio's own, not uvloop.
@@ -140,6 +146,14 @@ class Gate:
     def has_room(self, coming: int = 0) -> bool:
         """Whether one more would be admitted at once, after ``coming`` others."""
         return self.in_flight + coming < self.limit and not self.waiters
+
+    def try_enter(self) -> bool:
+        """Take a free slot at once (``True``); ``False`` leaves the rest to :meth:`enter`
+        (no coroutine when there is room, as there nearly always is)."""
+        if self.in_flight < self.limit and not self.waiters:
+            self.in_flight += 1
+            return True
+        return False
 
     async def enter(self) -> bool:
         """Take a slot (``True``), or be refused one (``False``, counted in ``shed``)."""
@@ -361,7 +375,7 @@ class LoadShedder:
             return
         shedding = self.shedding
         streamed: _Streamed | None = None
-        if shedding.limits.body_timeout:
+        if shedding.limits.body_timeout and not scope.get(BODY_IN):
             declared = _declared_length(scope.get("headers", ()))
             if declared:  # a body to read before taking a slot
                 read = await self._read_body(receive, send, declared)
@@ -383,11 +397,12 @@ class LoadShedder:
             await self._shed(send, f"an event loop {late:.0f} ms behind")
             return
         gate = shedding.gate_for(scope)
-        if gate is not None and not await gate.enter():
+        if gate is not None and not (gate.try_enter() or await gate.enter()):
             await self._shed(send, f"{gate.limit} requests in flight for this service")
             return
         try:
-            if not await shedding.overall.enter():
+            overall = shedding.overall
+            if not (overall.try_enter() or await overall.enter()):
                 await self._shed(send, f"{shedding.limits.max_in_flight} requests in flight")
                 return
             try:
