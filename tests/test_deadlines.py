@@ -27,6 +27,15 @@ async def test_a_deadline_fires_after_its_time_and_at_most_a_sweep_late() -> Non
     assert len(timers) == 0 and timers._timer is None  # no sweep while nothing waits
 
 
+async def test_call_later_gives_a_handle_that_cancels_as_a_timer_handle_does() -> None:
+    fired: list[str] = []
+    timers = deadlines()
+    timers.call_later(0.02, lambda: fired.append("kept"))
+    timers.call_later(0.02, lambda: fired.append("cancelled")).cancel()
+    await asyncio.sleep(0.02 + 3 * TICK)
+    assert fired == ["kept"] and len(timers) == 0
+
+
 async def test_each_loop_has_its_own() -> None:
     here = deadlines()
     assert deadlines() is here

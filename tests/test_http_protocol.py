@@ -118,3 +118,42 @@ def test_pipelined_and_slow_but_timely_and_large_bodied_requests_are_served(port
     answer = _exchange(port, post + body)
     assert _statuses(answer) == [200]
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["body_bytes"] == len(body)
+
+
+@pytest.fixture(scope="module")
+def brief_port() -> Iterator[int]:
+    """A server whose keep-alive is 1 s."""
+    chosen = free_port()
+    config = uvicorn.Config(
+        _app, host="127.0.0.1", port=chosen, log_level="warning", lifespan="off",
+        http=bounded_http(), timeout_keep_alive=1, loop="asyncio",
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield chosen
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _one(raw: socket.socket) -> bytes:
+    raw.sendall(b"GET /again HTTP/1.1\r\nhost: x\r\n\r\n")
+    reply = b""
+    while not reply.endswith(b"}"):
+        piece = raw.recv(65536)
+        assert piece, "closed while in use"
+        reply += piece
+    return reply
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_and_a_busy_one_is_not(
+    brief_port: int,
+) -> None:
+    with socket.create_connection(("127.0.0.1", brief_port), timeout=10) as raw:
+        for _ in range(5):  # 2 s of requests 0.4 s apart: each answer re-arms the wait
+            assert _one(raw).startswith(b"HTTP/1.1 200")
+            time.sleep(0.4)
+        assert raw.recv(65536) == b""  # then idle: the server closes it (else a timeout)

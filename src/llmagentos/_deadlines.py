@@ -1,8 +1,9 @@
 """Deadlines for the many short waits of a server's hot path: one timer per event loop,
 not one per wait.
 
-Every proxied request waits twice under a deadline: for its body (the shedder's
-``body_timeout``) and for the replica's reply (the route's timeout). Each
+Every proxied request waits under deadlines: for its body (the shedder's
+``body_timeout``), for the replica's reply (the route's timeout), and after its
+response for the next request on the connection (the server's keep-alive). Each
 ``asyncio.timeout`` or ``loop.call_at`` makes a timer handle and pushes it on the loop's
 heap (2.7-4 us a wait, measured, on either loop), although nearly every such deadline
 is cancelled long before it comes. Here a wait adds an entry to a dict and removes it
@@ -19,7 +20,7 @@ import weakref
 from collections.abc import Callable
 from types import TracebackType
 
-__all__ = ["TICK", "Deadlines", "coarse_timeout", "deadlines"]
+__all__ = ["TICK", "CoarseHandle", "Deadlines", "coarse_timeout", "deadlines"]
 
 #: Seconds between sweeps: how late a deadline may fire.
 TICK = 0.05
@@ -47,6 +48,11 @@ class Deadlines:
         """Forget ``key``'s callback (nothing happens if it has run)."""
         self._entries.pop(key, None)
 
+    def call_later(self, delay: float, callback: Callable[[], object]) -> CoarseHandle:
+        """:meth:`add` in ``delay`` seconds, as a handle with ``cancel()`` (what code
+        written for ``loop.call_later`` keeps and cancels)."""
+        return CoarseHandle(self, self.add(self._loop.time() + delay, callback))
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -58,6 +64,18 @@ class Deadlines:
             _, callback = entries.pop(key)
             callback()
         self._timer = self._loop.call_later(TICK, self._sweep) if entries else None
+
+
+class CoarseHandle:
+    """A deadline's ``cancel()``, as an :class:`asyncio.TimerHandle` has it."""
+
+    __slots__ = ("_deadlines", "_key")
+
+    def __init__(self, owner: Deadlines, key: int) -> None:
+        self._deadlines, self._key = owner, key
+
+    def cancel(self) -> None:
+        self._deadlines.cancel(self._key)
 
 
 _BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Deadlines] = (

@@ -29,6 +29,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from llmagentos._deadlines import deadlines
 from llmagentos._write_coalescing import CoalescingTransport
 from llmagentos.load_shedding import BODY_IN
 from llmagentos.unread_queue import COMING, EXPIRED, unread_queue_of
@@ -166,6 +167,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_message = False
         self.scope[BODY_IN] = True  # type: ignore[literal-required]  # the shedder's cue
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        # uvicorn's own, but for its keep-alive wait: a coarse deadline (up to 50 ms
+        # late on a wait of seconds) instead of a timer handle made and cancelled for
+        # every response on a busy connection.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self.timeout_keep_alive_task = deadlines().call_later(  # type: ignore[assignment]
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
 
     def shutdown(self) -> None:
         if self._parked is not None and self._unread is not None:
