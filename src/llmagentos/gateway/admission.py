@@ -358,14 +358,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = header(request, "content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
-    from starlette.requests import ClientDisconnect
-
     receive = request.receive
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
+            from starlette.requests import ClientDisconnect  # here: an import is not free
+
             raise ClientDisconnect
         chunk = message.get("body", b"")
         size += len(chunk)
