@@ -374,6 +374,7 @@ class Gateway:
         and only while the service's retry budget allows.
         """
 
+        method = request.method
         runtime = self.runtime_for(entry)
         permit = runtime.breaker.acquire()
         if permit is None:
@@ -381,7 +382,7 @@ class Gateway:
         runtime.budget.record_request()
         headers = upstream_headers(request, request_id, credential_headers=self.credential_headers)
         idempotent = _is_idempotent(
-            request.method, route, entry, header(request, "idempotency-key") is not None
+            method, route, entry, header(request, "idempotency-key") is not None
         )
         session, target, principal = self._plan(request, runtime, route, data)
         tried: set[str] = set()
@@ -396,7 +397,7 @@ class Gateway:
             tried.add(replica.url)
             attempts += 1
             hop_headers = signed_headers(
-                headers, self.signer, principal, method=request.method, url=replica.url,
+                headers, self.signer, principal, method=method, url=replica.url,
                 target=target, body=body,
             )  # fmt: skip
             replica.begin()
@@ -404,7 +405,7 @@ class Gateway:
             streaming = False
             try:
                 answer = await self.upstream.request(
-                    request.method, replica.url + target, body=body, headers=hop_headers,
+                    method, replica.url + target, body=body, headers=hop_headers,
                     timeout=entry.timeout_for(route), replayable=idempotent,
                 )  # fmt: skip
                 streaming = answer.stream is not None
@@ -425,7 +426,7 @@ class Gateway:
                 self.meters.observe_hop(entry.name, replica.url, hop)
             ok = answer.status < 500
             runtime.record(replica, ok, entry)
-            head = request.method == "HEAD"
+            head = method == "HEAD"
             reply = reply_from(answer, request_id, on_end=replica.end, head=head)
             if not ok and idempotent and runtime.budget.can_retry():
                 failure = reply  # kept in case no other replica is left to ask

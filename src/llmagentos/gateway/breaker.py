@@ -135,6 +135,7 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._generation = 0
         self._recent: deque[bool] = deque(maxlen=window)  # True = failure
+        self._recent_failures = 0  # sum(self._recent), kept as it changes
         self._streak = 0
         self._opened_at = 0.0
         self._trials_started = 0
@@ -152,7 +153,8 @@ class CircuitBreaker:
     def acquire(self) -> Permit | None:
         """A permit for one call, or ``None``: reject the call now (answer 503)."""
         with self._lock:
-            self._tick()
+            if self._state is BreakerState.OPEN:
+                self._tick()
             if self._state is BreakerState.OPEN:
                 self.counters.rejected += 1
                 return None
@@ -216,6 +218,7 @@ class CircuitBreaker:
             self.counters.opened += 1
         elif state is BreakerState.CLOSED:
             self._recent.clear()
+            self._recent_failures = 0
             self._streak = 0
         if tell and self.listener is not None:
             self.listener.moved(state)
@@ -227,7 +230,8 @@ class CircuitBreaker:
                     self.counters.successes += 1
                 else:
                     self.counters.failures += 1
-            self._tick()
+            if self._state is BreakerState.OPEN:
+                self._tick()  # only an open breaker's time runs out
             if generation != self._generation:
                 return
             if trial:
@@ -248,12 +252,17 @@ class CircuitBreaker:
     def _finish_closed(self, success: bool) -> None:
         if self.listener is not None:
             self.listener.outcome(success)
-        self._recent.append(not success)
+        recent = self._recent
+        if len(recent) == recent.maxlen and recent[0]:
+            self._recent_failures -= 1  # the oldest outcome, a failure, drops out
+        recent.append(not success)
+        if not success:
+            self._recent_failures += 1
         self._streak = 0 if success else self._streak + 1
         if self._streak >= self.failure_threshold:
             self._move(BreakerState.OPEN)
             return
         if self.failure_rate is not None and len(self._recent) >= self.min_calls:
-            rate = sum(self._recent) / len(self._recent)
+            rate = self._recent_failures / len(self._recent)
             if rate >= self.failure_rate:
                 self._move(BreakerState.OPEN)

@@ -11,9 +11,8 @@ __all__ = ["Clock", "ManualClock", "monotonic"]
 Clock = Callable[[], float]
 
 
-def monotonic() -> float:
-    """The real clock: ``time.monotonic()``."""
-    return time.monotonic()
+#: The real clock: ``time.monotonic`` itself (no wrapper: it is read on every request).
+monotonic: Clock = time.monotonic
 
 
 class ManualClock:

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 __all__ = ["client_host", "header", "new_id"]
 
 _HEADER_MAP = "llmagentos.headers"  # the scope key of a request's headers by name
+_KEYS: dict[str, bytes] = {}  # header names as asked for, as the scope spells them
+_ID_FORMATS = {bits: f"%0{bits // 4}x" for bits in (64, 96, 128)}
 
 
 def header(request: Request, name: str) -> str | None:
@@ -29,7 +31,12 @@ def header(request: Request, name: str) -> str | None:
         for key, value in scope["headers"]:
             found.setdefault(key, value)  # the first of repeats, as Starlette's
         scope[_HEADER_MAP] = found
-    value = found.get(name.lower().encode("latin-1"))
+    key = _KEYS.get(name)
+    if key is None:
+        key = name.lower().encode("latin-1")
+        if len(_KEYS) < 256:  # the gateway asks for a few names, again and again
+            _KEYS[name] = key
+    value = found.get(key)
     return None if value is None else value.decode("latin-1")
 
 
@@ -42,4 +49,5 @@ def client_host(request: Request) -> str | None:
 def new_id(bits: int) -> str:
     """A random non-zero id in hex (``bits`` / 4 digits): request, trace and span ids.
     Not secrets (OpenTelemetry makes its ids the same way), so no system call each."""
-    return f"{random.getrandbits(bits) or 1:0{bits // 4}x}"
+    spec = _ID_FORMATS.get(bits) or f"%0{bits // 4}x"
+    return spec % (random.getrandbits(bits) or 1)

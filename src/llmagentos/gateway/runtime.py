@@ -85,7 +85,8 @@ class ServiceRuntime:
         self, entry: ServiceEntry, exclude: set[str], session: str | None = None
     ) -> Replica | None:
         """A replica not in ``exclude``: the session's own with affinity, else balanced."""
-        candidates = [r for r in self.pool(entry) if r.url not in exclude]
+        pool = self.pool(entry)
+        candidates = [r for r in pool if r.url not in exclude] if exclude else pool
         if self.affinity is not None and session is not None:
             choice = self.affinity.pick(candidates, session)
         else:
