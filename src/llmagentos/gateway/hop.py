@@ -99,22 +99,28 @@ def upstream_headers(
     """The client's headers for the hop (repeats kept; hop-by-hop and credential ones
     dropped), with the request id, the next span of the trace and the client added to
     ``X-Forwarded-For``."""
-    # ASGI servers give header names in lower case, as bytes: read them as they are.
-    pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
+    # ASGI servers give header names in lower case, as bytes ("should", says ASGI: a
+    # server that does not must not get a credential past the checks below).
+    pairs = [
+        (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.scope["headers"]
+    ]
     named = hop_by_hop(pairs)
     drop = _NOT_SENT_ON if named is HOP_BY_HOP else named | _SET_HERE
     chain = None
     headers = []
+    trace: list[tuple[str, str]] = []  # the caller's trace context, read below
     for name, value in pairs:
         if name in drop:
             if name == "x-forwarded-for":
                 chain = value if chain is None else f"{chain}, {value}"
+            elif name in TRACE_HEADERS:
+                trace.append((name, value))
             continue
         if name in credential_headers or ("_" in name and _canonical(name) in credential_headers):
             continue
         headers.append((name, value))
     headers.append(("x-request-id", request_id))
-    headers += trace_headers(pairs)
+    headers += trace_headers(trace)
     host = client_host(request)
     if host is not None:
         chain = f"{chain}, {host}" if chain else host
