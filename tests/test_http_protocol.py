@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -16,7 +15,7 @@ import pytest
 uvicorn = pytest.importorskip("uvicorn", reason="needs uvicorn (llmagentos[serve])")
 
 from llmagentos._http_protocol import bounded_http  # noqa: E402
-from llmagentos._processes import free_port  # noqa: E402
+from tests.threaded_server import serving  # noqa: E402
 
 LIMIT, SECONDS = 4096, 0.5
 
@@ -38,20 +37,8 @@ async def _app(scope, receive, send):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    chosen = free_port()
-    config = uvicorn.Config(
-        _app, host="127.0.0.1", port=chosen, log_level="warning", lifespan="off",
-        http=bounded_http(max_head_bytes=LIMIT, head_seconds=SECONDS),
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield chosen
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(_app, http=bounded_http(max_head_bytes=LIMIT, head_seconds=SECONDS)) as chosen:
+        yield chosen
 
 
 def _exchange(port: int, *pieces: bytes, pause: float = 0.0) -> bytes:
@@ -123,20 +110,8 @@ def test_pipelined_and_slow_but_timely_and_large_bodied_requests_are_served(port
 @pytest.fixture(scope="module")
 def brief_port() -> Iterator[int]:
     """A server whose keep-alive is 1 s."""
-    chosen = free_port()
-    config = uvicorn.Config(
-        _app, host="127.0.0.1", port=chosen, log_level="warning", lifespan="off",
-        http=bounded_http(), timeout_keep_alive=1, loop="asyncio",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield chosen
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(_app, http=bounded_http(), timeout_keep_alive=1, loop="asyncio") as chosen:
+        yield chosen
 
 
 def _one(raw: socket.socket) -> bytes:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ from llmagentos._write_coalescing import HOLD_BYTES, CoalescingTransport
 uvicorn = pytest.importorskip("uvicorn", reason="needs uvicorn (llmagentos[serve])")
 
 from llmagentos._http_protocol import bounded_http  # noqa: E402
-from llmagentos._processes import free_port  # noqa: E402
+from tests.threaded_server import serving  # noqa: E402
 
 
 class Recording(asyncio.Transport):
@@ -112,20 +111,8 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    chosen = free_port()
-    config = uvicorn.Config(
-        _app, host="127.0.0.1", port=chosen, log_level="warning", lifespan="off",
-        http=bounded_http(), loop="asyncio",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield chosen
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(_app, http=bounded_http(), loop="asyncio") as chosen:
+        yield chosen
 
 
 def test_a_real_server_sends_a_small_reply_in_one_write(
