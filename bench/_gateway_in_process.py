@@ -6,7 +6,12 @@ with a canned replica: an upstream client that answers every request at once. Wh
 it prints is the CPU of the gateway's code per request, apart from uvicorn, the event
 loop's I/O and the hop's sockets (which ``bench_gateway`` measures with them).
 
-python bench/_gateway_in_process.py [REQUESTS] [--access-log off]
+``--protocol`` feeds each request's bytes to the servers' HTTP protocol instead (uvicorn's
+httptools protocol as the gateway serves it, on a transport that keeps what is written):
+uvicorn's parsing, its request task and its reply's head are then counted too, and only
+the sockets and the loop's waiting for them are left out.
+
+python bench/_gateway_in_process.py [REQUESTS] [--access-log off] [--protocol]
 """
 
 from __future__ import annotations
@@ -67,8 +72,87 @@ async def _per_request_us(app: Any, requests: int) -> float:
     return (time.perf_counter() - started) / requests * 1e6
 
 
+def _wire_request(path: str) -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:8000\r\ncontent-length: 1\r\n\r\n"
+    return head.encode() + b"x"
+
+
+class _KeptTransport(asyncio.Transport):
+    """A connection's transport that reads back what is written and wakes the driver on
+    each whole reply (its head's ``content-length`` bytes after the head)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: set[bytes] = set()
+        self.answered: asyncio.Future[None] | None = None
+        self._pending = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._pending += bytes(data)
+        head_end = self._pending.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        head = self._pending[:head_end].lower()
+        at = head.find(b"content-length: ")
+        length = int(head[at + 16 :].split(b"\r\n", 1)[0]) if at >= 0 else 0
+        if len(self._pending) >= head_end + 4 + length:
+            self.statuses.add(self._pending[9:12])
+            self._pending = b""
+            if self.answered is not None and not self.answered.done():
+                self.answered.set_result(None)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5555), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        return None
+
+    def pause_reading(self) -> None:
+        return None
+
+    def resume_reading(self) -> None:
+        return None
+
+
+async def _through_protocol_us(app: Any, requests: int, path: str = "/up/echo") -> float:
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from llmagentos._http_protocol import BoundedHttpToolsProtocol
+
+    config = uvicorn.Config(
+        app, log_level="warning", log_config=None, proxy_headers=False, access_log=False
+    )
+    loop = asyncio.get_running_loop()
+    protocol = BoundedHttpToolsProtocol(config, ServerState(), {}, _loop=loop)
+    transport = _KeptTransport()
+    protocol.connection_made(transport)
+
+    request = _wire_request(path)
+
+    async def one() -> None:
+        transport.answered = loop.create_future()
+        protocol.data_received(request)
+        await transport.answered
+
+    for _ in range(200):  # warm up, as above
+        await one()
+    if transport.statuses != {b"200"}:
+        raise RuntimeError(f"the gateway answered {sorted(transport.statuses)}, not 200")
+    started = time.perf_counter()
+    for _ in range(requests):
+        await one()
+    elapsed = time.perf_counter() - started
+    protocol.connection_lost(None)
+    return elapsed / requests * 1e6
+
+
 def main() -> None:
     args = sys.argv[1:]
+    through = "--protocol" in args
     access_log = "off" if "off" in args else "/dev/null"  # on, its lines discarded
     requests = int(next((a for a in args if a.isdigit()), "20000"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,11 +163,26 @@ def main() -> None:
         )
         app, _ = build_gateway(config, access_log=access_log)
     app.state.gateway.upstream = CannedReplica()
-    runs = [asyncio.run(_per_request_us(app, requests)) for _ in range(3)]
-    print(
-        f"gateway's own work: {statistics.median(runs):.1f} us per proxied request "
-        f"(median of 3 x {requests:,}; runs {', '.join(f'{r:.1f}' for r in runs)}; "
-        f"access log {'off' if access_log == 'off' else 'on'})"
+    log = f"access log {'off' if access_log == 'off' else 'on'}"
+    if not through:
+        runs = [asyncio.run(_per_request_us(app, requests)) for _ in range(3)]
+        print(f"gateway's own work: {_summary(runs, requests)}; {log})")
+        return
+    from llmagentos.gateway.testing import app as bare_app
+
+    gateway, bare = [], []
+    for _ in range(3):  # alternating, so that both see the same machine
+        gateway.append(asyncio.run(_through_protocol_us(app, requests)))
+        bare.append(asyncio.run(_through_protocol_us(bare_app, requests, "/echo")))
+    print(f"through uvicorn's protocol, the gateway: {_summary(gateway, requests)}; {log})")
+    print(f"through uvicorn's protocol, the bare app: {_summary(bare, requests)})")
+    print(f"bare app / gateway: {statistics.median(bare) / statistics.median(gateway):.2f}x")
+
+
+def _summary(runs: list[float], requests: int) -> str:
+    return (
+        f"{statistics.median(runs):.1f} us per request "
+        f"(median of 3 x {requests:,}; runs {', '.join(f'{r:.1f}' for r in runs)}"
     )
 
 
