@@ -31,6 +31,9 @@ testing``, a bare Starlette app) and the gateway in front of it.
   would give any Python proxy here);
 - the minimal proxy with the gateway's own hop client (``Http1Upstream``) instead of
   aiohttp's (information: the floor of a proxy with the gateway's hop);
+- the same gateway served on uvloop instead of asyncio's loop (``_gateway_on_uvloop``;
+  information: what that loop, which the servers do not use for its tail under
+  overload, would give);
 - another hop client, where ``pyreqwest`` is installed (the ``bench`` extra): the
   minimal proxy sending its hop with Rust's reqwest instead of aiohttp (information:
   what the client costs of a proxy's requests).
@@ -189,6 +192,9 @@ def run(quick: bool) -> BenchResult:
         gateway, gateway_url = start_server(["llmagentos", "gateway", str(config)])
         floor_env = {**os.environ, "UPSTREAM": upstream_url, "PYTHONPATH": str(ROOT / "bench")}
         floors = _start_floors(floor_env)
+        floors["gateway_uvloop"] = start_server(
+            ["_gateway_on_uvloop", str(config)], port_flag=None, env=floor_env
+        )
         secured, key = _secured_config(folder, upstream_url)
         env = {**os.environ, "LLMAGENTOS_PRINCIPAL_SECRET": secrets.token_urlsafe(32)}
         guarded, guarded_url = start_server(
@@ -307,6 +313,15 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
          f"{_ratio(loads, 'minimal_http1', 'bare'):.2f}x", "", ""],
         *_stack_rows(loads, rps, load_p50, load_p99),
     ]  # fmt: skip
+    if "gateway_uvloop" in loads:  # after the plain gateway's rows
+        at = next(i for i, row in enumerate(rows) if row[0] == "added by the gateway") + 1
+        rows[at:at] = [
+            ["through the gateway served on uvloop (information)", "", "",
+             f"{rps['gateway_uvloop']:,.0f}", f"{load_p50['gateway_uvloop']:.2f}",
+             f"{load_p99['gateway_uvloop']:.2f}"],
+            ["gateway on uvloop against the bare app", "", "",
+             f"{_ratio(loads, 'gateway_uvloop', 'bare'):.2f}x", "", ""],
+        ]  # fmt: skip
     rows.extend(_cpu_rows(cpu_load))
     checks = [
         Check(
@@ -384,6 +399,9 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
             "cpu_us_per_request_under_load": cpu_load,
             "minimal_proxy_ratio": floor_ratio,
             "minimal_proxy_http1_ratio": _ratio(loads, "minimal_http1", "bare"),
+            "gateway_uvloop_ratio": (
+                _ratio(loads, "gateway_uvloop", "bare") if "gateway_uvloop" in loads else None
+            ),
             "flood_seconds": {"one_bad_key": remembered, "distinct_bad_keys": distinct},
             "workers": WORKERS,
             "workers_ratio": _ratio(loads, "workers", "gateway") if "workers" in loads else None,
@@ -404,7 +422,7 @@ def _cpu_rows(cpu: dict[str, float]) -> list[list[str]]:
     app = cpu["bare"]
     rows = [["bare app CPU per request under load (us)", f"{app:.0f}", "", "", "", ""]]
     names = [("minimal", "minimal proxy"), ("minimal_http1", "minimal proxy, gateway's hop"),
-             ("gateway", "gateway")]  # fmt: skip
+             ("gateway", "gateway"), ("gateway_uvloop", "gateway on uvloop")]  # fmt: skip
     names[1:1] = [(f"reqwest_{lp}", f"minimal proxy, pyreqwest, {lp}") for lp in REQWEST_LOOPS]
     names[1:1] = [(f"granian_{lp}", f"minimal proxy on granian, {lp}") for lp in GRANIAN_LOOPS]
     for name, label in names:
