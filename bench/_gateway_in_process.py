@@ -121,13 +121,13 @@ async def _through_protocol_us(app: Any, requests: int, path: str = "/up/echo") 
     import uvicorn
     from uvicorn.server import ServerState
 
-    from llmagentos._http_protocol import BoundedHttpToolsProtocol
+    from llmagentos.gateway.direct_path import GatewayHttpProtocol
 
     config = uvicorn.Config(
         app, log_level="warning", log_config=None, proxy_headers=False, access_log=False
     )
     loop = asyncio.get_running_loop()
-    protocol = BoundedHttpToolsProtocol(config, ServerState(), {}, _loop=loop)
+    protocol = GatewayHttpProtocol(config, ServerState(), {}, _loop=loop)
     transport = _KeptTransport()
     protocol.connection_made(transport)
 

@@ -192,11 +192,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().shutdown()
 
     def on_headers_complete(self) -> None:
+        self._head_done()
+        super().on_headers_complete()
+
+    def _head_done(self) -> None:
+        """The head is whole: its bounds no longer apply."""
         self._in_head = False
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-        super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._settle()

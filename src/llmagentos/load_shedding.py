@@ -327,6 +327,56 @@ class Shedding:
     def _next_turn(self) -> None:
         self._this_turn = 0
 
+    async def enter(self, scope: dict[str, Any]) -> tuple[Gate | None, str | None]:
+        """Take a request's slots, overall and its key's (where the key has a limit):
+        ``(gate, None)`` once held (give them back with :meth:`leave`), or ``(None,
+        why)`` when it is shed."""
+        if scope.get(EXPIRED):
+            wait = self.limits.queue_timeout * 1000
+            return None, f"more requests than it could read within {wait:g} ms"
+        if self.behind():
+            return None, f"an event loop {self.loop_lag.lasting * 1000:.0f} ms behind"
+        gate = self.gate_for(scope)
+        if gate is not None and not (gate.try_enter() or await gate.enter()):
+            return None, f"{gate.limit} requests in flight for this service"
+        overall = self.overall
+        try:
+            entered = overall.try_enter() or await overall.enter()
+        except BaseException:  # cancelled while waiting: the key's slot goes back too
+            if gate is not None:
+                gate.leave()
+            raise
+        if not entered:
+            if gate is not None:
+                gate.leave()
+            return None, f"{self.limits.max_in_flight} requests in flight"
+        return gate, None
+
+    def leave(self, gate: Gate | None) -> None:
+        """Give back the slots :meth:`enter` took."""
+        self.overall.leave()
+        if gate is not None:
+            gate.leave()
+
+    def shed_reply(self, detail: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The headers and body of a ``503`` for a request shed because of ``detail``."""
+        message = f"overloaded: {self.what} has {detail}; retry after "
+        body = json.dumps({"detail": f"{message}{self.limits.retry_after} s"}).encode()
+        return [*self.headers, (b"content-length", str(len(body)).encode())], body
+
+    def too_slow_reply(self) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The headers and body of a ``408`` for a body past ``body_timeout`` (counted)."""
+        self.body_timeouts += 1
+        seconds = self.limits.body_timeout
+        detail = f"the request body did not arrive within body_timeout ({seconds:g} s)"
+        body = json.dumps({"detail": detail, "field": "body"}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),  # the rest of the body may still come: not ours
+        ]
+        return headers, body
+
     @property
     def unread_expired(self) -> int:
         """Requests refused for waiting unread past ``queue_timeout``."""
@@ -388,33 +438,17 @@ class LoadShedder:
                     send = streamed.send
         if settle is not None:
             settle()  # admitted or refused below, within this step: no other runs between
-        if scope.get(EXPIRED):
-            wait = shedding.limits.queue_timeout * 1000
-            await self._shed(send, f"more requests than it could read within {wait:g} ms")
-            return
-        if shedding.behind():
-            late = shedding.loop_lag.lasting * 1000
-            await self._shed(send, f"an event loop {late:.0f} ms behind")
-            return
-        gate = shedding.gate_for(scope)
-        if gate is not None and not (gate.try_enter() or await gate.enter()):
-            await self._shed(send, f"{gate.limit} requests in flight for this service")
+        gate, refused = await shedding.enter(scope)
+        if refused is not None:
+            await self._shed(send, refused)
             return
         try:
-            overall = shedding.overall
-            if not (overall.try_enter() or await overall.enter()):
-                await self._shed(send, f"{shedding.limits.max_in_flight} requests in flight")
-                return
-            try:
-                if streamed is None:
-                    await self.app(scope, receive, send)
-                else:
-                    await self._stream(streamed, scope)
-            finally:
-                shedding.overall.leave()
+            if streamed is None:
+                await self.app(scope, receive, send)
+            else:
+                await self._stream(streamed, scope)
         finally:
-            if gate is not None:
-                gate.leave()
+            shedding.leave(gate)
 
     async def _read_body(
         self, receive: Any, send: Any, declared: int
@@ -469,24 +503,12 @@ class LoadShedder:
             await self._too_slow(streamed.send)
 
     async def _shed(self, send: Any, detail: str) -> None:
-        shedding = self.shedding
-        message = f"overloaded: {shedding.what} has {detail}; retry after "
-        body = json.dumps({"detail": f"{message}{shedding.limits.retry_after} s"}).encode()
-        headers = [*shedding.headers, (b"content-length", str(len(body)).encode())]
+        headers, body = self.shedding.shed_reply(detail)
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _too_slow(self, send: Any) -> None:
-        shedding = self.shedding
-        shedding.body_timeouts += 1
-        seconds = shedding.limits.body_timeout
-        detail = f"the request body did not arrive within body_timeout ({seconds:g} s)"
-        body = json.dumps({"detail": detail, "field": "body"}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),  # the rest of the body may still come: not ours
-        ]
+        headers, body = self.shedding.too_slow_reply()
         await send({"type": "http.response.start", "status": 408, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -78,7 +78,7 @@ def gateway_command(
     import uvicorn
 
     from llmagentos._heap import prepare_gc_for_serving
-    from llmagentos._http_protocol import BOUNDED_HTTP
+    from llmagentos.gateway.direct_path import GATEWAY_HTTP
     from llmagentos.load_shedding import EVENT_LOOP
     from llmagentos.telemetry.setup import configure_from_env
 
@@ -106,6 +106,6 @@ def gateway_command(
     # its line's fields on every response even when its logger drops the line.
     uvicorn.run(
         app, host=host, port=port, log_level="warning", log_config=None,
-        timeout_graceful_shutdown=10, proxy_headers=False, loop=EVENT_LOOP, http=BOUNDED_HTTP,
+        timeout_graceful_shutdown=10, proxy_headers=False, loop=EVENT_LOOP, http=GATEWAY_HTTP,
         access_log=False, **tls,
     )  # fmt: skip

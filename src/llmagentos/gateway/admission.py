@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AdmissionLimits",
     "AdmissionMiddleware",
+    "admit_scope",
     "check_headers",
     "check_target",
     "is_json_type",
@@ -392,15 +393,24 @@ class AdmissionMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if not scope.get("raw_path"):  # optional in ASGI: then the decoded path, encoded
-            scope["raw_path"] = quote(scope["path"]).encode("ascii")
-        # The headers as admitted, and the only ones forwarded: uvicorn appends a chunked
-        # body's trailers to its own list when they arrive, after these checks ran.
-        scope["headers"] = list(scope["headers"])
         try:
-            check_target(scope["raw_path"], scope.get("query_string", b""), self.limits)
-            check_headers(scope["headers"])
+            admit_scope(scope, self.limits)
         except GatewayError as err:
             await self.refuse(scope, send, err)
             return
         await self.app(scope, receive, send)
+
+
+def admit_scope(scope: dict[str, Any], limits: AdmissionLimits) -> None:
+    """Check an HTTP request's target and headers before it is routed.
+
+    Raises:
+        GatewayError: 4xx, naming what is wrong.
+    """
+    if not scope.get("raw_path"):  # optional in ASGI: then the decoded path, encoded
+        scope["raw_path"] = quote(scope["path"]).encode("ascii")
+    # The headers as admitted, and the only ones forwarded: uvicorn appends a chunked
+    # body's trailers to its own list when they arrive, after these checks ran.
+    scope["headers"] = list(scope["headers"])
+    check_target(scope["raw_path"], scope.get("query_string", b""), limits)
+    check_headers(scope["headers"])

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-__all__ = ["PROXY_METHODS", "ProxyDispatch"]
+__all__ = ["PROXY_METHODS", "ProxyDispatch", "path_params", "proxied_reply", "split_service"]
 
 PROXY_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 log = logging.getLogger("llmagentos.gateway")
@@ -48,23 +48,38 @@ class ProxyDispatch:
         if scope["type"] != "http" or scope["method"] not in PROXY_METHODS:
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        end = path.find("/", 1)
-        name, rest = (path[1:end], path[end + 1 :]) if end > 0 else (path[1:], None)
+        name, rest = split_service(scope["path"])
         if name in RESERVED_NAMES or self.registry.get(name) is None:
             await self.app(scope, receive, send)
             return
-        scope["path_params"] = (
-            {"service": name} if rest is None else {"service": name, "path": rest}
-        )
-        try:
-            reply = await self.proxy(self._request(scope, receive))
-        except self._disconnect:
-            # The client left before its body was in: nothing to answer, nothing failed.
-            log.info("client left mid-request: %s %s", scope["method"], path[:200])
-            return
-        except Exception:
-            # What Starlette's error middleware would do: a 500, and the trace in the log.
-            log.exception("the proxy failed on %s %s", scope["method"], path[:200])
-            reply = problem(500, "the gateway failed on this request", secrets.token_hex(12))
-        await reply(scope, receive, send)
+        scope["path_params"] = path_params(name, rest)
+        reply = await proxied_reply(self.proxy, self._request(scope, receive), self._disconnect)
+        if reply is not None:
+            await reply(scope, receive, send)
+
+
+def split_service(path: str) -> tuple[str, str | None]:
+    """A path's service (its first segment) and the rest (``None``: nothing after it)."""
+    end = path.find("/", 1)
+    return (path[1:end], path[end + 1 :]) if end > 0 else (path[1:], None)
+
+
+def path_params(name: str, rest: str | None) -> dict[str, str]:
+    """The proxy's path parameters, as its routes would match them."""
+    return {"service": name} if rest is None else {"service": name, "path": rest}
+
+
+async def proxied_reply(
+    proxy: Callable[[Request], Awaitable[Response]], request: Request, disconnect: type[Exception]
+) -> Response | None:
+    """The proxy's reply to ``request``: a 500 if it failed (logged with its trace, as
+    Starlette's error middleware would), ``None`` if the client left mid-body."""
+    try:
+        return await proxy(request)
+    except disconnect:
+        # The client left before its body was in: nothing to answer, nothing failed.
+        log.info("client left mid-request: %s %s", request.method, request.scope["path"][:200])
+        return None
+    except Exception:
+        log.exception("the proxy failed on %s %s", request.method, request.scope["path"][:200])
+        return problem(500, "the gateway failed on this request", secrets.token_hex(12))

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from llmagentos._http_protocol import BOUNDED_HTTP
 from llmagentos.exceptions import ConfigError
 from llmagentos.load_shedding import EVENT_LOOP
 
@@ -117,6 +116,8 @@ def run_workers(
     """Serve ``config`` from ``workers`` processes on ``host:port`` until stopped."""
     import uvicorn
 
+    from llmagentos.gateway.direct_path import GATEWAY_HTTP
+
     os.environ[ENV_CONFIG] = str(config.resolve())  # the workers inherit the environment
     os.environ[ENV_ACCESS_LOG] = access_log
     os.environ[ENV_ACCESS_LOG_BUFFER] = str(access_log_buffer)
@@ -124,6 +125,6 @@ def run_workers(
     settings = uvicorn.Config(
         _FACTORY, factory=True, workers=workers, host=host, port=port, log_level="warning",
         log_config=None, timeout_graceful_shutdown=10, proxy_headers=False, loop=EVENT_LOOP,
-        http=BOUNDED_HTTP, access_log=False, **tls,
+        http=GATEWAY_HTTP, access_log=False, **tls,
     )  # fmt: skip
     _Supervisor(settings, sockets=[settings.bind_socket()]).run()
