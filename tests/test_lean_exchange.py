@@ -7,6 +7,8 @@ import asyncio
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmagentos._lean_exchange import LeanExchange, status_line
 
@@ -162,3 +164,30 @@ def test_status_lines() -> None:
     assert status_line(599) == b"HTTP/1.1 599 \r\n"
     with pytest.raises(RuntimeError, match="100-599"):
         status_line(600)
+
+
+_TRICKY = st.binary(max_size=6).map(lambda b: bytes(c % 128 for c in b)) | st.sampled_from(
+    [b"ok", b"a\r\nb", b"\r\n", b"x: y", b"\t", b"v\x7f", b"\xff", b""]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_TRICKY, _TRICKY), max_size=4))
+def test_the_header_checks_are_uvicorns_rules(headers: list[tuple[bytes, bytes]]) -> None:
+    """Two searches over all the headers refuse exactly what uvicorn's two per header do."""
+    from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
+
+    exchange, wire, _ = _exchange()
+    framing = (b"content-length", b"transfer-encoding")
+    framed = [(n, v) for n, v in headers if n.lower() not in framing]
+    try:
+        exchange.respond(200, [*framed, (b"content-length", b"0")], b"")
+    except RuntimeError:
+        refused = True
+    else:
+        refused = False
+    bad = any(HEADER_RE.search(n) or HEADER_VALUE_RE.search(v) for n, v in framed)
+    assert refused == bad
+    if not refused:  # and the head parses back into exactly these headers
+        lines = wire.writes[0].split(b"\r\n")[1:-2]
+        assert len(lines) == len(DEFAULTS) + len(framed) + 1

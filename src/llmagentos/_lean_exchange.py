@@ -153,13 +153,13 @@ class LeanExchange:
         self._complete()
 
     def _head(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-        parts = [status_line(status)]
+        lines: list[bytes] = []
+        names: list[bytes] = []
+        values: list[bytes] = []
         chunked: bool | None = None  # None: neither Content-Length nor chunked said
         closing = False
         for pairs in (self.default_headers, headers):
             for given, value in pairs:
-                if _BAD_NAME.search(given) or _BAD_VALUE.search(value):
-                    raise RuntimeError(f"invalid reply header {given[:40]!r}")
                 name = given.lower()
                 if name == b"content-length" and chunked is None:
                     self._left, chunked = int(value), False
@@ -167,16 +167,22 @@ class LeanExchange:
                     self._left, chunked = 0, True
                 elif name == b"connection" and b"close" in _tokens(value):
                     self.keep_alive, closing = False, True
-                parts += (name, b": ", value, b"\r\n")
+                names.append(name)
+                values.append(value)
+                lines += (name, b": ", value, b"\r\n")
+        # Two searches for all the headers (a character is in the joined names or values
+        # exactly when it is in one of them), not two for each.
+        if _BAD_NAME.search(b"".join(names)) or _BAD_VALUE.search(b"".join(values)):
+            raise RuntimeError(f"invalid reply header among {names!r}"[:200])
+        extra = b""
         if not self.keep_alive and not closing:
-            parts.append(b"connection: close\r\n")
+            extra = b"connection: close\r\n"
         if chunked is None and self.scope["method"] != "HEAD" and status not in _NO_BODY_STATUSES:
             chunked = True
-            parts.append(b"transfer-encoding: chunked\r\n")
+            extra += b"transfer-encoding: chunked\r\n"
         self._chunked = bool(chunked)
-        parts.append(b"\r\n")
         self.response_started = True  # only now: a bad header above can still get a 500
-        return b"".join(parts)
+        return b"%s%s%s\r\n" % (status_line(status), b"".join(lines), extra)
 
     def _write(self, body: bytes | memoryview, *, more: bool) -> None:
         if self.scope["method"] == "HEAD":
