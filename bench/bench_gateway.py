@@ -20,7 +20,9 @@ testing``, a bare Starlette app) and the gateway in front of it.
 - worker processes: the same wrk load through ``llmagentos gateway --workers 2`` (its
   state shared through a throwaway ``redis-server``) against the one-worker gateway,
   interleaved with the rest; the ratio is printed for information, no target: on two
-  cores shared with wrk and the upstream a second worker has little left to use;
+  cores shared with wrk and the upstream a second worker has little left to use. Its
+  CPU per request over all its processes, against one worker's, shows what more cores
+  would give: the same CPU a request means requests/s that grow with the cores;
 - a bad-key flood: the time of 30 requests repeating one wrong secret for a real key
   id (one scrypt, then the failure memory) against 30 distinct wrong secrets for it (a
   scrypt each: the per-address and per-key limits opened wide for the measure);
@@ -234,8 +236,9 @@ def run(quick: bool) -> BenchResult:
             )
             targets = {"bare": Target(direct), "gateway": Target(via), "full": signed}
             serving = {"bare": [upstream.pid], "gateway": [gateway.pid]}
-            if workers_url is not None:
+            if workers is not None and workers_url is not None:
                 targets["workers"] = Target(f"{workers_url}/up/echo")
+                serving["workers"] = [workers.pid, *_children(workers.pid)]  # the workers
             for name, (process, url) in floors.items():
                 targets[name] = Target(f"{url}/up/echo")
                 serving[name] = [process.pid, *_children(process.pid)]  # granian's worker
@@ -299,7 +302,7 @@ def _result(  # noqa: PLR0917 - one benchmark's measurements, assembled once
         [f"{FLOOD} requests, one wrong secret (s)", f"{remembered:.3f}", "", "", "", ""],
         [f"{FLOOD} requests, distinct wrong secrets (s)", f"{distinct:.3f}", "", "", "", ""],
     ]  # fmt: skip
-    workers = _workers_rows(loads, rps, load_p50, load_p99)
+    workers = _workers_rows(loads, rps, load_p50, load_p99, cpu_load)
     rows[3:3] = workers  # after the plain gateway's rows
     floor_ratio = _ratio(loads, "minimal", "bare")
     rows[2:2] = [
@@ -435,19 +438,26 @@ def _cpu_rows(cpu: dict[str, float]) -> list[list[str]]:
 
 def _workers_rows(
     loads: dict[str, list[WrkResult]], rps: dict[str, float], p50: dict[str, float],
-    p99: dict[str, float],
+    p99: dict[str, float], cpu: dict[str, float],
 ) -> list[list[str]]:  # fmt: skip
-    """The ``--workers 2`` rows: its load figures, and its ratio to one worker."""
+    """The ``--workers 2`` rows: its load figures, its ratio to one worker, and its CPU
+    per request over all its processes against one worker's: the same CPU a request
+    means the requests/s grow with the cores there are to spend it."""
     label = f"through the gateway, --workers {WORKERS} (state shared in Redis)"
     if "workers" not in loads:
         return [[label, "", "", "- (no redis-server)", "", ""]]
     ratio = _ratio(loads, "workers", "gateway")
-    return [
+    rows = [
         [label, "", "", f"{rps['workers']:,.0f}", f"{p50['workers']:.2f}",
          f"{p99['workers']:.2f}"],
         [f"--workers {WORKERS} against one worker (information)", "", "", f"{ratio:.2f}x",
          "", ""],
     ]  # fmt: skip
+    if "workers" in cpu and "gateway" in cpu:
+        share = cpu["workers"] / cpu["gateway"]
+        label = f"--workers {WORKERS} CPU per request, all its processes (us), against one's"
+        rows.append([label, f"{cpu['workers']:.0f}", "", f"{share:.2f}x", "", ""])
+    return rows
 
 
 #: The other stacks the minimal proxy runs on: (target prefix, package, what it is, loops).
