@@ -36,7 +36,7 @@ from llmagentos.unread_queue import COMING, EXPIRED, UNREAD_ATTRIBUTE, UnreadQue
 
 __all__ = [
     "BODY_IN", "EVENT_LOOP", "PROBES", "SHEDDING_DEFAULTS", "Gate", "LoadShedder", "LoopLag",
-    "Shedding", "SheddingLimits", "shed_first",
+    "Shedding", "SheddingLimits", "declared_length", "shed_first",
 ]  # fmt: skip
 
 PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -426,7 +426,7 @@ class LoadShedder:
         shedding = self.shedding
         streamed: _Streamed | None = None
         if shedding.limits.body_timeout and not scope.get(BODY_IN):
-            declared = _declared_length(scope.get("headers", ()))
+            declared = declared_length(scope.get("headers", ()))
             if declared:  # a body to read before taking a slot
                 read = await self._read_body(receive, send, declared)
                 if read is None:
@@ -513,16 +513,18 @@ class LoadShedder:
         await send({"type": "http.response.body", "body": body})
 
 
-def _declared_length(headers: Any) -> int:
-    """The body's declared length: ``0`` for none, ``-1`` when unknown (chunked)."""
+def declared_length(headers: Any) -> int:
+    """A request's declared body length: ``0`` for none, ``-1`` when unknown (chunked, or
+    a length that is not a plain number)."""
+    declared = 0
     for name, value in headers:
+        if name == b"transfer-encoding":
+            return -1
         if name == b"content-length":
             if not value.isdigit():
                 return -1  # the server would not pass it on; read, and see
-            return int(value) if len(value) < 19 else 1 << 62
-        if name == b"transfer-encoding":
-            return -1
-    return 0
+            declared = int(value) if len(value) < 19 else 1 << 62
+    return declared
 
 
 def _replay(message: dict[str, Any], receive: Any) -> Any:

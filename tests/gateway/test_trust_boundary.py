@@ -64,7 +64,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         )
         gateway, url = start_server(["llmagentos", "gateway", str(config)], env=ENV)
         started.append(gateway)
-        yield {"gateway": url, "echo": echo_url, "key": key}
+        yield {"gateway": url, "echo": echo_url, "key": key, "home": str(home)}
     finally:
         stop_processes(*reversed(started))
 
@@ -447,3 +447,69 @@ def test_tenants_reach_only_their_own_sessions_end_to_end(tmp_path: Path) -> Non
         assert direct.status == 401
     finally:
         stop_processes(gateway, taxi)
+
+
+def _raw(url: str, data: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(data)
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+        b"Content-Length: 4\r\nContent-Length: 40\r\n",
+        b"Content-Length: 4, 40\r\n",
+        b"Content-Length: +4\r\n",
+    ],
+    ids=["length-and-chunked", "two-lengths", "a-list-of-lengths", "a-signed-length"],
+)
+def test_a_request_smuggled_behind_an_ambiguous_length_never_reaches_a_replica(
+    stack: dict[str, Any], framing: bytes
+) -> None:
+    """Framing that two parsers could read two ways is refused outright (the whole
+    request, and the one hidden in its body, never forwarded)."""
+    key = stack["key"]["acme"]
+    before = _reached(stack["echo"])
+    hidden = f"GET /echo/inspect HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {key}\r\n\r\n"
+    head = f"POST /echo/echo HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {key}\r\n".encode()
+    body = b"0\r\n\r\n" + hidden.encode()
+    answer = _raw(stack["gateway"], head + framing + b"Connection: close\r\n\r\n" + body)
+    statuses = [
+        int(line.split(b" ")[1]) for line in answer.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")
+    ]
+    assert statuses and all(400 <= s < 500 for s in statuses), answer[:300]
+    assert _reached(stack["echo"]) == before
+
+
+def test_a_body_holding_a_request_is_forwarded_as_a_body(stack: dict[str, Any]) -> None:
+    key = stack["key"]["acme"]
+    inner = b"GET /echo/inspect HTTP/1.1\r\nHost: h\r\n\r\n"
+    answer = _raw(stack["gateway"],
+                  b"POST /echo/inspect HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\n"
+                  + f"Authorization: Bearer {key}\r\nContent-Length: {len(inner)}\r\n".encode()
+                  + b"Connection: close\r\n\r\n" + inner)  # fmt: skip
+    assert answer.count(b"HTTP/1.1 ") == 1  # one request in, one reply out
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["body"] == inner.decode()
+
+
+def test_a_key_revoked_after_it_was_cached_is_refused_at_once(stack: dict[str, Any]) -> None:
+    """The remembered check runs in the gateway's loop now: it must still read the key
+    file each time, so a revocation from another process counts on the next request."""
+    home = Path(stack["home"])
+    keys = ApiKeyStore(home / "keys.db", scrypt_n=2**10)
+    key = keys.create_key("acme", ["echo:*"])
+    try:
+        url = f"{stack['gateway']}/echo/echo"
+        for _ in range(3):  # verified once, then remembered
+            assert httpx.post(url, content=b"x", headers=dict([_bearer(key)])).status_code == 200
+        assert keys.revoke(key.split("_")[1])
+        refused = httpx.post(url, content=b"x", headers=dict([_bearer(key)]))
+        assert refused.status_code == 401 and "revoked" in refused.text
+    finally:
+        keys.close()

@@ -40,7 +40,7 @@ from llmagentos.exceptions import GatewayError
 from llmagentos.gateway.admission import admit_scope
 from llmagentos.gateway.dispatch import PROXY_METHODS, path_params, proxied_reply, split_service
 from llmagentos.gateway.registry import RESERVED_NAMES
-from llmagentos.load_shedding import BODY_IN
+from llmagentos.load_shedding import BODY_IN, declared_length
 from llmagentos.telemetry.state import TELEMETRY
 from llmagentos.unread_queue import COMING
 
@@ -148,8 +148,8 @@ class GatewayHttpProtocol(BoundedHttpToolsProtocol):
         method = parser.get_method().decode("ascii")
         if method not in PROXY_METHODS or self.expect_100_continue:
             return None
-        declared = _declared_length(self.headers)
-        if declared is None or declared > gateway.max_body_bytes:
+        declared = declared_length(self.headers)
+        if declared < 0 or declared > gateway.max_body_bytes:
             return None  # chunked, or to be refused by its length: the stack reads it
         url = httptools.parse_url(self.url)
         raw_path: bytes = url.path
@@ -233,16 +233,3 @@ class GatewayHttpProtocol(BoundedHttpToolsProtocol):
         if self._body_deadline is not None:
             self._body_deadline.cancel()
             self._body_deadline = None
-
-
-def _declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    """The body's declared length (``0``: none); ``None`` when chunked or not a number."""
-    declared = 0
-    for name, value in headers:
-        if name == b"content-length":
-            if not value.isdigit() or len(value) > 18:
-                return None
-            declared = int(value)
-        elif name == b"transfer-encoding":
-            return None
-    return declared
